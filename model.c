@@ -1,0 +1,1144 @@
+// model.c — the model graph: CLIP image encoder, VAE (encoder + temporal decoder), the spatio-temporal
+// UNet, the Euler/Karras scheduler and the image-to-video pipeline, all built from the ops of ops.c.
+//
+// Reading order: weight binding (one description of every tensor, used both to list the tensors a
+// configuration needs and to load them) -> building blocks (resnets, attention, transformers) ->
+// CLIP -> VAE -> UNet -> scheduler -> pipeline.
+//
+// Frame packing: the UNet and VAE decoder see a video batch [B, F, C, H, W] as [(B F), C, H, W]
+// (row = b*F + f). Spatial layers treat each row as an image; temporal layers reach across the F rows
+// of a video.
+#include "model.h"
+
+static double float_as_decimal(float f);
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------------------------------
+// Counted operators: the heavy ops go through these so benchmarks report the FLOPs actually executed
+// (2 per multiply-add; the skipped single-key cross-attention Q/K work is not counted).
+// ---------------------------------------------------------------------------------------------------
+static _Thread_local double g_flops;
+double model_flops_take(void) {
+  double f = g_flops;
+  g_flops = 0;
+  return f;
+}
+static void linear(float *y, const float *x, const float *w, const float *b, int M, int K, int N) {
+  g_flops += 2.0 * M * K * N;
+  op_linear(y, x, w, b, M, K, N);
+}
+static void conv2d(float *y, const float *x, const float *w, const float *b, int n, int cin, int h, int wd, int cout,
+                   int kh, int kw, int stride, int pt, int pl, int pb, int pr) {
+  double ho = (h + pt + pb - kh) / stride + 1, wo = (wd + pl + pr - kw) / stride + 1;
+  g_flops += 2.0 * n * cout * cin * kh * kw * ho * wo;
+  op_conv2d(y, x, w, b, n, cin, h, wd, cout, kh, kw, stride, pt, pl, pb, pr);
+}
+static void conv_temporal(float *y, const float *x, const float *w, const float *b, int nb, int nf, int cin, int hw,
+                          int cout) {
+  g_flops += 2.0 * nb * nf * cout * cin * 3.0 * hw;
+  op_conv_temporal(y, x, w, b, nb, nf, cin, hw, cout);
+}
+static void attention(float *o, int64_t o_seq, int64_t o_row, const float *q, int64_t q_seq, int64_t q_row,
+                      const float *k, int64_t k_seq, int64_t k_row, const float *v, int64_t v_seq, int64_t v_row,
+                      int nseq, int lq, int lk, int heads, int hd, float scale) {
+  g_flops += 4.0 * nseq * heads * (double)lq * lk * hd;
+  op_attention(o, o_seq, o_row, q, q_seq, q_row, k, k_seq, k_row, v, v_seq, v_row, nseq, lq, lk, heads, hd, scale);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Weight binding
+// ---------------------------------------------------------------------------------------------------
+// Every model describes its tensors once, in its bind_* function. A Binder runs that description in
+// one of three modes:
+//   BIND_SPECS: append (name, shape) to a list  -> `vdp convert` checks checkpoints against it
+//   BIND_COUNT: add up the parameter count      -> size of the model's single allocation
+//   BIND_LOAD:  find each tensor in the .vdpw, check its shape, convert to fp32 into the allocation
+//   BIND_RANDOM: fill with deterministic random values (benchmarks of a named configuration)
+enum { BIND_SPECS, BIND_COUNT, BIND_LOAD, BIND_RANDOM };
+
+typedef struct {
+  int mode;
+  const char *prefix;     // "unet." / "vae." / "image_encoder."
+  VdpSpecList *specs;     // BIND_SPECS
+  const VdpFile *file;    // BIND_LOAD
+  float *pool;            // BIND_LOAD: the model's one allocation
+  size_t used;            // floats bound so far
+  char *err;
+  size_t errlen;
+  int failed;
+} Binder;
+
+static void speclist_push(VdpSpecList *l, const VdpTensorSpec *s) {
+  if (l->n == l->cap) {
+    l->cap = l->cap ? 2 * l->cap : 1024;
+    VdpTensorSpec *p = realloc(l->specs, (size_t)l->cap * sizeof *p);
+    if (!p) vdp_die("out of memory growing the tensor list");
+    l->specs = p;
+  }
+  l->specs[l->n++] = *s;
+}
+
+void speclist_free(VdpSpecList *l) {
+  free(l->specs);
+  memset(l, 0, sizeof *l);
+}
+
+static void fmt_shape(char *buf, size_t n, int ndim, const int64_t *shape) {
+  size_t k = (size_t)snprintf(buf, n, "[");
+  for (int i = 0; i < ndim && k < n; i++) k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "", (long long)shape[i]);
+  if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+// Binds one tensor. Returns its fp32 data in BIND_LOAD mode, NULL otherwise (or on error).
+static float *bind_tensor(Binder *b, int ndim, const int64_t *shape, const char *fmt, ...) {
+  if (b->failed) return NULL;
+  VdpTensorSpec s = {0};
+  int k = snprintf(s.name, sizeof s.name, "%s", b->prefix);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(s.name + k, sizeof s.name - (size_t)k, fmt, ap);
+  va_end(ap);
+  s.ndim = ndim;
+  int64_t numel = 1;
+  for (int i = 0; i < ndim; i++) s.shape[i] = shape[i], numel *= shape[i];
+  size_t at = b->used;
+  b->used += (size_t)numel;
+  if (b->mode == BIND_SPECS) {
+    speclist_push(b->specs, &s);
+    return NULL;
+  }
+  if (b->mode == BIND_COUNT) return NULL;
+  if (b->mode == BIND_RANDOM) {  // uniform(-1,1)/sqrt(fan_in) for weights; norm scales 1 ± 0.1, small biases
+    float *dst = b->pool + at;
+    int64_t fan_in = ndim >= 2 ? numel / shape[0] : 0;
+    int is_norm_scale = ndim == 1 && strstr(s.name, "norm") && strstr(s.name, ".weight");
+    uint64_t st = 0x9E3779B97F4A7C15ull ^ (uint64_t)at;
+    for (int64_t i = 0; i < numel; i++) {
+      st ^= st << 13, st ^= st >> 7, st ^= st << 17;  // xorshift64
+      float u = (float)((st >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+      dst[i] = fan_in ? u / sqrtf((float)fan_in) : is_norm_scale ? 1.0f + 0.1f * u : 0.01f * u;
+    }
+    return dst;
+  }
+  const VdpTensor *t = vdpw_find(b->file, s.name);
+  if (!t) {
+    snprintf(b->err, b->errlen, "%s: tensor %s is missing", b->file->path, s.name);
+    b->failed = 1;
+    return NULL;
+  }
+  int same = t->ndim == ndim;
+  for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+  if (!same) {
+    char e[96], f[96];
+    fmt_shape(e, sizeof e, ndim, shape);
+    fmt_shape(f, sizeof f, t->ndim, t->shape);
+    snprintf(b->err, b->errlen, "%s: tensor %s has shape %s, expected %s", b->file->path, s.name, f, e);
+    b->failed = 1;
+    return NULL;
+  }
+  float *dst = b->pool + at;
+  if (t->dtype == VDP_F32) {
+    memcpy(dst, t->data, (size_t)numel * sizeof(float));
+  } else {
+    const uint16_t *src = t->data;
+    for (int64_t i = 0; i < numel; i++) {
+      uint16_t h;
+      memcpy(&h, src + i, 2);  // the mapping is 64-byte aligned per tensor; memcpy keeps UBSan quiet anyway
+      dst[i] = t->dtype == VDP_F16 ? half_to_float(h) : bf16_to_float(h);
+    }
+  }
+  return dst;
+}
+
+static float *bind1(Binder *b, const char *name, const char *what, int64_t d0) {
+  return bind_tensor(b, 1, (const int64_t[]){d0}, "%s.%s", name, what);
+}
+
+static void bind_linear(Binder *b, Linear *l, int in, int out, int has_bias, const char *name) {
+  l->in = in, l->out = out;
+  l->w = bind_tensor(b, 2, (const int64_t[]){out, in}, "%s.weight", name);
+  l->b = has_bias ? bind1(b, name, "bias", out) : NULL;
+}
+
+static void bind_conv(Binder *b, Conv *c, int cin, int cout, int k, int has_bias, const char *name) {
+  c->cin = cin, c->cout = cout, c->k = k;
+  c->w = bind_tensor(b, 4, (const int64_t[]){cout, cin, k, k}, "%s.weight", name);
+  c->b = has_bias ? bind1(b, name, "bias", cout) : NULL;
+}
+
+// Conv3d with kernel (3,1,1): weight [cout, cin, 3, 1, 1], used as [cout, cin, 3].
+static void bind_conv_t(Binder *b, Conv *c, int cin, int cout, const char *name) {
+  c->cin = cin, c->cout = cout, c->k = 3;
+  c->w = bind_tensor(b, 5, (const int64_t[]){cout, cin, 3, 1, 1}, "%s.weight", name);
+  c->b = bind1(b, name, "bias", cout);
+}
+
+static void bind_norm(Binder *b, Norm *n, int c, float eps, const char *name) {
+  n->c = c, n->eps = eps;
+  n->g = bind1(b, name, "weight", c);
+  n->b = bind1(b, name, "bias", c);
+}
+
+static float bind_scalar(Binder *b, const char *name) {
+  float *p = bind_tensor(b, 1, (const int64_t[]){1}, "%s", name);
+  return p ? p[0] : 0.0f;
+}
+
+// printf into a short-lived name buffer
+static const char *nm(char *buf, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, NAME_LEN, fmt, ap);
+  va_end(ap);
+  return buf;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Building blocks: binding
+// ---------------------------------------------------------------------------------------------------
+// ResnetBlock2D (spatial): GN-SiLU-conv3x3 (+temb) GN-SiLU-conv3x3, 1x1 shortcut when cin != cout.
+static void bind_res2d(Binder *b, ResBlock *r, int cin, int cout, int temb, float eps, const char *p) {
+  char n[NAME_LEN];
+  bind_norm(b, &r->norm1, cin, eps, nm(n, "%s.norm1", p));
+  bind_conv(b, &r->conv1, cin, cout, 3, 1, nm(n, "%s.conv1", p));
+  if (temb) bind_linear(b, &r->temb, temb, cout, 1, nm(n, "%s.time_emb_proj", p));
+  bind_norm(b, &r->norm2, cout, eps, nm(n, "%s.norm2", p));
+  bind_conv(b, &r->conv2, cout, cout, 3, 1, nm(n, "%s.conv2", p));
+  if (cin != cout) bind_conv(b, &r->shortcut, cin, cout, 1, 1, nm(n, "%s.conv_shortcut", p));
+}
+
+// TemporalResnetBlock: the same over frames with (3,1,1) convolutions, no shortcut.
+static void bind_res_t(Binder *b, ResBlock *r, int c, int temb, float eps, const char *p) {
+  char n[NAME_LEN];
+  bind_norm(b, &r->norm1, c, eps, nm(n, "%s.norm1", p));
+  bind_conv_t(b, &r->conv1, c, c, nm(n, "%s.conv1", p));
+  if (temb) bind_linear(b, &r->temb, temb, c, 1, nm(n, "%s.time_emb_proj", p));
+  bind_norm(b, &r->norm2, c, eps, nm(n, "%s.norm2", p));
+  bind_conv_t(b, &r->conv2, c, c, nm(n, "%s.conv2", p));
+}
+
+// SpatioTemporalResBlock: spatial resnet, temporal resnet, learned mix.
+static void bind_strb(Binder *b, STResBlock *s, int cin, int cout, int temb, float eps, float teps,
+                      int switch_mix, const char *p) {
+  char n[NAME_LEN];
+  s->cin = cin, s->cout = cout, s->switch_mix = switch_mix;
+  bind_res2d(b, &s->spatial, cin, cout, temb, eps, nm(n, "%s.spatial_res_block", p));
+  bind_res_t(b, &s->temporal, cout, temb, teps, nm(n, "%s.temporal_res_block", p));
+  s->mix = bind_scalar(b, nm(n, "%s.time_mixer.mix_factor", p));
+}
+
+static void bind_attn(Binder *b, Attn *a, int c, int kv_dim, int heads, int qkv_bias, const char *p) {
+  char n[NAME_LEN];
+  a->heads = heads;
+  bind_linear(b, &a->q, c, c, qkv_bias, nm(n, "%s.to_q", p));
+  bind_linear(b, &a->k, kv_dim, c, qkv_bias, nm(n, "%s.to_k", p));
+  bind_linear(b, &a->v, kv_dim, c, qkv_bias, nm(n, "%s.to_v", p));
+  bind_linear(b, &a->o, c, c, 1, nm(n, "%s.to_out.0", p));
+}
+
+static void bind_ff(Binder *b, FeedForward *f, int c, const char *p) {
+  char n[NAME_LEN];
+  bind_linear(b, &f->proj, c, 8 * c, 1, nm(n, "%s.net.0.proj", p));  // GEGLU: 2 x inner (4c)
+  bind_linear(b, &f->out, 4 * c, c, 1, nm(n, "%s.net.2", p));
+}
+
+static void bind_tstm(Binder *b, TSTM *t, int c, int heads, int layers, int cross, const char *p) {
+  char n[NAME_LEN];
+  t->c = c, t->heads = heads, t->layers = layers;
+  bind_norm(b, &t->norm, c, 1e-6f, nm(n, "%s.norm", p));
+  bind_linear(b, &t->proj_in, c, c, 1, nm(n, "%s.proj_in", p));
+  for (int l = 0; l < layers; l++) {
+    SpatialBlock *s = &t->spatial[l];
+    bind_norm(b, &s->norm1, c, 1e-5f, nm(n, "%s.transformer_blocks.%d.norm1", p, l));
+    bind_attn(b, &s->attn1, c, c, heads, 0, nm(n, "%s.transformer_blocks.%d.attn1", p, l));
+    bind_norm(b, &s->norm2, c, 1e-5f, nm(n, "%s.transformer_blocks.%d.norm2", p, l));
+    bind_attn(b, &s->attn2, c, cross, heads, 0, nm(n, "%s.transformer_blocks.%d.attn2", p, l));
+    bind_norm(b, &s->norm3, c, 1e-5f, nm(n, "%s.transformer_blocks.%d.norm3", p, l));
+    bind_ff(b, &s->ff, c, nm(n, "%s.transformer_blocks.%d.ff", p, l));
+  }
+  for (int l = 0; l < layers; l++) {
+    TemporalBlock *s = &t->temporal[l];
+    bind_norm(b, &s->norm_in, c, 1e-5f, nm(n, "%s.temporal_transformer_blocks.%d.norm_in", p, l));
+    bind_ff(b, &s->ff_in, c, nm(n, "%s.temporal_transformer_blocks.%d.ff_in", p, l));
+    bind_norm(b, &s->norm1, c, 1e-5f, nm(n, "%s.temporal_transformer_blocks.%d.norm1", p, l));
+    bind_attn(b, &s->attn1, c, c, heads, 0, nm(n, "%s.temporal_transformer_blocks.%d.attn1", p, l));
+    bind_norm(b, &s->norm2, c, 1e-5f, nm(n, "%s.temporal_transformer_blocks.%d.norm2", p, l));
+    bind_attn(b, &s->attn2, c, cross, heads, 0, nm(n, "%s.temporal_transformer_blocks.%d.attn2", p, l));
+    bind_norm(b, &s->norm3, c, 1e-5f, nm(n, "%s.temporal_transformer_blocks.%d.norm3", p, l));
+    bind_ff(b, &s->ff, c, nm(n, "%s.temporal_transformer_blocks.%d.ff", p, l));
+  }
+  bind_linear(b, &t->pos1, c, 4 * c, 1, nm(n, "%s.time_pos_embed.linear_1", p));
+  bind_linear(b, &t->pos2, 4 * c, c, 1, nm(n, "%s.time_pos_embed.linear_2", p));
+  t->mix = bind_scalar(b, nm(n, "%s.time_mixer.mix_factor", p));
+  bind_linear(b, &t->proj_out, c, c, 1, nm(n, "%s.proj_out", p));
+}
+
+// Attention with its own GroupNorm and residual (VAE mid blocks): one head of the full width.
+static void bind_vae_attn(Binder *b, VaeAttn *a, int c, const char *p) {
+  char n[NAME_LEN];
+  bind_norm(b, &a->norm, c, 1e-6f, nm(n, "%s.group_norm", p));
+  bind_attn(b, &a->attn, c, c, 1, 1, p);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Models: binding (this is THE description of each model's parameters)
+// ---------------------------------------------------------------------------------------------------
+static void bind_unet(Binder *b, const VdpConfig *cfg, UNet *u) {
+  char n[NAME_LEN];
+  int L = cfg->unet_levels, lpb = cfg->unet_layers_per_block, b0 = cfg->unet_block_out[0];
+  int temb = 4 * b0;
+  u->levels = L, u->lpb = lpb, u->temb_dim = temb;
+  bind_conv(b, &u->conv_in, cfg->unet_in_channels, b0, 3, 1, "conv_in");
+  bind_linear(b, &u->time1, b0, temb, 1, "time_embedding.linear_1");
+  bind_linear(b, &u->time2, temb, temb, 1, "time_embedding.linear_2");
+  bind_linear(b, &u->add1, cfg->unet_proj_class_in_dim, temb, 1, "add_embedding.linear_1");
+  bind_linear(b, &u->add2, temb, temb, 1, "add_embedding.linear_2");
+  int ch = b0;
+  for (int i = 0; i < L; i++) {  // down blocks: eps 1e-6 with attention, 1e-5 without (diffusers)
+    UNetLevel *d = &u->down[i];
+    int out = cfg->unet_block_out[i];
+    d->attn = cfg->unet_down_attn[i];
+    float eps = d->attn ? 1e-6f : 1e-5f;
+    for (int j = 0; j < lpb; j++) {
+      bind_strb(b, &d->res[j], j == 0 ? ch : out, out, temb, eps, eps, 0, nm(n, "down_blocks.%d.resnets.%d", i, j));
+      if (d->attn)
+        bind_tstm(b, &d->tf[j], out, cfg->unet_heads[i], cfg->unet_transformer_layers[i], cfg->unet_cross_dim[i],
+                  nm(n, "down_blocks.%d.attentions.%d", i, j));
+    }
+    d->has_sample = i < L - 1;
+    if (d->has_sample) bind_conv(b, &d->sample, out, out, 3, 1, nm(n, "down_blocks.%d.downsamplers.0.conv", i));
+    ch = out;
+  }
+  int top = cfg->unet_block_out[L - 1];
+  bind_strb(b, &u->mid_res[0], top, top, temb, 1e-5f, 1e-5f, 0, "mid_block.resnets.0");
+  bind_tstm(b, &u->mid_tf, top, cfg->unet_heads[L - 1], cfg->unet_transformer_layers[L - 1], cfg->unet_cross_dim[L - 1],
+            "mid_block.attentions.0");
+  bind_strb(b, &u->mid_res[1], top, top, temb, 1e-5f, 1e-5f, 0, "mid_block.resnets.1");
+  // up blocks: up block i works at level L-1-i; its resnets take (previous output + skip) channels
+  int prev = top;
+  for (int i = 0; i < L; i++) {
+    UNetLevel *up = &u->up[i];
+    int lev = L - 1 - i, out = cfg->unet_block_out[lev];
+    int in = cfg->unet_block_out[lev > 0 ? lev - 1 : 0];  // channels of the deepest skip this block eats
+    up->attn = cfg->unet_up_attn[i];
+    for (int j = 0; j < lpb + 1; j++) {
+      int skip = j == lpb ? in : out;
+      int rin = (j == 0 ? prev : out) + skip;
+      bind_strb(b, &up->res[j], rin, out, temb, 1e-6f, 1e-6f, 0, nm(n, "up_blocks.%d.resnets.%d", i, j));
+      if (up->attn)
+        bind_tstm(b, &up->tf[j], out, cfg->unet_heads[lev], cfg->unet_transformer_layers[lev], cfg->unet_cross_dim[lev],
+                  nm(n, "up_blocks.%d.attentions.%d", i, j));
+    }
+    up->has_sample = i < L - 1;
+    if (up->has_sample) bind_conv(b, &up->sample, out, out, 3, 1, nm(n, "up_blocks.%d.upsamplers.0.conv", i));
+    prev = out;
+  }
+  bind_norm(b, &u->norm_out, b0, 1e-5f, "conv_norm_out");
+  bind_conv(b, &u->conv_out, b0, cfg->unet_out_channels, 3, 1, "conv_out");
+}
+
+static void bind_vae(Binder *b, const VdpConfig *cfg, Vae *v) {
+  char n[NAME_LEN];
+  int L = cfg->vae_levels, lpb = cfg->vae_layers_per_block, lat = cfg->vae_latent_channels;
+  v->levels = L, v->lpb = lpb;
+  // encoder (standard KL encoder, GroupNorm eps 1e-6)
+  bind_conv(b, &v->enc_in, cfg->vae_in_channels, cfg->vae_block_out[0], 3, 1, "encoder.conv_in");
+  int ch = cfg->vae_block_out[0];
+  for (int i = 0; i < L; i++) {
+    int out = cfg->vae_block_out[i];
+    for (int j = 0; j < lpb; j++)
+      bind_res2d(b, &v->enc_res[i][j], j == 0 ? ch : out, out, 0, 1e-6f, nm(n, "encoder.down_blocks.%d.resnets.%d", i, j));
+    if (i < L - 1) bind_conv(b, &v->enc_down[i], out, out, 3, 1, nm(n, "encoder.down_blocks.%d.downsamplers.0.conv", i));
+    ch = out;
+  }
+  bind_res2d(b, &v->enc_mid_res[0], ch, ch, 0, 1e-6f, "encoder.mid_block.resnets.0");
+  bind_vae_attn(b, &v->enc_mid_attn, ch, "encoder.mid_block.attentions.0");
+  bind_res2d(b, &v->enc_mid_res[1], ch, ch, 0, 1e-6f, "encoder.mid_block.resnets.1");
+  bind_norm(b, &v->enc_norm_out, ch, 1e-6f, "encoder.conv_norm_out");
+  bind_conv(b, &v->enc_out, ch, 2 * lat, 3, 1, "encoder.conv_out");
+  bind_conv(b, &v->quant, 2 * lat, 2 * lat, 1, 1, "quant_conv");
+  // temporal decoder: spatial GN eps 1e-6, temporal GN eps 1e-5, mix switched
+  int top = cfg->vae_block_out[L - 1];
+  bind_conv(b, &v->dec_in, lat, top, 3, 1, "decoder.conv_in");
+  for (int j = 0; j < lpb; j++)
+    bind_strb(b, &v->dec_mid_res[j], top, top, 0, 1e-6f, 1e-5f, 1, nm(n, "decoder.mid_block.resnets.%d", j));
+  bind_vae_attn(b, &v->dec_mid_attn, top, "decoder.mid_block.attentions.0");
+  int prev = top;
+  for (int i = 0; i < L; i++) {
+    int out = cfg->vae_block_out[L - 1 - i];
+    for (int j = 0; j < lpb + 1; j++)
+      bind_strb(b, &v->dec_res[i][j], j == 0 ? prev : out, out, 0, 1e-6f, 1e-5f, 1,
+                nm(n, "decoder.up_blocks.%d.resnets.%d", i, j));
+    if (i < L - 1) bind_conv(b, &v->dec_up[i], out, out, 3, 1, nm(n, "decoder.up_blocks.%d.upsamplers.0.conv", i));
+    prev = out;
+  }
+  int b0 = cfg->vae_block_out[0];
+  bind_norm(b, &v->dec_norm_out, b0, 1e-6f, "decoder.conv_norm_out");
+  bind_conv(b, &v->dec_out, b0, cfg->vae_out_channels, 3, 1, "decoder.conv_out");
+  bind_conv_t(b, &v->time_conv_out, cfg->vae_out_channels, cfg->vae_out_channels, "decoder.time_conv_out");
+}
+
+static void bind_clip(Binder *b, const VdpConfig *cfg, Clip *c) {
+  char n[NAME_LEN];
+  int D = cfg->clip_hidden, P = cfg->clip_patch, G = cfg->clip_image_size / P;
+  c->hidden = D, c->grid = G, c->tokens = G * G + 1;
+  c->patch_w = bind_tensor(b, 4, (const int64_t[]){D, cfg->clip_channels, P, P}, "vision_model.embeddings.patch_embedding.weight");
+  c->class_emb = bind_tensor(b, 1, (const int64_t[]){D}, "vision_model.embeddings.class_embedding");
+  c->pos_emb = bind_tensor(b, 2, (const int64_t[]){c->tokens, D}, "vision_model.embeddings.position_embedding.weight");
+  float eps = cfg->clip_eps;
+  bind_norm(b, &c->pre_ln, D, eps, "vision_model.pre_layrnorm");
+  for (int i = 0; i < cfg->clip_layers; i++) {
+    ClipLayer *l = &c->layer[i];
+    bind_norm(b, &l->ln1, D, eps, nm(n, "vision_model.encoder.layers.%d.layer_norm1", i));
+    bind_linear(b, &l->q, D, D, 1, nm(n, "vision_model.encoder.layers.%d.self_attn.q_proj", i));
+    bind_linear(b, &l->k, D, D, 1, nm(n, "vision_model.encoder.layers.%d.self_attn.k_proj", i));
+    bind_linear(b, &l->v, D, D, 1, nm(n, "vision_model.encoder.layers.%d.self_attn.v_proj", i));
+    bind_linear(b, &l->o, D, D, 1, nm(n, "vision_model.encoder.layers.%d.self_attn.out_proj", i));
+    bind_norm(b, &l->ln2, D, eps, nm(n, "vision_model.encoder.layers.%d.layer_norm2", i));
+    bind_linear(b, &l->fc1, D, cfg->clip_intermediate, 1, nm(n, "vision_model.encoder.layers.%d.mlp.fc1", i));
+    bind_linear(b, &l->fc2, cfg->clip_intermediate, D, 1, nm(n, "vision_model.encoder.layers.%d.mlp.fc2", i));
+  }
+  bind_norm(b, &c->post_ln, D, eps, "vision_model.post_layernorm");
+  bind_linear(b, &c->proj, D, cfg->clip_projection_dim, 0, "visual_projection");
+}
+
+typedef void (*BindFn)(Binder *, const VdpConfig *, void *);
+static const struct {
+  const char *prefix;
+  BindFn fn;
+} COMPONENTS[] = {
+    {"unet.", (BindFn)bind_unet},
+    {"vae.", (BindFn)bind_vae},
+    {"image_encoder.", (BindFn)bind_clip},
+};
+
+// Limits of the fixed-size arrays in model.h; config_validate reports the user-facing error, this
+// guards the structs in case it was not called.
+static int check_limits(const VdpConfig *cfg, char *err, size_t errlen) {
+  if (cfg->unet_levels < 1 || cfg->unet_levels > VDP_MAX_LEVELS || cfg->vae_levels < 1 ||
+      cfg->vae_levels > VDP_MAX_LEVELS || cfg->unet_layers_per_block < 1 || cfg->unet_layers_per_block > MAX_LAYERS - 1 ||
+      cfg->vae_layers_per_block < 1 || cfg->vae_layers_per_block > MAX_LAYERS - 1 || cfg->clip_layers < 1 ||
+      cfg->clip_layers > MAX_CLIP_LAYERS || cfg->clip_patch < 1 || cfg->clip_image_size < cfg->clip_patch) {
+    snprintf(err, errlen, "configuration outside vdp's limits (levels 1..%d, layers_per_block 1..%d, CLIP layers 1..%d)",
+             VDP_MAX_LEVELS, MAX_LAYERS - 1, MAX_CLIP_LAYERS);
+    return -1;
+  }
+  for (int i = 0; i < cfg->unet_levels; i++)
+    if (cfg->unet_transformer_layers[i] < 1 || cfg->unet_transformer_layers[i] > MAX_TF_LAYERS) {
+      snprintf(err, errlen, "transformer_layers_per_block[%d] = %d outside 1..%d", i, cfg->unet_transformer_layers[i],
+               MAX_TF_LAYERS);
+      return -1;
+    }
+  return 0;
+}
+
+int model_expected_tensors(const VdpConfig *cfg, VdpSpecList *out, char *err, size_t errlen) {
+  if (check_limits(cfg, err, errlen)) return -1;
+  Models *scratch = vdp_calloc(1, sizeof *scratch, "model description");
+  void *dst[3] = {&scratch->unet, &scratch->vae, &scratch->clip};
+  for (int i = 0; i < 3; i++) {
+    Binder b = {.mode = BIND_SPECS, .prefix = COMPONENTS[i].prefix, .specs = out, .err = err, .errlen = errlen};
+    COMPONENTS[i].fn(&b, cfg, dst[i]);
+  }
+  free(scratch);
+  return 0;
+}
+
+// Loads one component: count, one allocation, load.
+static int load_component(const VdpFile *f, int which, void *dst, float **pool, size_t *nparams, char *err,
+                          size_t errlen) {
+  Binder b = {.mode = BIND_COUNT, .prefix = COMPONENTS[which].prefix, .err = err, .errlen = errlen};
+  COMPONENTS[which].fn(&b, &f->cfg, dst);
+  size_t n = b.used;
+  *pool = vdp_malloc(n * sizeof(float), COMPONENTS[which].prefix);
+  b = (Binder){.mode = BIND_LOAD, .prefix = COMPONENTS[which].prefix, .file = f, .pool = *pool, .err = err, .errlen = errlen};
+  COMPONENTS[which].fn(&b, &f->cfg, dst);
+  *nparams = n;
+  return b.failed ? -1 : 0;
+}
+
+int models_random(const VdpConfig *cfg, Models *m, int want, char *err, size_t errlen) {
+  memset(m, 0, sizeof *m);
+  m->cfg = *cfg;
+  if (check_limits(cfg, err, errlen)) return -1;
+  void *dst[3] = {&m->unet, &m->vae, &m->clip};
+  for (int i = 0; i < 3; i++) {
+    if (!(want & (1 << i))) continue;
+    Binder b = {.mode = BIND_COUNT, .prefix = COMPONENTS[i].prefix, .err = err, .errlen = errlen};
+    COMPONENTS[i].fn(&b, cfg, dst[i]);
+    m->nparams[i] = b.used;
+    m->pool[i] = vdp_malloc(b.used * sizeof(float), COMPONENTS[i].prefix);
+    b = (Binder){.mode = BIND_RANDOM, .prefix = COMPONENTS[i].prefix, .pool = m->pool[i], .err = err, .errlen = errlen};
+    COMPONENTS[i].fn(&b, cfg, dst[i]);
+  }
+  return 0;
+}
+
+// The published configurations (svd-spec.md §2.1, §3.1, §4.1, §1.10), for benchmarks without a download.
+int config_preset(const char *name, VdpConfig *c) {
+  int xt = !strcmp(name, "svd-xt");
+  if (!xt && strcmp(name, "svd")) return -1;
+  memset(c, 0, sizeof *c);
+  const int bo[4] = {320, 640, 1280, 1280}, da[4] = {1, 1, 1, 0}, ua[4] = {0, 1, 1, 1}, hd[4] = {5, 10, 20, 20};
+  c->unet_in_channels = 8, c->unet_out_channels = 4, c->unet_levels = 4;
+  for (int i = 0; i < 4; i++) {
+    c->unet_block_out[i] = bo[i], c->unet_down_attn[i] = da[i], c->unet_up_attn[i] = ua[i], c->unet_heads[i] = hd[i];
+    c->unet_transformer_layers[i] = 1, c->unet_cross_dim[i] = 1024;
+  }
+  c->unet_layers_per_block = 2, c->unet_addition_time_embed_dim = 256, c->unet_proj_class_in_dim = 768;
+  c->unet_num_frames = xt ? 25 : 14, c->unet_sample_size = 96;
+  const int vb[4] = {128, 256, 512, 512};
+  c->vae_in_channels = 3, c->vae_out_channels = 3, c->vae_latent_channels = 4, c->vae_levels = 4;
+  for (int i = 0; i < 4; i++) c->vae_block_out[i] = vb[i];
+  c->vae_layers_per_block = 2, c->vae_norm_groups = 32, c->vae_scaling_factor = 0.18215f, c->vae_force_upcast = 1;
+  c->clip_hidden = 1280, c->clip_intermediate = 5120, c->clip_layers = 32, c->clip_heads = 16, c->clip_patch = 14;
+  c->clip_image_size = 224, c->clip_channels = 3, c->clip_projection_dim = 1024, c->clip_act = 0, c->clip_eps = 1e-5f;
+  const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f}, std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+  for (int i = 0; i < 3; i++) c->clip_mean[i] = mean[i], c->clip_std[i] = std[i];
+  c->sched_sigma_min = 0.002f, c->sched_sigma_max = 700.0f, c->sched_num_train_timesteps = 1000;
+  c->sched_v_prediction = 1, c->sched_karras = 1, c->sched_continuous = 1, c->sched_leading = 1;
+  return 0;
+}
+
+int models_load(const VdpFile *f, Models *m, int want, char *err, size_t errlen) {
+  memset(m, 0, sizeof *m);
+  m->cfg = f->cfg;
+  if (check_limits(&f->cfg, err, errlen)) return -1;
+  void *dst[3] = {&m->unet, &m->vae, &m->clip};
+  for (int i = 0; i < 3; i++) {
+    if (!(want & (1 << i))) continue;
+    if (load_component(f, i, dst[i], &m->pool[i], &m->nparams[i], err, errlen)) return -1;
+  }
+  return 0;
+}
+
+void models_free_component(Models *m, int which) {
+  free(m->pool[which]);
+  m->pool[which] = NULL;
+}
+
+void models_free(Models *m) {
+  for (int i = 0; i < 3; i++) free(m->pool[i]);
+  memset(m, 0, sizeof *m);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Building blocks: forward
+// ---------------------------------------------------------------------------------------------------
+static float *fbuf(int64_t n) { return vdp_malloc((size_t)n * sizeof(float), "activations"); }
+
+static float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// y [n, cout, ho, wo] = conv(x [n, cin, h, w]) with "same" padding k/2 and the given stride
+static float *conv_fwd(const Conv *c, const float *x, int n, int h, int w, int stride, int *ho, int *wo) {
+  int p = c->k / 2;
+  *ho = (h + 2 * p - c->k) / stride + 1;
+  *wo = (w + 2 * p - c->k) / stride + 1;
+  float *y = fbuf((int64_t)n * c->cout * *ho * *wo);
+  conv2d(y, x, c->w, c->b, n, c->cin, h, w, c->cout, c->k, c->k, stride, p, p, p, p);
+  return y;
+}
+
+// Spatial resnet on x [N, cin, H, W]; temb_silu [N, temb] (already through SiLU) or NULL.
+static float *res2d_fwd(const ResBlock *r, const float *x, int N, int H, int W, const float *temb_silu) {
+  int cin = r->conv1.cin, cout = r->conv1.cout, ho, wo;
+  int64_t hw = (int64_t)H * W;
+  float *h = fbuf(N * cin * hw);
+  op_groupnorm(h, x, r->norm1.g, r->norm1.b, N, 1, cin, (int)hw, 32, r->norm1.eps, 1);
+  float *h1 = conv_fwd(&r->conv1, h, N, H, W, 1, &ho, &wo);
+  free(h);
+  if (temb_silu) {
+    float *t = fbuf((int64_t)N * cout);  // [N, cout]
+    linear(t, temb_silu, r->temb.w, r->temb.b, N, r->temb.in, cout);
+    op_add_bcast(h1, t, N, cout, hw);
+    free(t);
+  }
+  op_groupnorm(h1, h1, r->norm2.g, r->norm2.b, N, 1, cout, (int)hw, 32, r->norm2.eps, 1);
+  float *h2 = conv_fwd(&r->conv2, h1, N, H, W, 1, &ho, &wo);
+  free(h1);
+  if (cin != cout) {
+    float *sc = conv_fwd(&r->shortcut, x, N, H, W, 1, &ho, &wo);
+    op_add(h2, h2, sc, (int64_t)N * cout * hw);
+    free(sc);
+  } else {
+    op_add(h2, h2, x, (int64_t)N * cout * hw);
+  }
+  return h2;
+}
+
+// Temporal resnet on x [(nb nf), c, hw]: GroupNorms pool each video's nf frames.
+static float *res_t_fwd(const ResBlock *r, const float *x, int nb, int nf, int64_t hw, const float *temb_silu) {
+  int c = r->conv1.cout, N = nb * nf;
+  int64_t n = (int64_t)N * c * hw;
+  float *u = fbuf(n), *u1 = fbuf(n);
+  op_groupnorm(u, x, r->norm1.g, r->norm1.b, nb, nf, c, (int)hw, 32, r->norm1.eps, 1);
+  conv_temporal(u1, u, r->conv1.w, r->conv1.b, nb, nf, c, (int)hw, c);
+  if (temb_silu) {
+    float *t = fbuf((int64_t)N * c);  // [(b f), c] -> added at [b, c, f, 1, 1]
+    linear(t, temb_silu, r->temb.w, r->temb.b, N, r->temb.in, c);
+    op_add_bcast(u1, t, N, c, hw);
+    free(t);
+  }
+  op_groupnorm(u1, u1, r->norm2.g, r->norm2.b, nb, nf, c, (int)hw, 32, r->norm2.eps, 1);
+  conv_temporal(u, u1, r->conv2.w, r->conv2.b, nb, nf, c, (int)hw, c);
+  op_add(u, u, x, n);  // T = S + temporal branch
+  free(u1);
+  return u;
+}
+
+// SpatioTemporalResBlock: x [(nb nf), cin, H, W] -> [(nb nf), cout, H, W]
+static float *strb_fwd(const STResBlock *s, const float *x, int nb, int nf, int H, int W, const float *temb_silu) {
+  int64_t hw = (int64_t)H * W;
+  float *S = res2d_fwd(&s->spatial, x, nb * nf, H, W, temb_silu);
+  float *T = res_t_fwd(&s->temporal, S, nb, nf, hw, temb_silu);
+  float a = sigmoidf_(s->mix);
+  if (s->switch_mix) a = 1.0f - a;  // VAE decoder: sigmoid(m) weights the temporal output
+  op_blend(T, S, T, a, (int64_t)nb * nf * s->cout * hw);  // a·S + (1-a)·T
+  free(S);
+  return T;
+}
+
+// Self-attention over sequences x [nseq, L, C] (C = heads·hd); returns to_out(attn) [nseq, L, C].
+static float *self_attn_fwd(const Attn *a, const float *x, int nseq, int L) {
+  int C = a->q.out, hd = C / a->heads;
+  int64_t M = (int64_t)nseq * L;
+  float *q = fbuf(M * C), *k = fbuf(M * C), *v = fbuf(M * C), *o = fbuf(M * C);
+  linear(q, x, a->q.w, a->q.b, (int)M, a->q.in, C);
+  linear(k, x, a->k.w, a->k.b, (int)M, a->k.in, C);
+  linear(v, x, a->v.w, a->v.b, (int)M, a->v.in, C);
+  attention(o, (int64_t)L * C, C, q, (int64_t)L * C, C, k, (int64_t)L * C, C, v, (int64_t)L * C, C, nseq, L, L,
+               a->heads, hd, 1.0f / sqrtf((float)hd));
+  linear(q, o, a->o.w, a->o.b, (int)M, C, C);
+  free(k), free(v), free(o);
+  return q;
+}
+
+// Cross-attention to ONE context token: softmax over a single key is exactly 1, so the output is
+// to_out(to_v(ctx)) for every query; to_q and to_k cannot change it. ctx [nctx, kv] -> out [nctx, C].
+static float *cross_attn_single_fwd(const Attn *a, const float *ctx, int nctx) {
+  int C = a->q.out;
+  float *v = fbuf((int64_t)nctx * C), *o = fbuf((int64_t)nctx * C);
+  linear(v, ctx, a->v.w, a->v.b, nctx, a->v.in, C);
+  linear(o, v, a->o.w, a->o.b, nctx, C, C);
+  free(v);
+  return o;
+}
+
+// y += GEGLU feed-forward(LN(x)) processed in row chunks so the 8C-wide hidden stays small.
+static void ff_residual(const FeedForward *f, const Norm *ln, float *y, const float *x, int64_t M, int C) {
+  const int64_t CH = 4096;
+  float *n = fbuf(CH * C), *h = fbuf(CH * 8 * C), *g = fbuf(CH * 4 * C), *o = fbuf(CH * C);
+  for (int64_t r0 = 0; r0 < M; r0 += CH) {
+    int rows = (int)(M - r0 < CH ? M - r0 : CH);
+    op_layernorm(n, x + r0 * C, ln->g, ln->b, rows, C, ln->eps);
+    linear(h, n, f->proj.w, f->proj.b, rows, C, 8 * C);
+    op_geglu(g, h, rows, 4 * C);
+    linear(o, g, f->out.w, f->out.b, rows, 4 * C, C);
+    op_add(y + r0 * C, x + r0 * C, o, (int64_t)rows * C);
+  }
+  free(n), free(h), free(g), free(o);
+}
+
+// x [rows, C] += v[row / group] (one vector per group of consecutive rows)
+static void add_rows(float *x, const float *v, int64_t rows, int64_t group, int C) {
+  for (int64_t r = 0; r < rows; r++) op_add(x + r * C, x + r * C, v + (r / group) * C, C);
+}
+
+// TransformerSpatioTemporalModel. x [(B F), C, H, W]; ctx [B, kv] (one CLIP token per video).
+static float *tstm_fwd(const TSTM *t, const float *x, int B, int F, int H, int W, const float *ctx) {
+  int C = t->c, N = B * F, HW = H * W;
+  int64_t M = (int64_t)N * HW, n = M * C;
+  float *y = fbuf(n), *tok = fbuf(n), *ln = fbuf(n);
+  op_groupnorm(y, x, t->norm.g, t->norm.b, N, 1, C, HW, 32, t->norm.eps, 0);
+  op_transpose_0213(tok, y, N, C, HW, 1);  // (b f) c hw -> (b f) hw c
+  linear(y, tok, t->proj_in.w, t->proj_in.b, (int)M, C, C);  // y: [(b f), hw, c]
+
+  // frame-position embedding: time_pos_embed(sinusoid(f)), f = 0..F-1, the same for every video
+  float *fidx = fbuf(F), *pe0 = fbuf((int64_t)F * C), *pe1 = fbuf((int64_t)F * 4 * C), *pe = fbuf((int64_t)F * C);
+  for (int f = 0; f < F; f++) fidx[f] = (float)f;
+  op_timestep_embedding(pe0, fidx, F, C);
+  linear(pe1, pe0, t->pos1.w, t->pos1.b, F, C, 4 * C);
+  op_silu(pe1, pe1, (int64_t)F * 4 * C);
+  linear(pe, pe1, t->pos2.w, t->pos2.b, F, 4 * C, C);
+  float a = sigmoidf_(t->mix);
+  float *z = fbuf(n);
+
+  for (int l = 0; l < t->layers; l++) {
+    const SpatialBlock *s = &t->spatial[l];
+    // spatial block: sequences are frames, L = HW
+    op_layernorm(ln, y, s->norm1.g, s->norm1.b, (int)M, C, s->norm1.eps);
+    float *o = self_attn_fwd(&s->attn1, ln, N, HW);
+    op_add(y, y, o, n);
+    free(o);
+    float *cr = cross_attn_single_fwd(&s->attn2, ctx, B);  // [B, C]; frame rows share their video's token
+    add_rows(y, cr, M, (int64_t)F * HW, C);
+    free(cr);
+    ff_residual(&s->ff, &s->norm3, y, y, M, C);
+
+    // temporal block on z = y + pe[f], sequences over frames
+    const TemporalBlock *tb = &t->temporal[l];
+    for (int r = 0; r < N; r++)  // (b f) hw c: z = y + pe[f] on every token of frame row r
+      for (int i = 0; i < HW; i++)
+        op_add(z + ((int64_t)r * HW + i) * C, y + ((int64_t)r * HW + i) * C, pe + (int64_t)(r % F) * C, C);
+    op_transpose_0213(tok, z, B, F, HW, C);  // b f hw c -> b hw f c  = (b hw) f c
+    ff_residual(&tb->ff_in, &tb->norm_in, tok, tok, M, C);
+    op_layernorm(ln, tok, tb->norm1.g, tb->norm1.b, (int)M, C, tb->norm1.eps);
+    o = self_attn_fwd(&tb->attn1, ln, B * HW, F);
+    op_add(tok, tok, o, n);
+    free(o);
+    cr = cross_attn_single_fwd(&tb->attn2, ctx, B);  // context = frame 0's token of each video
+    add_rows(tok, cr, M, (int64_t)HW * F, C);
+    free(cr);
+    ff_residual(&tb->ff, &tb->norm3, tok, tok, M, C);
+    op_transpose_0213(z, tok, B, HW, F, C);  // b hw f c -> b f hw c
+    op_blend(y, y, z, a, n);                 // a·spatial + (1-a)·temporal
+  }
+  linear(tok, y, t->proj_out.w, t->proj_out.b, (int)M, C, C);
+  op_transpose_0213(y, tok, N, HW, C, 1);  // (b f) hw c -> (b f) c hw
+  op_add(y, y, x, n);
+  free(tok), free(ln), free(z), free(fidx), free(pe0), free(pe1), free(pe);
+  return y;
+}
+
+// VAE mid-block attention: GroupNorm, one head over all H·W tokens, residual. x [N, C, H, W]
+static float *vae_attn_fwd(const VaeAttn *va, const float *x, int N, int H, int W) {
+  int C = va->norm.c, HW = H * W;
+  int64_t n = (int64_t)N * C * HW;
+  float *y = fbuf(n), *tok = fbuf(n);
+  op_groupnorm(y, x, va->norm.g, va->norm.b, N, 1, C, HW, 32, va->norm.eps, 0);
+  op_transpose_0213(tok, y, N, C, HW, 1);  // n c hw -> n hw c
+  float *o = self_attn_fwd(&va->attn, tok, N, HW);
+  op_transpose_0213(y, o, N, HW, C, 1);    // n hw c -> n c hw
+  op_add(y, y, x, n);
+  free(tok), free(o);
+  return y;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// CLIP image encoder: pixels [3, S, S] (normalised) -> image_embeds [projection_dim]
+// ---------------------------------------------------------------------------------------------------
+void clip_forward(const Models *m, const float *pixels, float *embeds) {
+  const Clip *c = &m->clip;
+  const VdpConfig *cfg = &m->cfg;
+  int D = c->hidden, G = c->grid, T = c->tokens, P = cfg->clip_patch, I = cfg->clip_intermediate;
+  float *p = fbuf((int64_t)D * G * G);  // [D, G, G]
+  conv2d(p, pixels, c->patch_w, NULL, 1, cfg->clip_channels, cfg->clip_image_size, cfg->clip_image_size, D, P, P, P,
+            0, 0, 0, 0);
+  float *x = fbuf((int64_t)T * D), *n = fbuf((int64_t)T * D), *h = fbuf((int64_t)T * I), *o = fbuf((int64_t)T * D);
+  memcpy(x, c->class_emb, (size_t)D * sizeof(float));  // token 0 = CLS
+  op_transpose_0213(x + D, p, 1, D, G * G, 1);         // d (gy gx) -> (gy gx) d
+  op_add(x, x, c->pos_emb, (int64_t)T * D);
+  op_layernorm(x, x, c->pre_ln.g, c->pre_ln.b, T, D, c->pre_ln.eps);
+  for (int i = 0; i < cfg->clip_layers; i++) {
+    const ClipLayer *l = &c->layer[i];
+    op_layernorm(n, x, l->ln1.g, l->ln1.b, T, D, l->ln1.eps);
+    Attn a = {.q = l->q, .k = l->k, .v = l->v, .o = l->o, .heads = cfg->clip_heads};
+    float *att = self_attn_fwd(&a, n, 1, T);
+    op_add(x, x, att, (int64_t)T * D);
+    free(att);
+    op_layernorm(n, x, l->ln2.g, l->ln2.b, T, D, l->ln2.eps);
+    linear(h, n, l->fc1.w, l->fc1.b, T, D, I);
+    if (cfg->clip_act == 1)
+      op_quick_gelu(h, h, (int64_t)T * I);
+    else
+      op_gelu(h, h, (int64_t)T * I);
+    linear(o, h, l->fc2.w, l->fc2.b, T, I, D);
+    op_add(x, x, o, (int64_t)T * D);
+  }
+  op_layernorm(n, x, c->post_ln.g, c->post_ln.b, 1, D, c->post_ln.eps);  // CLS token only
+  linear(embeds, n, c->proj.w, NULL, 1, D, cfg->clip_projection_dim);
+  free(p), free(x), free(n), free(h), free(o);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// VAE
+// ---------------------------------------------------------------------------------------------------
+// Encoder: image [3, H, W] in [-1,1] -> mean [latent, H/s, W/s] (the distribution's mode)
+void vae_encode(const Models *m, const float *img, int H, int W, float *mean) {
+  const Vae *v = &m->vae;
+  int ho, wo, h = H, w = W, C = v->enc_in.cout;
+  float *x = conv_fwd(&v->enc_in, img, 1, h, w, 1, &ho, &wo);
+  for (int i = 0; i < v->levels; i++) {
+    for (int j = 0; j < v->lpb; j++) {
+      float *y = res2d_fwd(&v->enc_res[i][j], x, 1, h, w, NULL);
+      free(x), x = y;
+    }
+    C = v->enc_res[i][v->lpb - 1].conv2.cout;
+    if (i < v->levels - 1) {  // downsample: zero pad right/bottom by one, 3x3 stride 2
+      ho = (h + 1 - 3) / 2 + 1, wo = (w + 1 - 3) / 2 + 1;
+      float *y = fbuf((int64_t)C * ho * wo);
+      conv2d(y, x, v->enc_down[i].w, v->enc_down[i].b, 1, C, h, w, C, 3, 3, 2, 0, 0, 1, 1);
+      free(x), x = y, h = ho, w = wo;
+    }
+  }
+  float *y = res2d_fwd(&v->enc_mid_res[0], x, 1, h, w, NULL);
+  free(x), x = vae_attn_fwd(&v->enc_mid_attn, y, 1, h, w);
+  free(y), y = res2d_fwd(&v->enc_mid_res[1], x, 1, h, w, NULL);
+  op_groupnorm(y, y, v->enc_norm_out.g, v->enc_norm_out.b, 1, 1, C, h * w, 32, v->enc_norm_out.eps, 1);
+  free(x), x = conv_fwd(&v->enc_out, y, 1, h, w, 1, &ho, &wo);
+  free(y), y = conv_fwd(&v->quant, x, 1, h, w, 1, &ho, &wo);  // moments [2·latent, h, w]
+  memcpy(mean, y, (size_t)m->cfg.vae_latent_channels * h * w * sizeof(float));  // mean = first half
+  free(x), free(y);
+}
+
+// Temporal decoder for one chunk of n frames: z [n, latent, h, w] -> frames [n, 3, H, W]
+void vae_decode_chunk(const Models *m, const float *z, int n, int h, int w, float *out) {
+  const Vae *v = &m->vae;
+  int ho, wo;
+  float *x = conv_fwd(&v->dec_in, z, n, h, w, 1, &ho, &wo), *y;
+  y = strb_fwd(&v->dec_mid_res[0], x, 1, n, h, w, NULL);
+  free(x), x = y;
+  if (v->lpb >= 2) {  // diffusers pairs (attention, resnet i) for i >= 1 with ONE attention: zip stops after it
+    y = vae_attn_fwd(&v->dec_mid_attn, x, n, h, w);
+    free(x), x = strb_fwd(&v->dec_mid_res[1], y, 1, n, h, w, NULL);
+    free(y);
+  }
+  for (int i = 0; i < v->levels; i++) {
+    for (int j = 0; j < v->lpb + 1; j++) {
+      y = strb_fwd(&v->dec_res[i][j], x, 1, n, h, w, NULL);
+      free(x), x = y;
+    }
+    if (i < v->levels - 1) {  // nearest x2, then 3x3 conv
+      int C = v->dec_up[i].cin;
+      y = fbuf((int64_t)n * C * 4 * h * w);
+      op_upsample_nearest(y, x, n, C, h, w, 2 * h, 2 * w);
+      free(x), h *= 2, w *= 2;
+      x = conv_fwd(&v->dec_up[i], y, n, h, w, 1, &ho, &wo);
+      free(y);
+    }
+  }
+  int C = v->dec_norm_out.c, oc = v->dec_out.cout;
+  op_groupnorm(x, x, v->dec_norm_out.g, v->dec_norm_out.b, n, 1, C, h * w, 32, v->dec_norm_out.eps, 1);
+  y = conv_fwd(&v->dec_out, x, n, h, w, 1, &ho, &wo);  // [n, 3, H, W]
+  conv_temporal(out, y, v->time_conv_out.w, v->time_conv_out.b, 1, n, oc, h * w, oc);
+  free(x), free(y);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// UNet: sample [B, F, Cin, h, w], scalar timestep t, ctx [B, D] (one CLIP token per video),
+// added time ids [B, 3] -> out [B, F, Cout, h, w]
+// ---------------------------------------------------------------------------------------------------
+void unet_forward(const Models *m, const float *sample, int B, int F, int h, int w, float t, const float *ctx,
+                  const float *ids, float *out) {
+  const UNet *u = &m->unet;
+  const VdpConfig *cfg = &m->cfg;
+  int N = B * F, b0 = cfg->unet_block_out[0], T = u->temb_dim, ad = cfg->unet_addition_time_embed_dim;
+
+  // time embedding + added-time-id embedding, one per video, then repeated over its frames
+  float *ts = fbuf(b0), *t1 = fbuf(T), *temb = fbuf(T);
+  op_timestep_embedding(ts, &t, 1, b0);
+  linear(t1, ts, u->time1.w, u->time1.b, 1, b0, T);
+  op_silu(t1, t1, T);
+  linear(temb, t1, u->time2.w, u->time2.b, 1, T, T);
+  float *idsin = fbuf((int64_t)3 * B * ad), *a1 = fbuf((int64_t)B * T), *aug = fbuf((int64_t)B * T);
+  op_timestep_embedding(idsin, ids, 3 * B, ad);  // [3B, ad] viewed [B, 3·ad]: fps | motion | aug
+  linear(a1, idsin, u->add1.w, u->add1.b, B, 3 * ad, T);
+  op_silu(a1, a1, (int64_t)B * T);
+  linear(aug, a1, u->add2.w, u->add2.b, B, T, T);
+  float *emb = fbuf((int64_t)N * T);  // silu(temb + aug) per frame row: every time_emb_proj takes SiLU(emb)
+  for (int r = 0; r < N; r++) op_add(emb + (int64_t)r * T, temb, aug + (int64_t)(r / F) * T, T);
+  op_silu(emb, emb, (int64_t)N * T);
+  free(ts), free(t1), free(temb), free(idsin), free(a1), free(aug);
+
+  // skips: every down-path output, consumed last-in-first-out by the up path
+  float *skip[1 + VDP_MAX_LEVELS * MAX_LAYERS];
+  int skip_c[1 + VDP_MAX_LEVELS * MAX_LAYERS], skip_h[1 + VDP_MAX_LEVELS * MAX_LAYERS], skip_w[1 + VDP_MAX_LEVELS * MAX_LAYERS];
+  int ns = 0, ho, wo, H = h, W = w, C = b0;
+  float *x = conv_fwd(&u->conv_in, sample, N, H, W, 1, &ho, &wo), *y;  // (b f) c h w
+#define PUSH_SKIP(t)                                                                     \
+  do {                                                                                   \
+    skip[ns] = fbuf((int64_t)N * C * H * W);                                             \
+    memcpy(skip[ns], t, (size_t)N * C * H * W * sizeof(float));                           \
+    skip_c[ns] = C, skip_h[ns] = H, skip_w[ns] = W, ns++;                                \
+  } while (0)
+  PUSH_SKIP(x);
+  for (int i = 0; i < u->levels; i++) {
+    const UNetLevel *d = &u->down[i];
+    for (int j = 0; j < u->lpb; j++) {
+      y = strb_fwd(&d->res[j], x, B, F, H, W, emb);
+      free(x), x = y, C = d->res[j].cout;
+      if (d->attn) y = tstm_fwd(&d->tf[j], x, B, F, H, W, ctx), free(x), x = y;
+      PUSH_SKIP(x);
+    }
+    if (d->has_sample) {
+      y = conv_fwd(&d->sample, x, N, H, W, 2, &ho, &wo);
+      free(x), x = y, H = ho, W = wo;
+      PUSH_SKIP(x);
+    }
+  }
+  y = strb_fwd(&u->mid_res[0], x, B, F, H, W, emb);
+  free(x), x = tstm_fwd(&u->mid_tf, y, B, F, H, W, ctx);
+  free(y), y = strb_fwd(&u->mid_res[1], x, B, F, H, W, emb);
+  free(x), x = y;
+  for (int i = 0; i < u->levels; i++) {
+    const UNetLevel *up = &u->up[i];
+    for (int j = 0; j < u->lpb + 1; j++) {
+      ns--;  // cat([x, skip], channels) per frame row: (b f) (c1 + c2) h w
+      int c2 = skip_c[ns];
+      int64_t hw = (int64_t)H * W;
+      float *cat = fbuf((int64_t)N * (C + c2) * hw);
+      for (int r = 0; r < N; r++) {
+        memcpy(cat + (int64_t)r * (C + c2) * hw, x + (int64_t)r * C * hw, (size_t)(C * hw) * sizeof(float));
+        memcpy(cat + (int64_t)r * (C + c2) * hw + C * hw, skip[ns] + (int64_t)r * c2 * hw, (size_t)(c2 * hw) * sizeof(float));
+      }
+      free(skip[ns]), free(x);
+      x = strb_fwd(&up->res[j], cat, B, F, H, W, emb);
+      free(cat), C = up->res[j].cout;
+      if (up->attn) y = tstm_fwd(&up->tf[j], x, B, F, H, W, ctx), free(x), x = y;
+    }
+    if (up->has_sample) {  // nearest to the next skip's size (= 2x unless h, w are odd somewhere), then 3x3
+      int Ht = skip_h[ns - 1], Wt = skip_w[ns - 1];
+      y = fbuf((int64_t)N * C * Ht * Wt);
+      op_upsample_nearest(y, x, N, C, H, W, Ht, Wt);
+      free(x), H = Ht, W = Wt;
+      x = conv_fwd(&up->sample, y, N, H, W, 1, &ho, &wo);
+      free(y);
+    }
+  }
+#undef PUSH_SKIP
+  op_groupnorm(x, x, u->norm_out.g, u->norm_out.b, N, 1, C, H * W, 32, u->norm_out.eps, 1);
+  conv2d(out, x, u->conv_out.w, u->conv_out.b, N, C, H, W, u->conv_out.cout, 3, 3, 1, 1, 1, 1, 1);
+  free(x), free(emb);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Scheduler: EulerDiscrete with Karras sigmas, continuous timesteps, v-prediction
+// ---------------------------------------------------------------------------------------------------
+// The shortest decimal that reads back as the same float (what a JSON config held), as a double.
+static double float_as_decimal(float f) {
+  char buf[32];
+  for (int digits = 6; digits <= 9; digits++) {
+    snprintf(buf, sizeof buf, "%.*g", digits, (double)f);
+    if ((float)strtod(buf, NULL) == f) break;
+  }
+  return strtod(buf, NULL);
+}
+
+// sigmas [n+1] (last = 0), timesteps [n], returns init_noise_sigma
+float scheduler_karras(const VdpConfig *cfg, int n, float *sigmas, float *timesteps) {
+  // diffusers computes in float64 from the config's Python floats (0.002, not the float32 nearest to
+  // it), so recover the decimal the config was written with before widening.
+  const double rho = 7.0;
+  double lo = pow(float_as_decimal(cfg->sched_sigma_min), 1.0 / rho);
+  double hi = pow(float_as_decimal(cfg->sched_sigma_max), 1.0 / rho);
+  double step = n > 1 ? 1.0 / (double)(n - 1) : 0.0;
+  for (int i = 0; i < n; i++) {
+    double ramp = i == n - 1 && n > 1 ? 1.0 : (double)i * step;  // np.linspace(0, 1, n): i*step, exact end
+    sigmas[i] = (float)pow(hi + ramp * (lo - hi), rho);
+  }
+  sigmas[n] = 0.0f;
+  for (int i = 0; i < n; i++) timesteps[i] = 0.25f * logf(sigmas[i]);
+  float smax = 0.0f;
+  for (int i = 0; i <= n; i++) smax = sigmas[i] > smax ? sigmas[i] : smax;
+  return cfg->sched_leading ? sqrtf(smax * smax + 1.0f) : smax;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Pipeline
+// ---------------------------------------------------------------------------------------------------
+void dump_tensor(const GenParams *p, const char *name, const float *x, int ndim, const int64_t *shape) {
+  if (!p->dump_dir) return;
+  char path[1024], err[256];
+  snprintf(path, sizeof path, "%s/%s.npy", p->dump_dir, name);
+  if (npy_save_f32(path, x, shape, ndim, err, sizeof err)) vdp_die("--dump: %s", err);
+}
+
+int gen_shape(const Models *m, const GenParams *p, GenShape *s, char *err, size_t errlen) {
+  const VdpConfig *c = &m->cfg;
+  int scale = 1 << (c->vae_levels - 1);  // vae_scale_factor = 2^(len(block_out_channels) - 1)
+  if (p->height <= 0 || p->width <= 0 || p->height % 8 || p->width % 8 || p->height % scale || p->width % scale) {
+    snprintf(err, errlen, "--height %d --width %d: both must be positive multiples of 8 and of the VAE's scale factor %d",
+             p->height, p->width, scale);
+    return -1;
+  }
+  if (p->num_frames < 1 || p->num_frames > 1024) {
+    snprintf(err, errlen, "--num-frames %d: must be between 1 and 1024", p->num_frames);
+    return -1;
+  }
+  if (p->steps < 1 || p->steps > 1000) {
+    snprintf(err, errlen, "--num-inference-steps %d: must be between 1 and 1000", p->steps);
+    return -1;
+  }
+  if (p->decode_chunk < 1) {
+    snprintf(err, errlen, "--decode-chunk-size %d: must be at least 1", p->decode_chunk);
+    return -1;
+  }
+  if (c->unet_in_channels != 2 * c->vae_latent_channels || c->unet_out_channels != c->vae_latent_channels) {
+    snprintf(err, errlen, "model: UNet in/out channels %d/%d do not fit VAE latent channels %d (expected %d/%d)",
+             c->unet_in_channels, c->unet_out_channels, c->vae_latent_channels, 2 * c->vae_latent_channels,
+             c->vae_latent_channels);
+    return -1;
+  }
+  s->F = p->num_frames, s->h = p->height / scale, s->w = p->width / scale;
+  s->B = p->max_guidance > 1.0f ? 2 : 1;
+  s->lat_c = c->vae_latent_channels, s->ctx_dim = c->clip_projection_dim;
+  s->latent_n = (size_t)s->F * s->lat_c * s->h * s->w;
+  s->cond_n = (size_t)s->B * s->ctx_dim + (size_t)s->B * s->lat_c * s->h * s->w + (size_t)s->B * 3 + (size_t)s->F;
+  return 0;
+}
+
+// Views into the conditioning blob.
+typedef struct { float *ctx, *img_lat, *ids, *guidance; } CondView;
+static CondView cond_view(const GenShape *s, float *cond) {
+  CondView v;
+  v.ctx = cond;                                              // [B, D]
+  v.img_lat = v.ctx + (size_t)s->B * s->ctx_dim;            // [B, lat_c, h, w]
+  v.ids = v.img_lat + (size_t)s->B * s->lat_c * s->h * s->w;  // [B, 3]
+  v.guidance = v.ids + (size_t)s->B * 3;                    // [F]
+  return v;
+}
+
+// torch.linspace(start, end, n) in float32: the first half counts up from start, the second half
+// down from end.
+static void linspace_f32(float *y, float start, float end, int n) {
+  if (n == 1) {
+    y[0] = start;
+    return;
+  }
+  float step = (end - start) / (float)(n - 1);
+  for (int i = 0; i < n; i++) y[i] = i < n / 2 ? start + step * (float)i : end - step * (float)(n - 1 - i);
+}
+
+int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, uint64_t seed, float *cond,
+                    float *latent, char *err, size_t errlen) {
+  const VdpConfig *c = &m->cfg;
+  GenShape s;
+  if (gen_shape(m, p, &s, err, errlen)) return -1;
+  CondView cv = cond_view(&s, cond);
+  int H = p->height, W = p->width, S = c->clip_image_size;
+
+  // CLIP branch: original-size image in [-1,1] -> antialiased resize -> [0,1] -> mean/std
+  int64_t inpix = (int64_t)img->w * img->h;
+  float *x = fbuf(3 * inpix), *pix = fbuf((int64_t)3 * S * S);
+  for (int ch = 0; ch < 3; ch++)
+    for (int64_t i = 0; i < inpix; i++) x[ch * inpix + i] = (float)img->rgb[i * 3 + ch] / 255.0f * 2.0f - 1.0f;
+  resize_antialias(pix, x, 3, img->h, img->w, S, S);
+  for (int ch = 0; ch < 3; ch++)
+    for (int64_t i = 0; i < (int64_t)S * S; i++) {
+      float v = (pix[ch * S * S + i] + 1.0f) / 2.0f;
+      pix[ch * S * S + i] = (v - c->clip_mean[ch]) / c->clip_std[ch];
+    }
+  free(x);
+  dump_tensor(p, "clip_pixel_values", pix, 4, (int64_t[]){1, 3, S, S});
+  float *emb = fbuf(s.ctx_dim);
+  clip_forward(m, pix, emb);
+  free(pix);
+  dump_tensor(p, "image_embeds", emb, 3, (int64_t[]){1, 1, s.ctx_dim});
+
+  // VAE branch: Lanczos to (width, height) like PIL, [-1,1], plus augmentation noise (RNG draw #1)
+  VdpImage sized = *img;
+  if (img->w != W || img->h != H) image_resize_lanczos(img, &sized, W, H);
+  int64_t npix = (int64_t)H * W;
+  float *vin = fbuf(3 * npix), *noise = fbuf(3 * npix);
+  for (int ch = 0; ch < 3; ch++)
+    for (int64_t i = 0; i < npix; i++) vin[ch * npix + i] = 2.0f * ((float)sized.rgb[i * 3 + ch] / 255.0f) - 1.0f;
+  if (sized.rgb != img->rgb) image_free(&sized);
+  dump_tensor(p, "vae_input", vin, 4, (int64_t[]){1, 3, H, W});
+  TorchGenerator *gen = vdp_malloc(sizeof *gen, "generator");
+  torch_manual_seed(gen, seed);
+  torch_randn_f32(gen, noise, 3 * npix);
+  dump_tensor(p, "noise_aug", noise, 4, (int64_t[]){1, 3, H, W});
+  for (int64_t i = 0; i < 3 * npix; i++) vin[i] = vin[i] + p->noise_aug * noise[i];
+  int64_t lat_img = (int64_t)s.lat_c * s.h * s.w;
+  float *mean = fbuf(lat_img);
+  vae_encode(m, vin, H, W, mean);
+  free(vin), free(noise);
+  dump_tensor(p, "image_latents", mean, 4, (int64_t[]){1, s.lat_c, s.h, s.w});
+
+  // conditioning: uncond row (zeros) first when guidance is on
+  int cb = s.B - 1;  // row of the conditional video
+  memset(cond, 0, s.cond_n * sizeof(float));
+  memcpy(cv.ctx + (size_t)cb * s.ctx_dim, emb, (size_t)s.ctx_dim * sizeof(float));
+  memcpy(cv.img_lat + (size_t)cb * lat_img, mean, (size_t)lat_img * sizeof(float));
+  for (int b = 0; b < s.B; b++) {
+    cv.ids[b * 3 + 0] = (float)(p->fps - 1);  // the UNet was trained on fps - 1
+    cv.ids[b * 3 + 1] = (float)p->motion_bucket_id;
+    cv.ids[b * 3 + 2] = p->noise_aug;
+  }
+  linspace_f32(cv.guidance, p->min_guidance, p->max_guidance, s.F);
+  free(emb), free(mean);
+
+  // initial latent: RNG draw #2, scaled by init_noise_sigma
+  float *sig = fbuf(p->steps + 1), *ts = fbuf(p->steps);
+  float init_sigma = scheduler_karras(c, p->steps, sig, ts);
+  torch_randn_f32(gen, latent, (int64_t)s.latent_n);
+  free(gen);
+  dump_tensor(p, "noise_latents", latent, 5, (int64_t[]){1, s.F, s.lat_c, s.h, s.w});
+  for (size_t i = 0; i < s.latent_n; i++) latent[i] *= init_sigma;
+  dump_tensor(p, "sigmas", sig, 1, (int64_t[]){p->steps + 1});
+  dump_tensor(p, "timesteps", ts, 1, (int64_t[]){p->steps});
+  free(sig), free(ts);
+  return 0;
+}
+
+void pipeline_step(const Models *m, const GenParams *p, int i, const float *cond, float *latent) {
+  GenShape s;
+  char err[256];
+  if (gen_shape(m, p, &s, err, sizeof err)) vdp_die("%s", err);
+  CondView cv = cond_view(&s, (float *)cond);
+  float *sig = fbuf(p->steps + 1), *ts = fbuf(p->steps);
+  scheduler_karras(&m->cfg, p->steps, sig, ts);
+  float sigma = sig[i], next = sig[i + 1], t = ts[i];
+  free(sig), free(ts);
+
+  // UNet input: [B, F, 2·lat_c, h, w] = cat(latent / sqrt(σ²+1), image latents) on channels
+  int64_t plane = (int64_t)s.lat_c * s.h * s.w;  // one frame's latent
+  float *xin = fbuf((int64_t)s.B * s.F * 2 * plane), *v = fbuf((int64_t)s.B * s.F * plane);
+  float c_in = sqrtf(sigma * sigma + 1.0f);
+  for (int b = 0; b < s.B; b++)
+    for (int f = 0; f < s.F; f++) {
+      float *dst = xin + ((int64_t)b * s.F + f) * 2 * plane;
+      const float *src = latent + (int64_t)f * plane;
+      for (int64_t k = 0; k < plane; k++) dst[k] = src[k] / c_in;
+      memcpy(dst + plane, cv.img_lat + (int64_t)b * plane, (size_t)plane * sizeof(float));
+    }
+  unet_forward(m, xin, s.B, s.F, s.h, s.w, t, cv.ctx, cv.ids, v);
+  free(xin);
+  float *vp = v;  // the guided prediction [F, lat_c, h, w]
+  if (s.B == 2) {
+    const float *vu = v, *vc = v + (int64_t)s.F * plane;
+    vp = fbuf((int64_t)s.F * plane);
+    for (int f = 0; f < s.F; f++)
+      for (int64_t k = 0; k < plane; k++) {
+        int64_t j = (int64_t)f * plane + k;
+        vp[j] = vu[j] + cv.guidance[f] * (vc[j] - vu[j]);
+      }
+  }
+  // Euler step on the v-prediction: x0 = v·c_out + x·c_skip; x += (x - x0)/σ · (σ_next - σ)
+  float c_out = -sigma / sqrtf(sigma * sigma + 1.0f), c_skip_div = sigma * sigma + 1.0f, dt = next - sigma;
+  for (int64_t j = 0; j < (int64_t)s.latent_n; j++) {
+    float x = latent[j], x0 = vp[j] * c_out + x / c_skip_div;
+    float d = (x - x0) / sigma;
+    latent[j] = x + d * dt;
+  }
+  if (vp != v) free(vp);
+  free(v);
+}
+
+void pipeline_decode(const Models *m, const GenParams *p, const float *latent, float *frames) {
+  GenShape s;
+  char err[256];
+  if (gen_shape(m, p, &s, err, sizeof err)) vdp_die("%s", err);
+  int H = p->height, W = p->width, oc = m->cfg.vae_out_channels;
+  int64_t plane = (int64_t)s.lat_c * s.h * s.w, npix = (int64_t)H * W;
+  float inv = (float)(1.0 / float_as_decimal(m->cfg.vae_scaling_factor));  // 1 / 0.18215 as diffusers has it
+  float *z = fbuf((int64_t)s.latent_n), *dec = fbuf((int64_t)s.F * oc * npix);
+  for (size_t i = 0; i < s.latent_n; i++) z[i] = inv * latent[i];
+  dump_tensor(p, "vae_decode_in", z, 4, (int64_t[]){s.F, s.lat_c, s.h, s.w});
+  for (int f0 = 0; f0 < s.F; f0 += p->decode_chunk) {  // each chunk is decoded as its own short video
+    int n = s.F - f0 < p->decode_chunk ? s.F - f0 : p->decode_chunk;
+    vae_decode_chunk(m, z + f0 * plane, n, s.h, s.w, dec + (int64_t)f0 * oc * npix);
+  }
+  dump_tensor(p, "vae_decode_out", dec, 4, (int64_t[]){s.F, oc, H, W});
+  for (int f = 0; f < s.F; f++)  // f c h w -> f h w c, x·0.5 + 0.5 clamped to [0,1]
+    for (int ch = 0; ch < 3; ch++)
+      for (int64_t i = 0; i < npix; i++) {
+        float v = dec[((int64_t)f * oc + ch) * npix + i] * 0.5f + 0.5f;
+        frames[((int64_t)f * npix + i) * 3 + ch] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+      }
+  free(z), free(dec);
+}

@@ -1,0 +1,855 @@
+// ops.c — the CPU reference operators of vdp: fp32, row-major (NCHW), multithreaded with OpenMP.
+//
+// Reading order:
+//   1. GEMM core        packing, micro-kernels (portable C, and AVX2 / AVX-512 chosen at run time),
+//                       a parallel driver and a serial driver (used inside attention)
+//   2. linear / conv    op_linear, op_conv2d (im2col in bounded bands), op_conv_temporal
+//   3. attention        blocked softmax(q kᵀ) v, never an Lq×Lk matrix
+//   4. normalisation    op_groupnorm (frame-pooled), op_layernorm
+//   5. element-wise     activations, adds, embeddings, resampling, transposes
+//
+// Every matrix product goes through one routine:  C[m,n] (+)= Σ_k A(m,k)·B(n,k), where A and B are
+// read through (row stride, column stride) pairs. That covers x·wᵀ (Linear), w·im2col (conv), q·kᵀ and
+// p·v (attention) without copies beyond the packing every fast GEMM does anyway.
+#include "vdp.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define VDP_X86 1
+#include <immintrin.h>
+#else
+#define VDP_X86 0
+#endif
+
+static int thread_count(void) {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+// 64-byte aligned scratch (packed panels are read with full-width vector loads).
+static float *alloc_f32(size_t n, const char *what) {
+  uint8_t *raw = vdp_malloc(n * sizeof(float) + 64 + sizeof(void *), what);
+  uintptr_t p = ((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63;
+  ((void **)p)[-1] = raw;
+  return (float *)p;
+}
+static void free_f32(float *p) {
+  if (p) free(((void **)p)[-1]);
+}
+
+// ===================================================================================================
+// 1. GEMM core
+// ===================================================================================================
+// Packed formats (BLIS style). For a k-block of kc columns:
+//   A panel: MR rows,  element (i, k) at Ap[k*MR + i]   (panels of one block are consecutive)
+//   B panel: NR cols,  element (j, k) at Bp[k*NR + j]
+// Rows/columns past the matrix edge are packed as zeros, so the micro-kernel never branches.
+// A micro-kernel computes one MR×NR tile of C over kc and either stores it (accum = 0) or adds it.
+typedef void (*KernFn)(int kc, const float *Ap, const float *Bp, float *C, int64_t ldc, int accum);
+typedef struct {
+  const char *name;
+  int mr, nr;
+  KernFn fn;
+} Kern;
+
+// Portable kernel, 4×8 tile. With GCC/Clang it is written with generic vector types (no intrinsics:
+// the compiler lowers them to SSE2, NEON, ...): 8 four-float accumulators fit the 16 registers of
+// SSE2. Other compilers get plain loops.
+#define GEN_MR 4
+#define GEN_NR 8
+#if defined(__GNUC__) || defined(__clang__)
+typedef float v4f __attribute__((vector_size(16)));
+static void kern_generic(int kc, const float *Ap, const float *Bp, float *C, int64_t ldc, int accum) {
+  v4f c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
+  for (int k = 0; k < kc; k++) {
+    v4f b0, b1;
+    memcpy(&b0, Bp, sizeof b0);
+    memcpy(&b1, Bp + 4, sizeof b1);
+    v4f a0 = {Ap[0], Ap[0], Ap[0], Ap[0]}, a1 = {Ap[1], Ap[1], Ap[1], Ap[1]};
+    v4f a2 = {Ap[2], Ap[2], Ap[2], Ap[2]}, a3 = {Ap[3], Ap[3], Ap[3], Ap[3]};
+    c00 += a0 * b0, c01 += a0 * b1, c10 += a1 * b0, c11 += a1 * b1;
+    c20 += a2 * b0, c21 += a2 * b1, c30 += a3 * b0, c31 += a3 * b1;
+    Ap += 4;
+    Bp += 8;
+  }
+  v4f out[8] = {c00, c01, c10, c11, c20, c21, c30, c31};
+  for (int i = 0; i < 4; i++) {
+    float *ci = C + i * ldc;
+    for (int h = 0; h < 2; h++) {
+      v4f v = out[2 * i + h];
+      if (accum) {
+        v4f t;
+        memcpy(&t, ci + 4 * h, sizeof t);
+        v += t;
+      }
+      memcpy(ci + 4 * h, &v, sizeof v);
+    }
+  }
+}
+#else
+static void kern_generic(int kc, const float *Ap, const float *Bp, float *C, int64_t ldc, int accum) {
+  float acc[GEN_MR][GEN_NR] = {{0}};
+  for (int k = 0; k < kc; k++)
+    for (int i = 0; i < GEN_MR; i++)
+      for (int j = 0; j < GEN_NR; j++) acc[i][j] += Ap[k * GEN_MR + i] * Bp[k * GEN_NR + j];
+  for (int i = 0; i < GEN_MR; i++)
+    for (int j = 0; j < GEN_NR; j++) C[i * ldc + j] = (accum ? C[i * ldc + j] : 0.0f) + acc[i][j];
+}
+#endif
+
+#if VDP_X86
+// The accumulators are named variables, not an array: GCC 12 otherwise keeps a stack copy of the
+// array and stores to it on every k step.
+#define FMA_ROW2(set1, fmadd, i, c0, c1) \
+  {                                      \
+    a = set1(Ap[i]);                     \
+    c0 = fmadd(a, b0, c0);               \
+    c1 = fmadd(a, b1, c1);               \
+  }
+#define STORE_ROW2(W, loadu, storeu, add, i, c0, c1) \
+  {                                                  \
+    float *ci = C + (i) * ldc;                       \
+    if (accum) {                                     \
+      c0 = add(c0, loadu(ci));                       \
+      c1 = add(c1, loadu(ci + W));                   \
+    }                                                \
+    storeu(ci, c0);                                  \
+    storeu(ci + W, c1);                              \
+  }
+
+// AVX2 + FMA: 6×16 tile = 12 ymm accumulators, 2 B vectors, 1 broadcast (of 16 registers).
+__attribute__((target("avx2,fma"))) static void kern_avx2(int kc, const float *Ap, const float *Bp, float *C,
+                                                          int64_t ldc, int accum) {
+  __m256 z = _mm256_setzero_ps(), a;
+  __m256 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z,
+         c51 = z;
+  for (int k = 0; k < kc; k++) {
+    __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8);
+    FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 0, c00, c01)
+    FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 1, c10, c11)
+    FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 2, c20, c21)
+    FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 3, c30, c31)
+    FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 4, c40, c41)
+    FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 5, c50, c51)
+    Ap += 6;
+    Bp += 16;
+  }
+  STORE_ROW2(8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, 0, c00, c01)
+  STORE_ROW2(8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, 1, c10, c11)
+  STORE_ROW2(8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, 2, c20, c21)
+  STORE_ROW2(8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, 3, c30, c31)
+  STORE_ROW2(8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, 4, c40, c41)
+  STORE_ROW2(8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, 5, c50, c51)
+}
+
+// AVX-512: 12×32 tile = 24 zmm accumulators, 2 B vectors, 1 broadcast (of 32 registers).
+__attribute__((target("avx512f"))) static void kern_avx512(int kc, const float *Ap, const float *Bp, float *C,
+                                                           int64_t ldc, int accum) {
+  __m512 z = _mm512_setzero_ps(), a;
+  __m512 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z,
+         c51 = z, c60 = z, c61 = z, c70 = z, c71 = z, c80 = z, c81 = z, c90 = z, c91 = z, ca0 = z, ca1 = z,
+         cb0 = z, cb1 = z;
+  for (int k = 0; k < kc; k++) {
+    __m512 b0 = _mm512_load_ps(Bp), b1 = _mm512_load_ps(Bp + 16);
+    FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 0, c00, c01)
+    FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 1, c10, c11)
+    FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 2, c20, c21)
+    FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 3, c30, c31)
+    FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 4, c40, c41)
+    FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 5, c50, c51)
+    FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 6, c60, c61)
+    FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 7, c70, c71)
+    FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 8, c80, c81)
+    FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 9, c90, c91)
+    FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 10, ca0, ca1)
+    FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 11, cb0, cb1)
+    Ap += 12;
+    Bp += 32;
+  }
+  STORE_ROW2(16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, 0, c00, c01)
+  STORE_ROW2(16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, 1, c10, c11)
+  STORE_ROW2(16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, 2, c20, c21)
+  STORE_ROW2(16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, 3, c30, c31)
+  STORE_ROW2(16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, 4, c40, c41)
+  STORE_ROW2(16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, 5, c50, c51)
+  STORE_ROW2(16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, 6, c60, c61)
+  STORE_ROW2(16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, 7, c70, c71)
+  STORE_ROW2(16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, 8, c80, c81)
+  STORE_ROW2(16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, 9, c90, c91)
+  STORE_ROW2(16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, 10, ca0, ca1)
+  STORE_ROW2(16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, 11, cb0, cb1)
+}
+#endif
+
+static const Kern KERN_GENERIC = {"generic", GEN_MR, GEN_NR, kern_generic};
+#if VDP_X86
+static const Kern KERN_AVX2 = {"avx2", 6, 16, kern_avx2};
+static const Kern KERN_AVX512 = {"avx512", 12, 32, kern_avx512};
+#endif
+
+// The best kernel this CPU runs. VDP_ISA=generic|avx2|avx512 forces a (supported) lower one, which is
+// how the tests exercise every kernel on one machine. Read per call: a GEMM costs far more than getenv.
+static const Kern *pick_kernel(void) {
+  const char *force = getenv("VDP_ISA");
+  if (force && !strcmp(force, "generic")) return &KERN_GENERIC;
+#if VDP_X86
+  int has512 = __builtin_cpu_supports("avx512f");
+  int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (force && !strcmp(force, "avx2")) return has2 ? &KERN_AVX2 : &KERN_GENERIC;
+  if (has512) return &KERN_AVX512;
+  if (has2) return &KERN_AVX2;
+#endif
+  return &KERN_GENERIC;
+}
+
+// Block sizes: a KC×NR B panel stays in L1 while the MC×KC A block (L2) streams past it; the KC×NC
+// B block lives in L2/L3. MC is rounded to a multiple of MR.
+#define GEMM_KC 256
+#define GEMM_MC 120
+#define GEMM_NC 4096
+
+// Strided matrix view: element (r, c) at p[r*rs + c*cs].
+typedef struct {
+  const float *p;
+  int64_t rs, cs;
+} View;
+
+// Packs rows [r0, r0+mr) × columns [k0, k0+kc) of the view into consecutive MR-row panels.
+// (For B the "rows" are the n index and MR is NR.) Rows past `rows` are zero-filled.
+static void pack_panels(float *dst, View v, int r0, int nrows_total, int mr_block, int k0, int kc, int MR) {
+  for (int p0 = 0; p0 < mr_block; p0 += MR) {
+    float *d = dst + (int64_t)p0 * kc;
+    int valid = nrows_total - (r0 + p0);
+    if (valid > MR) valid = MR;
+    if (valid < 0) valid = 0;
+    if (valid == 0) {  // a panel entirely past the edge
+      memset(d, 0, (size_t)kc * MR * sizeof(float));
+      continue;
+    }
+    const float *src = v.p + (int64_t)(r0 + p0) * v.rs + (int64_t)k0 * v.cs;
+    if (v.rs == 1 && valid == MR) {
+      // rows adjacent in memory: each k is one contiguous run of MR values
+      for (int k = 0; k < kc; k++) {
+        const float *s = src + (int64_t)k * v.cs;
+        float *dk = d + (int64_t)k * MR;
+        for (int i = 0; i < MR; i++) dk[i] = s[i];
+      }
+    } else {
+      // general strides (e.g. rows contiguous along k): gather MR values per k, write contiguously
+      for (int k = 0; k < kc; k++) {
+        float *dk = d + (int64_t)k * MR;
+        const float *s = src + (int64_t)k * v.cs;
+        for (int i = 0; i < valid; i++) dk[i] = s[(int64_t)i * v.rs];
+        for (int i = valid; i < MR; i++) dk[i] = 0.0f;
+      }
+    }
+  }
+}
+
+// C[mc, nc] (+)= Ap[mc, kc] · Bp[nc, kc]ᵀ from packed operands; edge tiles go through a local tile.
+static void macro_kernel(const Kern *kn, int mc, int nc, int kc, const float *Ap, const float *Bp, float *C,
+                         int64_t ldc, int accum) {
+  const int MR = kn->mr, NR = kn->nr;
+  float tile[12 * 32] __attribute__((aligned(64)));
+  for (int j = 0; j < nc; j += NR) {
+    int nr = nc - j < NR ? nc - j : NR;
+    const float *b = Bp + (int64_t)j * kc;
+    for (int i = 0; i < mc; i += MR) {
+      int mr = mc - i < MR ? mc - i : MR;
+      const float *a = Ap + (int64_t)i * kc;
+      float *c = C + (int64_t)i * ldc + j;
+      if (mr == MR && nr == NR) {
+        kn->fn(kc, a, b, c, ldc, accum);
+      } else {
+        kn->fn(kc, a, b, tile, NR, 0);
+        for (int ii = 0; ii < mr; ii++) {
+          float *ci = c + (int64_t)ii * ldc;
+          const float *t = tile + ii * NR;
+          if (accum)
+            for (int jj = 0; jj < nr; jj++) ci[jj] += t[jj];
+          else
+            for (int jj = 0; jj < nr; jj++) ci[jj] = t[jj];
+        }
+      }
+    }
+  }
+}
+
+static int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+// The general product, parallel over (M block, N sub-block) tiles:
+//   C[m*ldc + n] = Σ_k A(m,k)·B(n,k) + bias_m[m] + bias_n[n]   (either bias may be NULL)
+// With accum = 1 the product is added to C instead (biases are then not allowed).
+static void gemm(int M, int N, int K, View A, View B, float *C, int64_t ldc, const float *bias_m,
+                 const float *bias_n, int accum) {
+  if (M <= 0 || N <= 0) return;
+  const Kern *kn = pick_kernel();
+  const int MR = kn->mr, NR = kn->nr;
+  const int MC = GEMM_MC / MR * MR;
+  const int NC = N < GEMM_NC ? round_up(N, NR) : GEMM_NC;
+  int prefilled = accum;
+  if (bias_m || bias_n || K <= 0) {
+    // C starts as the bias (or zero); every k block then accumulates into it.
+#pragma omp parallel for schedule(static) if ((int64_t)M * N > 65536)
+    for (int m = 0; m < M; m++) {
+      float *c = C + (int64_t)m * ldc;
+      float bm = bias_m ? bias_m[m] : 0.0f;
+      for (int n = 0; n < N; n++) c[n] = bm + (bias_n ? bias_n[n] : 0.0f);
+    }
+    prefilled = 1;
+  }
+  if (K <= 0) return;
+  float *Bp = alloc_f32((size_t)NC * GEMM_KC, "gemm packed B");
+  double flops = 2.0 * M * N * K;
+#pragma omp parallel if (flops > 2e6)
+  {
+    float *Ap = alloc_f32((size_t)MC * GEMM_KC, "gemm packed A");
+    int nth = thread_count();
+    for (int jc = 0; jc < N; jc += NC) {
+      int nc = N - jc < NC ? N - jc : NC;
+      int npanels = (nc + NR - 1) / NR;
+      // Sub-block width: as wide as possible while leaving a few tiles per thread.
+      int n_ic = (M + MC - 1) / MC;
+      int NS = round_up(256, NR);
+      while (NS > NR && (int64_t)n_ic * ((nc + NS - 1) / NS) < 4 * nth) NS = round_up(NS / 2, NR);
+      int n_js = (nc + NS - 1) / NS;
+      int ntiles = n_ic * n_js;
+      for (int pc = 0; pc < K; pc += GEMM_KC) {
+        int kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
+#pragma omp for schedule(dynamic, 4)
+        for (int p = 0; p < npanels; p++)
+          pack_panels(Bp + (int64_t)p * NR * kc, B, jc + p * NR, N, NR, pc, kc, NR);
+        // implicit barrier: the B block is complete
+        // Tiles are handed out dynamically (a core shared with another process must not stall the
+        // other); they are ic-major, so a thread mostly finds its A block already packed.
+        int packed_ic = -1;
+#pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < ntiles; t++) {
+          int ic = t / n_js, js = t % n_js;
+          int m0 = ic * MC, mc = M - m0 < MC ? M - m0 : MC;
+          int n0 = js * NS, ns = nc - n0 < NS ? nc - n0 : NS;
+          if (ic != packed_ic) {
+            pack_panels(Ap, A, m0, M, round_up(mc, MR), pc, kc, MR);
+            packed_ic = ic;
+          }
+          macro_kernel(kn, mc, ns, kc, Ap, Bp + (int64_t)n0 * kc, C + (int64_t)m0 * ldc + jc + n0, ldc,
+                       prefilled || pc > 0);
+        }
+        // implicit barrier: Bp is repacked next
+      }
+    }
+    free_f32(Ap);
+  }
+  free_f32(Bp);
+}
+
+// ===================================================================================================
+// 2. Linear and convolutions
+// ===================================================================================================
+void op_linear(float *y, const float *x, const float *w, const float *b, int M, int K, int N) {
+  if (M <= 4) {
+    // A handful of rows (time embeddings, CLIP's pooled token): dot products straight from w, which
+    // is read once instead of being packed. 16 partial sums let the compiler vectorise the k loop.
+#pragma omp parallel for schedule(static) if ((int64_t)N * K > 65536)
+    for (int n = 0; n < N; n++) {
+      const float *wn = w + (int64_t)n * K;
+      for (int m = 0; m < M; m++) {
+        const float *xm = x + (int64_t)m * K;
+        float acc[16] = {0};
+        int k = 0;
+        for (; k + 16 <= K; k += 16)
+          for (int l = 0; l < 16; l++) acc[l] += xm[k + l] * wn[k + l];
+        for (; k < K; k++) acc[k & 15] += xm[k] * wn[k];
+        float s = 0.0f;
+        for (int l = 0; l < 16; l++) s += acc[l];
+        y[(int64_t)m * N + n] = s + (b ? b[n] : 0.0f);
+      }
+    }
+    return;
+  }
+  View A = {x, K, 1}, B = {w, K, 1};
+  gemm(M, N, K, A, B, y, N, NULL, b, 0);
+}
+
+// im2col of output pixels [p0, p0+np) of one image: col[k, p - p0] with k = (ci, ky, kx).
+static void im2col(float *col, const float *x, int cin, int h, int wd, int kh, int kw, int stride, int pt,
+                   int pl, int wo, int64_t p0, int np) {
+  int K = cin * kh * kw;
+#pragma omp parallel for schedule(static) if ((int64_t)K * np > 32768)
+  for (int k = 0; k < K; k++) {
+    int ci = k / (kh * kw), ky = k / kw % kh, kx = k % kw;
+    const float *xc = x + (int64_t)ci * h * wd;
+    float *d = col + (int64_t)k * np;
+    int64_t p = p0, end = p0 + np;
+    while (p < end) {  // one output row (or the part of it inside the band) at a time
+      int oy = (int)(p / wo), ox0 = (int)(p % wo);
+      int ox1 = wo;
+      if (end - p < ox1 - ox0) ox1 = ox0 + (int)(end - p);
+      int iy = oy * stride - pt + ky;
+      float *dr = d + (p - p0);
+      if (iy < 0 || iy >= h) {
+        memset(dr, 0, (size_t)(ox1 - ox0) * sizeof(float));
+      } else {
+        // ox in [lo, hi) reads inside the row (ix = ox·stride − pl + kx in [0, wd)); the rest is padding
+        const float *xr = xc + (int64_t)iy * wd;
+        int off = kx - pl;
+        int lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+        int hi = wd - off <= 0 ? 0 : (wd - off + stride - 1) / stride;
+        if (lo < ox0) lo = ox0;
+        if (hi > ox1) hi = ox1;
+        if (hi < lo) hi = lo;
+        for (int ox = ox0; ox < lo; ox++) dr[ox - ox0] = 0.0f;
+        if (stride == 1)
+          memcpy(dr + (lo - ox0), xr + lo + off, (size_t)(hi - lo) * sizeof(float));
+        else
+          for (int ox = lo; ox < hi; ox++) dr[ox - ox0] = xr[ox * stride + off];
+        for (int ox = hi; ox < ox1; ox++) dr[ox - ox0] = 0.0f;
+      }
+      p += ox1 - ox0;
+    }
+  }
+}
+
+void op_conv2d(float *y, const float *x, const float *w, const float *b, int n, int cin, int h, int wd,
+               int cout, int kh, int kw, int stride, int pt, int pl, int pb, int pr) {
+  int ho = (h + pt + pb - kh) / stride + 1, wo = (wd + pl + pr - kw) / stride + 1;
+  if (ho <= 0 || wo <= 0) return;
+  int64_t P = (int64_t)ho * wo, HW = (int64_t)h * wd;
+  int K = cin * kh * kw;
+  View A = {w, K, 1};  // weights [cout, K]: the GEMM's M side
+  int direct = kh == 1 && kw == 1 && stride == 1 && pt == 0 && pl == 0 && pb == 0 && pr == 0;
+  // im2col band: a bounded number of output pixels (≈ 8 MiB of columns, so they stay in L3).
+  int64_t band = direct ? P : (8 << 20) / ((int64_t)K * 4);
+  if (band < 256) band = 256;
+  if (band > P) band = P;
+  float *col = direct ? NULL : alloc_f32((size_t)K * band, "conv2d im2col band");
+  for (int i = 0; i < n; i++) {
+    const float *xi = x + (int64_t)i * cin * HW;
+    float *yi = y + (int64_t)i * cout * P;
+    for (int64_t p0 = 0; p0 < P; p0 += band) {
+      int np = (int)(P - p0 < band ? P - p0 : band);
+      View B;
+      if (direct) {  // 1×1 stride 1: the image itself is the [K, P] column matrix
+        B = (View){xi + p0, 1, HW};
+      } else {
+        im2col(col, xi, cin, h, wd, kh, kw, stride, pt, pl, wo, p0, np);
+        B = (View){col, 1, np};
+      }
+      gemm(cout, np, K, A, B, yi + p0, P, b, NULL, 0);
+    }
+  }
+  free_f32(col);
+}
+
+void op_conv_temporal(float *y, const float *x, const float *w, const float *b, int nb, int nf, int cin,
+                      int hw, int cout) {
+  // Frames f-1, f, f+1 of one video are adjacent slabs [cin, hw], so together they are one [3·cin, hw]
+  // matrix with row j = k·cin + ci. Reordering the weights to [cout, 3, cin] makes out[f] one GEMM
+  // with K = 3·cin (2·cin at the first/last frame, cin when nf = 1: the zero padding).
+  float *wr = alloc_f32((size_t)cout * 3 * cin, "conv_temporal weights");
+  for (int o = 0; o < cout; o++)
+    for (int k = 0; k < 3; k++)
+      for (int ci = 0; ci < cin; ci++)
+        wr[((int64_t)o * 3 + k) * cin + ci] = w[((int64_t)o * cin + ci) * 3 + k];
+  int64_t slab = (int64_t)cin * hw;
+  for (int bi = 0; bi < nb; bi++)
+    for (int f = 0; f < nf; f++) {
+      int k0 = f == 0 ? 1 : 0, k1 = f == nf - 1 ? 2 : 3;  // taps [k0, k1) fall inside the video
+      const float *xs = x + ((int64_t)bi * nf + f + k0 - 1) * slab;
+      View A = {wr + (int64_t)k0 * cin, (int64_t)3 * cin, 1};
+      View B = {xs, 1, hw};
+      gemm(cout, hw, (k1 - k0) * cin, A, B, y + ((int64_t)bi * nf + f) * cout * hw, hw, b, NULL, 0);
+    }
+  free_f32(wr);
+}
+
+// ===================================================================================================
+// 3. Attention
+// ===================================================================================================
+// GCC only if-converts the clamps and max reductions below (and so vectorises those loops) when it
+// may assume comparisons do not trap; the computed values are the same either way.
+#if defined(__GNUC__) && !defined(__clang__)
+#define VDP_SIMD_MATH __attribute__((always_inline, optimize("no-trapping-math")))
+#elif defined(__clang__)
+#define VDP_SIMD_MATH __attribute__((always_inline))
+#else
+#define VDP_SIMD_MATH
+#endif
+
+// exp(x) for x <= 0, written so the compiler vectorises it (libm's expf is a scalar call): Cody–Waite
+// reduction x = n·ln2 + r, |r| <= ln2/2, a degree-6 polynomial for e^r (Cephes' coefficients, about
+// 1 ulp), and 2^n built in the exponent bits. Inputs below -87 give e^-87 (≈1.6e-38) instead of ~0,
+// irrelevant next to the row maximum's 1.
+static inline VDP_SIMD_MATH float exp_nonpos(float x) {
+  const float LOG2E = 1.44269504088896341f, MAGIC = 12582912.0f;  // 1.5·2^23: round to nearest integer
+  const float C1 = 0.693359375f, C2 = -2.12194440e-4f;
+  x = x < -87.0f ? -87.0f : x;
+  float fn = (x * LOG2E + MAGIC) - MAGIC;
+  float r = x - fn * C1;
+  r = r - fn * C2;
+  float z = r * r;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * z + r + 1.0f;
+  int32_t e = ((int32_t)fn + 127) << 23;
+  float sc;
+  memcpy(&sc, &e, sizeof sc);
+  return p * sc;
+}
+
+// Softmax numerators of a transposed score block: st[j*ld + i] (key j, query i < nq) becomes
+// exp(scale·st − max_j) and sum[i] = Σ_j of it. Queries are the contiguous axis, so every loop runs
+// down whole rows of st and vectorises with each query in its own lane (a fixed order for the sums).
+static inline VDP_SIMD_MATH void softmax_cols_impl(float *st, int64_t ld, int lk, int nq, float scale,
+                                                   float *mx, float *sum) {
+  for (int i = 0; i < nq; i++) mx[i] = -INFINITY, sum[i] = 0.0f;
+  for (int j = 0; j < lk; j++) {
+    const float *r = st + j * ld;
+    for (int i = 0; i < nq; i++) {
+      float v = r[i] * scale;
+      mx[i] = v > mx[i] ? v : mx[i];
+    }
+  }
+  for (int j = 0; j < lk; j++) {
+    float *r = st + j * ld;
+    for (int i = 0; i < nq; i++) {
+      float e = exp_nonpos(r[i] * scale - mx[i]);
+      r[i] = e;
+      sum[i] += e;
+    }
+  }
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#define VDP_NOTRAP __attribute__((optimize("no-trapping-math")))
+#else
+#define VDP_NOTRAP
+#endif
+typedef void (*SoftmaxFn)(float *, int64_t, int, int, float, float *, float *);
+static VDP_NOTRAP void softmax_cols_generic(float *st, int64_t ld, int lk, int nq, float scale, float *mx,
+                                            float *sum) {
+  softmax_cols_impl(st, ld, lk, nq, scale, mx, sum);
+}
+#if VDP_X86
+// The same code compiled for wider vectors. There is no FMA contraction under -std=c11, so every
+// version gives bit-identical results.
+__attribute__((target("avx2"))) static VDP_NOTRAP void softmax_cols_avx2(float *st, int64_t ld, int lk, int nq,
+                                                                         float scale, float *mx, float *sum) {
+  softmax_cols_impl(st, ld, lk, nq, scale, mx, sum);
+}
+__attribute__((target("avx512f"))) static VDP_NOTRAP void softmax_cols_avx512(float *st, int64_t ld, int lk,
+                                                                              int nq, float scale, float *mx,
+                                                                              float *sum) {
+  softmax_cols_impl(st, ld, lk, nq, scale, mx, sum);
+}
+#endif
+
+// Packs all of a [rows, K] view into MR-row panels for the serial GEMMs: k blocks of GEMM_KC, the
+// block starting at column k0 at offset round_up(rows, MR)·k0.
+static void pack_full(float *dst, View v, int rows, int K, int MR) {
+  int rp = round_up(rows, MR);
+  for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+    int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+    pack_panels(dst + (int64_t)rp * k0, v, 0, rows, rp, k0, kc, MR);
+  }
+}
+
+// Attention, per (sequence, head, block of QB queries):
+//   Sᵀ[lk, QB] = K · Q_blkᵀ          K pre-packed as the A operand (once per sequence and head)
+//   Sᵀ ← exp(scale·Sᵀ − max), column sums        (softmax_cols)
+//   O[QB, hd]  = P · V  with P = (Sᵀ)ᵀ           V pre-packed as the B operand; P packs by memcpy
+//   O ← O / sum
+// Working on Sᵀ keeps the queries contiguous: the softmax vectorises across queries and the P
+// panels are straight copies. Scratch per thread: lk×QB scores, never lq×lk.
+void op_attention(float *o, int64_t o_seq, int64_t o_row, const float *q, int64_t q_seq, int64_t q_row,
+                  const float *k, int64_t k_seq, int64_t k_row, const float *v, int64_t v_seq, int64_t v_row,
+                  int nseq, int lq, int lk, int heads, int hd, float scale) {
+  if (nseq <= 0 || lq <= 0 || heads <= 0 || hd <= 0) return;
+  if (lk <= 0) {  // softmax over nothing: define the output as zero
+    for (int s = 0; s < nseq; s++)
+      for (int i = 0; i < lq; i++) memset(o + s * o_seq + i * o_row, 0, (size_t)heads * hd * sizeof(float));
+    return;
+  }
+  const Kern *kn = pick_kernel();
+  const int MR = kn->mr, NR = kn->nr;
+  SoftmaxFn softmax_cols = softmax_cols_generic;
+#if VDP_X86
+  if (__builtin_cpu_supports("avx512f"))
+    softmax_cols = softmax_cols_avx512;
+  else if (__builtin_cpu_supports("avx2"))
+    softmax_cols = softmax_cols_avx2;
+#endif
+  // Query block: 64 (a multiple of NR, as it is the N side of the first product), fewer if lq is small.
+  int QB = round_up(64, NR);
+  if (QB > round_up(lq, NR)) QB = round_up(lq, NR);
+  int nqb = (lq + QB - 1) / QB;
+  int64_t items = (int64_t)nseq * heads * nqb;
+  double flops = 4.0 * nseq * heads * (double)lq * lk * hd;
+  // chunks of about 1 MFLOP, so that tiny sequences (temporal attention: 14 frames) are not
+  // scheduled one by one
+  double item_flops = 4.0 * QB * (double)lk * hd;
+  int64_t chunk = item_flops >= 1e6 ? 1 : (int64_t)(1e6 / item_flops);
+  const int LB = 240;  // rows of Sᵀ per macro-kernel call: a 240×hd slice of packed K stays in L2
+#pragma omp parallel if (flops > 1e6 && items > 1)
+  {
+    float *Kp = alloc_f32((size_t)round_up(lk, MR) * hd, "attention packed K");
+    float *Vp = alloc_f32((size_t)round_up(hd, NR) * lk, "attention packed V");
+    float *St = alloc_f32((size_t)lk * QB, "attention scores");
+    float *Qp = alloc_f32((size_t)QB * hd, "attention packed Q");
+    float *Pp = alloc_f32((size_t)round_up(QB, MR) * GEMM_KC, "attention packed P");
+    float *mx = alloc_f32((size_t)QB, "attention row max"), *sum = alloc_f32((size_t)QB, "attention row sums");
+    // Work items in (sequence, head, query block) order: consecutive items share (sequence, head), so
+    // K and V are packed about once per (sequence, head) per thread.
+    int64_t packed_sh = -1;
+#pragma omp for schedule(dynamic, chunk)
+    for (int64_t it = 0; it < items; it++) {
+      int64_t sh = it / nqb;
+      int qb = (int)(it % nqb), s = (int)(sh / heads), h = (int)(sh % heads);
+      if (sh != packed_sh) {
+        pack_full(Kp, (View){k + s * k_seq + (int64_t)h * hd, k_row, 1}, lk, hd, MR);  // (key j, dim d)
+        pack_full(Vp, (View){v + s * v_seq + (int64_t)h * hd, 1, v_row}, hd, lk, NR);  // (dim d, key j)
+        packed_sh = sh;
+      }
+      int q0 = qb * QB, nq = lq - q0 < QB ? lq - q0 : QB;
+      // Sᵀ[lk, nq] = K · Q_blkᵀ
+      pack_full(Qp, (View){q + s * q_seq + (int64_t)q0 * q_row + (int64_t)h * hd, q_row, 1}, nq, hd, NR);
+      int rpK = round_up(lk, MR), rpQ = round_up(nq, NR);
+      for (int k0 = 0; k0 < hd; k0 += GEMM_KC) {
+        int kc = hd - k0 < GEMM_KC ? hd - k0 : GEMM_KC;
+        for (int j0 = 0; j0 < lk; j0 += LB)
+          macro_kernel(kn, lk - j0 < LB ? lk - j0 : LB, nq, kc, Kp + (int64_t)rpK * k0 + (int64_t)j0 * kc,
+                       Qp + (int64_t)rpQ * k0, St + (int64_t)j0 * QB, QB, k0 > 0);
+      }
+      softmax_cols(St, QB, lk, nq, scale, mx, sum);
+      // O[nq, hd] = P · V, P(i, j) = Sᵀ[j, i]
+      float *Ob = o + s * o_seq + (int64_t)q0 * o_row + (int64_t)h * hd;
+      View Pv = {St, 1, QB};
+      int rpV = round_up(hd, NR);
+      for (int k0 = 0; k0 < lk; k0 += GEMM_KC) {
+        int kc = lk - k0 < GEMM_KC ? lk - k0 : GEMM_KC;
+        pack_panels(Pp, Pv, 0, nq, round_up(nq, MR), k0, kc, MR);
+        macro_kernel(kn, nq, hd, kc, Pp, Vp + (int64_t)rpV * k0, Ob, o_row, k0 > 0);
+      }
+      for (int i = 0; i < nq; i++) {
+        float inv = 1.0f / sum[i];
+        float *orow = Ob + (int64_t)i * o_row;
+        for (int d = 0; d < hd; d++) orow[d] *= inv;
+      }
+    }
+    free_f32(Kp), free_f32(Vp), free_f32(St), free_f32(Qp), free_f32(Pp), free_f32(mx), free_f32(sum);
+  }
+}
+
+// ===================================================================================================
+// 4. Normalisation
+// ===================================================================================================
+// Mean and variance (biased, as PyTorch's norms) of the union of `nslab` runs of `len` floats spaced
+// `stride` apart. Sums in double: exact enough that fp32 inputs give the fp32-rounded true statistics.
+static void stats_slabs(const float *x, int nslab, int64_t stride, int64_t len, double *mean, double *var) {
+  double acc[8] = {0};
+  for (int s = 0; s < nslab; s++) {
+    const float *p = x + s * stride;
+    int64_t i = 0;
+    for (; i + 8 <= len; i += 8)
+      for (int l = 0; l < 8; l++) acc[l] += p[i + l];
+    for (; i < len; i++) acc[i & 7] += p[i];
+  }
+  double n = (double)nslab * len, sum = 0;
+  for (int l = 0; l < 8; l++) sum += acc[l];
+  double mu = sum / n;
+  // second pass around the mean: no cancellation
+  for (int l = 0; l < 8; l++) acc[l] = 0;
+  for (int s = 0; s < nslab; s++) {
+    const float *p = x + s * stride;
+    int64_t i = 0;
+    for (; i + 8 <= len; i += 8)
+      for (int l = 0; l < 8; l++) {
+        double d = p[i + l] - mu;
+        acc[l] += d * d;
+      }
+    for (; i < len; i++) {
+      double d = p[i] - mu;
+      acc[i & 7] += d * d;
+    }
+  }
+  double ss = 0;
+  for (int l = 0; l < 8; l++) ss += acc[l];
+  *mean = mu;
+  *var = ss / n;
+}
+
+static inline float silu1(float v) { return v / (1.0f + expf(-v)); }
+
+void op_groupnorm(float *y, const float *x, const float *gamma, const float *beta, int nb, int nf, int c,
+                  int hw, int groups, float eps, int silu) {
+  if (groups <= 0 || c % groups) vdp_die("op_groupnorm: %d channels not divisible by %d groups", c, groups);
+  int cpg = c / groups;
+  int64_t slab = (int64_t)c * hw;  // one frame
+  int64_t glen = (int64_t)cpg * hw;  // one group within one frame (contiguous)
+  int64_t work = (int64_t)nb * nf * slab;
+#pragma omp parallel for schedule(static) collapse(2) if (work > 32768)
+  for (int b = 0; b < nb; b++)
+    for (int g = 0; g < groups; g++) {
+      const float *xg = x + (int64_t)b * nf * slab + (int64_t)g * glen;
+      double mean, var;
+      stats_slabs(xg, nf, slab, glen, &mean, &var);
+      // y = ((x − mean_hi) − mean_lo)·(rstd·γ) + β. The mean is split into two floats so that the
+      // centring stays exact when |mean| >> std (PyTorch's x·s + (β − mean·s) loses digits there).
+      float rstd = (float)(1.0 / sqrt(var + (double)eps)), mh = (float)mean, ml = (float)(mean - mh);
+      for (int cc = 0; cc < cpg; cc++) {
+        int ch = g * cpg + cc;
+        float sc = rstd * (gamma ? gamma[ch] : 1.0f), be = beta ? beta[ch] : 0.0f;
+        for (int f = 0; f < nf; f++) {
+          int64_t off = ((int64_t)b * nf + f) * slab + (int64_t)ch * hw;
+          const float *xp = x + off;
+          float *yp = y + off;
+          for (int64_t i = 0; i < hw; i++) yp[i] = ((xp[i] - mh) - ml) * sc + be;
+          if (silu)
+            for (int64_t i = 0; i < hw; i++) yp[i] = silu1(yp[i]);
+        }
+      }
+    }
+}
+
+void op_layernorm(float *y, const float *x, const float *gamma, const float *beta, int M, int C, float eps) {
+#pragma omp parallel for schedule(static) if ((int64_t)M * C > 32768)
+  for (int m = 0; m < M; m++) {
+    const float *xr = x + (int64_t)m * C;
+    float *yr = y + (int64_t)m * C;
+    double mean, var;
+    stats_slabs(xr, 1, 0, C, &mean, &var);
+    float rstd = (float)(1.0 / sqrt(var + (double)eps)), mh = (float)mean, ml = (float)(mean - mh);
+    for (int i = 0; i < C; i++)  // mean as hi + lo floats: see op_groupnorm
+      yr[i] = ((xr[i] - mh) - ml) * rstd * (gamma ? gamma[i] : 1.0f) + (beta ? beta[i] : 0.0f);
+  }
+}
+
+// ===================================================================================================
+// 5. Element-wise and data movement
+// ===================================================================================================
+#define PAR_N(n) if ((n) > 32768)
+
+static inline float gelu1(float g) { return 0.5f * g * (1.0f + erff(g * 0.70710678118654752440f)); }
+
+void op_geglu(float *y, const float *x, int M, int H) {
+#pragma omp parallel for schedule(static) PAR_N((int64_t)M * H)
+  for (int m = 0; m < M; m++) {
+    const float *xr = x + (int64_t)m * 2 * H;
+    float *yr = y + (int64_t)m * H;
+    for (int j = 0; j < H; j++) yr[j] = xr[j] * gelu1(xr[H + j]);
+  }
+}
+
+void op_silu(float *y, const float *x, int64_t n) {
+#pragma omp parallel for schedule(static) PAR_N(n)
+  for (int64_t i = 0; i < n; i++) y[i] = silu1(x[i]);
+}
+
+void op_gelu(float *y, const float *x, int64_t n) {
+#pragma omp parallel for schedule(static) PAR_N(n)
+  for (int64_t i = 0; i < n; i++) y[i] = gelu1(x[i]);
+}
+
+void op_quick_gelu(float *y, const float *x, int64_t n) {
+#pragma omp parallel for schedule(static) PAR_N(n)
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i];
+    y[i] = v * (1.0f / (1.0f + expf(-(1.702f * v))));
+  }
+}
+
+void op_add(float *y, const float *a, const float *b, int64_t n) {
+#pragma omp parallel for schedule(static) PAR_N(n)
+  for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+void op_add_bcast(float *y, const float *v, int rows, int C, int64_t inner) {
+#pragma omp parallel for schedule(static) collapse(2) PAR_N((int64_t)rows * C * inner)
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < C; c++) {
+      float add = v[(int64_t)r * C + c];
+      float *p = y + ((int64_t)r * C + c) * inner;
+      for (int64_t i = 0; i < inner; i++) p[i] += add;
+    }
+}
+
+void op_blend(float *y, const float *a, const float *b, float alpha, int64_t n) {
+  float beta = 1.0f - alpha;
+#pragma omp parallel for schedule(static) PAR_N(n)
+  for (int64_t i = 0; i < n; i++) y[i] = alpha * a[i] + beta * b[i];
+}
+
+void op_timestep_embedding(float *y, const float *t, int n, int dim) {
+  // diffusers get_timestep_embedding(flip_sin_to_cos=True, downscale_freq_shift=0) in float32:
+  //   exponent = (-ln(10000) · arange(half)) / half;  freq = exp(exponent);  e = t · freq
+  //   y = [cos e | sin e]  (+ a zero column when dim is odd)
+  int half = dim / 2;
+  const float neg_log = -9.210340371976184f;  // -math.log(10000), rounded to float as torch does
+  for (int i = 0; i < n; i++) {
+    float *yr = y + (int64_t)i * dim;
+    for (int kk = 0; kk < half; kk++) {
+      float ex = (neg_log * (float)kk) / (float)half;
+      float e = t[i] * expf(ex);
+      yr[kk] = cosf(e);
+      yr[half + kk] = sinf(e);
+    }
+    if (dim & 1) yr[dim - 1] = 0.0f;
+  }
+}
+
+// PyTorch's nearest source index (UpSampleKernel nearest_idx): identity and exact ×2 are special-cased,
+// otherwise floor(dst · (float)in/out) clamped to in-1.
+static int nearest_src(int dst, int in, int out) {
+  if (out == in) return dst;
+  if (out == 2 * in) return dst >> 1;
+  float scale = (float)in / (float)out;
+  int s = (int)floorf((float)dst * scale);
+  return s < in - 1 ? s : in - 1;
+}
+
+void op_upsample_nearest(float *y, const float *x, int n, int c, int h, int w, int ho, int wo) {
+  int *sx = vdp_malloc((size_t)wo * sizeof(int), "upsample index");
+  for (int j = 0; j < wo; j++) sx[j] = nearest_src(j, w, wo);
+  int64_t planes = (int64_t)n * c;
+#pragma omp parallel for schedule(static) PAR_N(planes * ho * wo)
+  for (int64_t p = 0; p < planes; p++)
+    for (int i = 0; i < ho; i++) {
+      const float *xr = x + (p * h + nearest_src(i, h, ho)) * w;
+      float *yr = y + (p * ho + i) * wo;
+      for (int j = 0; j < wo; j++) yr[j] = xr[sx[j]];
+    }
+  free(sx);
+}
+
+void op_transpose_0213(float *y, const float *x, int A, int B, int C, int64_t D) {
+  // y[a, c, b, :] = x[a, b, c, :]; tiles of 32×32 (b, c) keep both sides' cache lines in use when D is small
+  const int T = 32;
+  int nbt = (B + T - 1) / T, nct = (C + T - 1) / T;
+#pragma omp parallel for schedule(static) collapse(3) PAR_N((int64_t)A * B * C * D)
+  for (int a = 0; a < A; a++)
+    for (int bt = 0; bt < nbt; bt++)
+      for (int ct = 0; ct < nct; ct++) {
+        int b1 = (bt + 1) * T < B ? (bt + 1) * T : B, c1 = (ct + 1) * T < C ? (ct + 1) * T : C;
+        for (int b = bt * T; b < b1; b++)
+          for (int c = ct * T; c < c1; c++) {
+            const float *src = x + (((int64_t)a * B + b) * C + c) * D;
+            float *dst = y + (((int64_t)a * C + c) * B + b) * D;
+            if (D == 1)
+              *dst = *src;
+            else
+              memcpy(dst, src, (size_t)D * sizeof(float));
+          }
+      }
+}

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# test/gpu.sh — everything the CUDA backend needs checked on a GPU machine, in one run (< 6 min on an H100):
+#   1. build ./vdp for this GPU's architecture (nvidia-smi compute_cap -> make GPU_ARCH=..)
+#   2. ldd ./vdp: libcudart and libnccl resolve
+#   3. make test-gpu: every kernel against its CPU twin (test/test_gpu_kernels.cu)
+#   4. compute-sanitizer: memcheck on all kernels (small shapes), racecheck on attention and norms
+#   5. timings at the full SVD shapes (+ a device-to-device copy as the bandwidth yardstick)
+#   6. a report in $OUT/gpu-report.md (default ./out), and a short table printed last
+# Exit status: 0 when every step passed, 1 otherwise (the timing targets are reported, not enforced).
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-out}
+mkdir -p "$OUT"
+REPORT=$OUT/gpu-report.md
+T0=$(date +%s)
+status=0
+declare -a STEPS=()
+note() { STEPS+=("| $1 | $2 |"); echo "== $1: $2"; }
+
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+[ -n "$cc" ] || cc=90
+echo "== GPU: ${gpu:-unknown} (sm_$cc)"
+
+# 1. build (falls back to the objects the GPU test needs if the full program does not link yet)
+if timeout 150 make -j"$(nproc)" GPU_ARCH="$cc" >"$OUT/build.log" 2>&1; then
+  note build "ok (make GPU_ARCH=$cc)"
+else
+  status=1
+  tail -20 "$OUT/build.log"
+  if timeout 120 make -j"$(nproc)" GPU_ARCH="$cc" build/rel/kernels.o build/rel/ops.o build/rel/util.o \
+      >>"$OUT/build.log" 2>&1; then
+    note build "FAIL for ./vdp (see build.log); kernels.o, ops.o, util.o built"
+  else
+    note build "FAIL (see build.log)"
+  fi
+fi
+
+# 2. link check
+if [ -x ./vdp ]; then
+  ldd ./vdp | grep -E 'cudart|nccl|not found' | sed 's/^/   /'
+  if ldd ./vdp | grep -q 'not found'; then note ldd "FAIL: unresolved libraries"; status=1
+  elif ! ldd ./vdp | grep -q libcudart || ! ldd ./vdp | grep -q libnccl; then note ldd "FAIL: cudart/nccl not linked"; status=1
+  else note ldd "ok (cudart + nccl resolve)"; fi
+else
+  note ldd "FAIL: no ./vdp"; status=1
+fi
+
+# 3. kernel tests (also builds build/gpu/test_gpu_kernels)
+BIN=build/gpu/test_gpu_kernels
+if [ -x ./vdp ]; then TESTCMD=(make --no-print-directory test-gpu GPU_ARCH="$cc"); else TESTCMD=(bash test/run_gpu_tests.sh); fi
+timeout 180 "${TESTCMD[@]}" 2>&1 | tee "$OUT/test-gpu.log"
+rc=${PIPESTATUS[0]}
+summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/test-gpu.log" | tail -1)
+if [ "$rc" -eq 0 ]; then note test-gpu "ok: $summary"; else note test-gpu "FAIL (rc $rc): ${summary:-no summary}"; status=1; fi
+
+# 4. compute-sanitizer
+CS=$(command -v compute-sanitizer || true)
+for c in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
+  [ -n "$CS" ] || { [ -x "$c" ] && CS=$c; }
+done
+if [ -z "$CS" ] || [ ! -x "$BIN" ]; then
+  note sanitizer "FAIL: compute-sanitizer or $BIN missing"; status=1
+else
+  timeout 100 "$CS" --tool memcheck --error-exitcode 9 "$BIN" --small >"$OUT/memcheck.log" 2>&1
+  rc=$?
+  tail -3 "$OUT/memcheck.log" | sed 's/^/   /'
+  if [ $rc -eq 0 ]; then note memcheck "ok ($(grep -c '^ok - ' "$OUT/memcheck.log") checks, no errors)"
+  else note memcheck "FAIL (rc $rc, see memcheck.log)"; status=1; fi
+  timeout 80 "$CS" --tool racecheck --error-exitcode 9 "$BIN" --small --only attn,groupnorm,layernorm,cross \
+    >"$OUT/racecheck.log" 2>&1
+  rc=$?
+  tail -3 "$OUT/racecheck.log" | sed 's/^/   /'
+  if [ $rc -eq 0 ]; then note racecheck "ok ($(grep -c '^ok - ' "$OUT/racecheck.log") checks, no hazards)"
+  else note racecheck "FAIL (rc $rc, see racecheck.log)"; status=1; fi
+fi
+
+# 5. timings
+if [ -x "$BIN" ]; then
+  timeout 120 "$BIN" --bench 2>&1 | tee "$OUT/bench.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] && note bench ok || { note bench "FAIL (see bench.log)"; status=1; }
+fi
+copy=$(awk '/^bench d2d_copy/{for(i=1;i<=NF;i++) if($i ~ /^gbs=/){sub("gbs=","",$i); print $i}}' "$OUT/bench.log" 2>/dev/null)
+table=$(awk -v copy="${copy:-0}" '
+  /^bench /{
+    name=$2; ms=""; tf=""; gb="";
+    for(i=3;i<=NF;i++){ split($i,kv,"="); if(kv[1]=="ms") ms=kv[2]; if(kv[1]=="tflops") tf=kv[2]; if(kv[1]=="gbs") gb=kv[2]; }
+    rate = tf!="" ? tf " TFLOP/s" : gb " GB/s";
+    target="";
+    if (name ~ /^conv3x3_c320/) target = (tf+0 >= 250 ? "met" : "MISSED") " (>= 250 TFLOP/s)";
+    if (name ~ /^flash_attn/) target = (tf+0 >= 250 ? "met" : "MISSED") " (>= 250 TFLOP/s)";
+    if (name ~ /^groupnorm_silu/ && copy+0 > 0) target = sprintf("%s (%.0f%% of copy, >= 60%%)", (gb/copy >= 0.6 ? "met" : "MISSED"), 100*gb/copy);
+    printf("| %s | %s | %s | %s |\n", name, ms, rate, target);
+  }' "$OUT/bench.log" 2>/dev/null)
+
+# 6. report
+{
+  echo "# vdp GPU report"
+  echo
+  echo "- GPU: ${gpu:-unknown} (sm_$cc)"
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- $(nvcc --version 2>/dev/null | grep release | sed 's/.*release/CUDA release/')"
+  echo "- wall time of this script: $(( $(date +%s) - T0 )) s"
+  echo
+  echo "| step | result |"
+  echo "|---|---|"
+  printf '%s\n' "${STEPS[@]}"
+  echo
+  grep -E '^FAIL - ' "$OUT/test-gpu.log" 2>/dev/null | sed 's/^/    /' | head -40
+  echo
+  echo "Kernel timings (full SVD shapes; GB/s = copy-equivalent bytes (read + write once) / time):"
+  echo
+  echo "| kernel | ms | rate | target (H100) |"
+  echo "|---|---|---|---|"
+  echo "$table"
+} >"$REPORT"
+
+echo
+echo "== report: $REPORT ($(( $(date +%s) - T0 )) s)"
+printf '%s\n' "${STEPS[@]}"
+echo "| kernel | ms | rate | target (H100) |"
+echo "$table"
+exit $status

@@ -1,0 +1,246 @@
+// vdp.h — Stable Video Diffusion (image -> video) in C and CUDA.
+//
+// Reading order (top-down, like llama2.c's run.c):
+//   1. config        VdpConfig: every size of the UNet, VAE, CLIP image encoder and scheduler
+//   2. weights       the .vdpw file (weights/FORMAT.md), safetensors, `vdp convert` / `vdp info`   (weights.c)
+//   3. ops           the CPU reference operators, plain fp32 C                                      (ops.c)
+//   4. models        CLIP, VAE, UNet built from the ops; the tensor list they need                 (model.c)
+//   5. scheduler + pipeline                                                                         (model.c)
+//   6. CLI           `vdp convert|info|generate`                                                   (vdp.c)
+// Around them: the torch-compatible RNG (rng.c), image/video files (image.c), CUDA (kernels.cu).
+//
+// Layout conventions: tensors are row-major, NCHW like PyTorch. SVD packs frames into the batch axis:
+// a video batch [B, F, C, H, W] is handled as [(B F), C, H, W], row = b*F + f.
+#ifndef VDP_H
+#define VDP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define VDP_VERSION "0.1.0"
+#define VDP_MAX_LEVELS 8
+
+// ---------------------------------------------------------------------------------------------------
+// 1. Configuration
+// ---------------------------------------------------------------------------------------------------
+// The X-macro lists every configuration field once; the .vdpw writer/reader, `vdp info` and the
+// config.json importer are generated from it.  X(type, name, count, json_component, json_key)
+//   type: I = int, F = float (stored as text with full precision); count > 1 = array (n used entries
+//   are given by the *_levels field of the same component).
+// The list names every configuration field once; the .vdpw writer/reader, `vdp info` and the
+// config.json importer are generated from it.
+//   XI(name, component, key)  int       XF(name, component, key)  float
+//   XIA(name, n, ...)         int[n]    XFA(name, n, ...)         float[n]
+// Per-level arrays hold unet_levels / vae_levels used entries.
+#define VDP_CONFIG_FIELDS(XI, XF, XIA, XFA)                                                       \
+  /* UNetSpatioTemporalConditionModel (unet/config.json) */                                       \
+  XI(unet_in_channels, "unet", "in_channels")                                                     \
+  XI(unet_out_channels, "unet", "out_channels")                                                   \
+  XI(unet_levels, "unet", "len(block_out_channels)")                                              \
+  XIA(unet_block_out, VDP_MAX_LEVELS, "unet", "block_out_channels")                               \
+  XIA(unet_down_attn, VDP_MAX_LEVELS, "unet", "down_block_types (1 = CrossAttn...)")              \
+  XIA(unet_up_attn, VDP_MAX_LEVELS, "unet", "up_block_types (1 = CrossAttn...)")                  \
+  XIA(unet_heads, VDP_MAX_LEVELS, "unet", "num_attention_heads (per level)")                      \
+  XIA(unet_transformer_layers, VDP_MAX_LEVELS, "unet", "transformer_layers_per_block")            \
+  XIA(unet_cross_dim, VDP_MAX_LEVELS, "unet", "cross_attention_dim (per level)")                  \
+  XI(unet_layers_per_block, "unet", "layers_per_block")                                           \
+  XI(unet_addition_time_embed_dim, "unet", "addition_time_embed_dim")                             \
+  XI(unet_proj_class_in_dim, "unet", "projection_class_embeddings_input_dim")                     \
+  XI(unet_num_frames, "unet", "num_frames")                                                       \
+  XI(unet_sample_size, "unet", "sample_size")                                                     \
+  /* AutoencoderKLTemporalDecoder (vae/config.json) */                                            \
+  XI(vae_in_channels, "vae", "in_channels")                                                       \
+  XI(vae_out_channels, "vae", "out_channels")                                                     \
+  XI(vae_latent_channels, "vae", "latent_channels")                                               \
+  XI(vae_levels, "vae", "len(block_out_channels)")                                                \
+  XIA(vae_block_out, VDP_MAX_LEVELS, "vae", "block_out_channels")                                 \
+  XI(vae_layers_per_block, "vae", "layers_per_block")                                             \
+  XI(vae_norm_groups, "vae", "norm_num_groups (32 when absent)")                                  \
+  XF(vae_scaling_factor, "vae", "scaling_factor")                                                 \
+  XI(vae_force_upcast, "vae", "force_upcast")                                                     \
+  /* CLIPVisionModelWithProjection (image_encoder/config.json) */                                 \
+  XI(clip_hidden, "image_encoder", "hidden_size")                                                 \
+  XI(clip_intermediate, "image_encoder", "intermediate_size")                                     \
+  XI(clip_layers, "image_encoder", "num_hidden_layers")                                           \
+  XI(clip_heads, "image_encoder", "num_attention_heads")                                          \
+  XI(clip_patch, "image_encoder", "patch_size")                                                   \
+  XI(clip_image_size, "image_encoder", "image_size")                                              \
+  XI(clip_channels, "image_encoder", "num_channels")                                              \
+  XI(clip_projection_dim, "image_encoder", "projection_dim")                                      \
+  XI(clip_act, "image_encoder", "hidden_act (0 = gelu, 1 = quick_gelu)")                          \
+  XF(clip_eps, "image_encoder", "layer_norm_eps")                                                 \
+  /* CLIPImageProcessor (feature_extractor/preprocessor_config.json) */                           \
+  XFA(clip_mean, 3, "feature_extractor", "image_mean")                                            \
+  XFA(clip_std, 3, "feature_extractor", "image_std")                                              \
+  /* EulerDiscreteScheduler (scheduler/scheduler_config.json) */                                  \
+  XF(sched_sigma_min, "scheduler", "sigma_min")                                                   \
+  XF(sched_sigma_max, "scheduler", "sigma_max")                                                   \
+  XI(sched_num_train_timesteps, "scheduler", "num_train_timesteps")                               \
+  XI(sched_v_prediction, "scheduler", "prediction_type (1 = v_prediction, 0 = epsilon)")          \
+  XI(sched_karras, "scheduler", "use_karras_sigmas")                                              \
+  XI(sched_continuous, "scheduler", "timestep_type (1 = continuous)")                             \
+  XI(sched_leading, "scheduler", "timestep_spacing (1 = leading: init sigma = sqrt(max^2+1); 0 = linspace/trailing: max)")
+
+typedef struct {
+#define VDP_DECL_I(name, comp, key) int name;
+#define VDP_DECL_F(name, comp, key) float name;
+#define VDP_DECL_IA(name, n, comp, key) int name[n];
+#define VDP_DECL_FA(name, n, comp, key) float name[n];
+  VDP_CONFIG_FIELDS(VDP_DECL_I, VDP_DECL_F, VDP_DECL_IA, VDP_DECL_FA)
+#undef VDP_DECL_I
+#undef VDP_DECL_F
+#undef VDP_DECL_IA
+#undef VDP_DECL_FA
+} VdpConfig;
+
+// Checks the configuration for values the models cannot run (e.g. channels not divisible by the
+// GroupNorm groups, heads not dividing channels). Returns 0 or -1 with a message in err.
+int config_validate(const VdpConfig *c, char *err, size_t errlen);
+
+// ---------------------------------------------------------------------------------------------------
+// Errors and small utilities (vdp.c)
+// ---------------------------------------------------------------------------------------------------
+// Fatal errors print "vdp: error: ..." on stderr and exit(1). Parsers never call these: they return
+// -1 and fill an error buffer, so the fuzzers and tests can drive them.
+void vdp_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void *vdp_malloc(size_t n, const char *what);  // dies with a message naming `what` on failure
+void *vdp_calloc(size_t n, size_t size, const char *what);
+double vdp_now(void);                          // monotonic seconds
+
+// ---------------------------------------------------------------------------------------------------
+// 2. Weights (weights.c) — see weights/FORMAT.md
+// ---------------------------------------------------------------------------------------------------
+enum { VDP_F32 = 0, VDP_F16 = 1, VDP_BF16 = 2 };
+#define VDP_MAX_DIMS 6
+
+typedef struct {
+  char name[160];                  // diffusers name, prefixed by component: "unet.conv_in.weight"
+  int dtype;                       // VDP_F32 / VDP_F16 / VDP_BF16
+  int ndim;
+  int64_t shape[VDP_MAX_DIMS];
+  uint64_t offset;                 // bytes from the start of the file
+  uint64_t nbytes;
+  const void *data;                // into the mapping once opened
+} VdpTensor;
+
+typedef struct {
+  VdpConfig cfg;
+  int n_tensors;
+  VdpTensor *tensors;              // sorted by name (binary search in vdpw_find)
+  const uint8_t *map;              // whole file, mmapped read-only
+  size_t map_size;
+  char path[512];
+} VdpFile;
+
+// Expected tensors of a configuration: one list, derived from the model structure (model.c).
+typedef struct {
+  char name[160];
+  int ndim;
+  int64_t shape[VDP_MAX_DIMS];
+} VdpTensorSpec;
+typedef struct {
+  VdpTensorSpec *specs;
+  int n, cap;
+} VdpSpecList;
+// Fills `out` with every tensor the models need for `cfg`, names prefixed "unet.", "vae.", "image_encoder.".
+int model_expected_tensors(const VdpConfig *cfg, VdpSpecList *out, char *err, size_t errlen);
+void speclist_free(VdpSpecList *l);
+
+int vdpw_open(const char *path, VdpFile *f, char *err, size_t errlen);          // mmap + validate
+int vdpw_parse(const uint8_t *buf, size_t len, VdpFile *f, char *err, size_t errlen);  // in-memory
+void vdpw_close(VdpFile *f);
+const VdpTensor *vdpw_find(const VdpFile *f, const char *name);
+// Reads the diffusers config.json files of a pipeline folder into cfg (weights.c).
+int config_from_diffusers(const char *dir, VdpConfig *cfg, char *err, size_t errlen);
+// Subcommands (argv[0] is the subcommand name); return the process exit status.
+int cmd_convert(int argc, char **argv);   // weights.c
+int cmd_info(int argc, char **argv);      // weights.c
+int cmd_generate(int argc, char **argv);  // vdp.c
+int cmd_sim(int argc, char **argv);       // ring.c
+
+// ---------------------------------------------------------------------------------------------------
+// 3. CPU operators (ops.c). fp32, row-major, multithreaded with OpenMP. Every output is fully written.
+// ---------------------------------------------------------------------------------------------------
+// y[M,N] = x[M,K] · w[N,K]ᵀ + b[N]  (PyTorch Linear layout; b may be NULL)
+void op_linear(float *y, const float *x, const float *w, const float *b, int M, int K, int N);
+// 2-D convolution, NCHW. x [n,cin,h,w], w [cout,cin,kh,kw], b [cout] or NULL, zero padding
+// (pad_top, pad_left, pad_bottom, pad_right), y [n,cout,ho,wo], ho = (h+pt+pb-kh)/stride+1.
+void op_conv2d(float *y, const float *x, const float *w, const float *b, int n, int cin, int h, int wd,
+               int cout, int kh, int kw, int stride, int pt, int pl, int pb, int pr);
+// Temporal convolution, kernel (3,1,1), zero padding of one frame: x [(b f), cin, hw],
+// w [cout, cin, 3], y [(b f), cout, hw]; out[f] = b + Σ_k w[k]·in[f+k-1].
+void op_conv_temporal(float *y, const float *x, const float *w, const float *b, int nb, int nf, int cin,
+                      int hw, int cout);
+// GroupNorm over x [(nb nf), c, hw]: statistics per (video, group) pooled over the nf frames
+// (nf = 1: per image, as a spatial GroupNorm), optional fused SiLU. In-place allowed (y == x).
+void op_groupnorm(float *y, const float *x, const float *gamma, const float *beta, int nb, int nf, int c,
+                  int hw, int groups, float eps, int silu);
+// LayerNorm over the last axis: x [M, C]. In-place allowed.
+void op_layernorm(float *y, const float *x, const float *gamma, const float *beta, int M, int C, float eps);
+// Multi-head attention, softmax(q kᵀ · scale) v, queries processed in blocks (no Lq×Lk matrix).
+// Sequence s, position i, head h, dim d lives at  base + s*seq_stride + i*row_stride + h*hd + d.
+void op_attention(float *o, int64_t o_seq, int64_t o_row, const float *q, int64_t q_seq, int64_t q_row,
+                  const float *k, int64_t k_seq, int64_t k_row, const float *v, int64_t v_seq, int64_t v_row,
+                  int nseq, int lq, int lk, int heads, int hd, float scale);
+// y[M,H] = x[:, :H] · gelu(x[:, H:2H])  (GEGLU: first half value, second half gate, exact GELU)
+void op_geglu(float *y, const float *x, int M, int H);
+void op_silu(float *y, const float *x, int64_t n);        // in-place allowed
+void op_gelu(float *y, const float *x, int64_t n);        // exact erf GELU
+void op_quick_gelu(float *y, const float *x, int64_t n);  // x·sigmoid(1.702x)
+void op_add(float *y, const float *a, const float *b, int64_t n);          // y = a + b
+// y[r, c, :] += v[r, c] for x viewed [rows, C, inner]  (bias/embedding broadcast)
+void op_add_bcast(float *y, const float *v, int rows, int C, int64_t inner);
+// y = alpha·a + (1-alpha)·b
+void op_blend(float *y, const float *a, const float *b, float alpha, int64_t n);
+// Sinusoidal embedding [cos | sin] (flip_sin_to_cos, shift 0): y [n, dim], freq_k = exp(-ln(1e4) k/(dim/2))
+void op_timestep_embedding(float *y, const float *t, int n, int dim);
+// x [n, c, h, w] -> y [n, c, ho, wo], nearest neighbour (PyTorch 'nearest': src = floor(dst*in/out))
+void op_upsample_nearest(float *y, const float *x, int n, int c, int h, int w, int ho, int wo);
+// [A, B, C, D] -> [A, C, B, D]; e.g. (b f) c hw -> (b f) hw c  with D = 1
+void op_transpose_0213(float *y, const float *x, int A, int B, int C, int64_t D);
+
+// ---------------------------------------------------------------------------------------------------
+// RNG (rng.c): torch.Generator("cpu").manual_seed(s) + torch.randn, bit for bit (../shared/torch-rng.md)
+// ---------------------------------------------------------------------------------------------------
+typedef struct {
+  uint32_t mt[624];
+  int next;                 // index of the next word; 624 = regenerate
+  int has_cached_normal;    // the double Box–Muller cache used by the N < 16 path
+  double cached_normal;
+} TorchGenerator;
+void torch_manual_seed(TorchGenerator *g, uint64_t seed);
+void torch_randn_f32(TorchGenerator *g, float *out, int64_t n);    // torch.randn(n) float32
+void torch_randn_f16(TorchGenerator *g, uint16_t *out, int64_t n); // torch.randn(n, dtype=float16), binary16 bits
+
+// ---------------------------------------------------------------------------------------------------
+// Images and arrays (image.c)
+// ---------------------------------------------------------------------------------------------------
+typedef struct {
+  int w, h;          // pixels
+  uint8_t *rgb;      // [h, w, 3]
+} VdpImage;
+int image_load(const char *path, VdpImage *img, char *err, size_t errlen);   // PNG or JPEG -> RGB8
+int image_save_png(const char *path, const uint8_t *rgb, int w, int h, char *err, size_t errlen);
+void image_free(VdpImage *img);
+// Pillow's Image.resize((w, h), LANCZOS) on an RGB8 image, bit for bit.
+void image_resize_lanczos(const VdpImage *src, VdpImage *dst, int w, int h);
+// diffusers' _resize_with_antialiasing on x [c, h, w] fp32: gaussian blur (reflect pad), then
+// bicubic (A = -0.75, align_corners) to [c, ho, wo].
+void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int wo);
+// .npy files (little-endian float32, C order)
+int npy_save_f32(const char *path, const float *x, const int64_t *shape, int ndim, char *err, size_t errlen);
+// Loads a float32 (or float16, converted) .npy; *data malloc'd. Returns -1 with a message on error.
+int npy_load_f32(const char *path, float **data, int64_t *shape, int *ndim, char *err, size_t errlen);
+
+// Writes frames [F, H, W, 3] uint8 as .gif or .mp4 by piping raw RGB into ffmpeg; a clear error
+// when ffmpeg is not on PATH.
+int video_save_ffmpeg(const char *path, const uint8_t *frames, int F, int w, int h, int fps, char *err,
+                      size_t errlen);
+
+// fp16 <-> fp32 (IEEE binary16, round to nearest even)
+float half_to_float(uint16_t h);
+uint16_t float_to_half(float f);
+float bf16_to_float(uint16_t h);
+
+#endif
