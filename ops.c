@@ -2,7 +2,7 @@
 //
 // Reading order:
 //   1. GEMM core        packing, micro-kernels (portable C, and AVX2 / AVX-512 chosen at run time),
-//                       a parallel driver and a serial driver (used inside attention)
+//                       the parallel driver; attention drives the macro-kernel itself, per thread
 //   2. linear / conv    op_linear, op_conv2d (im2col in bounded bands), op_conv_temporal
 //   3. attention        blocked softmax(q kᵀ) v, never an Lq×Lk matrix
 //   4. normalisation    op_groupnorm (frame-pooled), op_layernorm
@@ -211,11 +211,10 @@ static const Kern *pick_kernel(void) {
   return &KERN_GENERIC;
 }
 
-// Block sizes: a KC×NR B panel stays in L1 while the MC×KC A block (L2) streams past it; the KC×NC
+// Block sizes: a KC×NR B panel stays in L1 while the MC×KC A block (L2) streams past it; the packed
 // B block lives in L2/L3. MC is rounded to a multiple of MR.
 #define GEMM_KC 256
 #define GEMM_MC 120
-#define GEMM_NC 4096
 
 // Strided matrix view: element (r, c) at p[r*rs + c*cs].
 typedef struct {
@@ -295,7 +294,6 @@ static void gemm(int M, int N, int K, View A, View B, float *C, int64_t ldc, con
   const Kern *kn = pick_kernel();
   const int MR = kn->mr, NR = kn->nr;
   const int MC = GEMM_MC / MR * MR;
-  const int NC = N < GEMM_NC ? round_up(N, NR) : GEMM_NC;
   int prefilled = accum;
   if (bias_m || bias_n || K <= 0) {
     // C starts as the bias (or zero); every k block then accumulates into it.
@@ -308,7 +306,14 @@ static void gemm(int M, int N, int K, View A, View B, float *C, int64_t ldc, con
     prefilled = 1;
   }
   if (K <= 0) return;
-  float *Bp = alloc_f32((size_t)NC * GEMM_KC, "gemm packed B");
+  // N block: B is packed for all of K at once (at most ~16 MiB), so that the threads meet only twice
+  // per block. A barrier per k block would let a thread whose core is shared with another process
+  // stall the other at every step.
+  int64_t nc_max = ((int64_t)16 << 20) / ((int64_t)K * (int64_t)sizeof(float)) / NR * NR;
+  if (nc_max < NR) nc_max = NR;
+  const int NC = round_up(N, NR) < nc_max ? round_up(N, NR) : (int)nc_max;
+  const int nkb = (K + GEMM_KC - 1) / GEMM_KC;
+  float *Bp = alloc_f32((size_t)NC * K, "gemm packed B");
   double flops = 2.0 * M * N * K;
 #pragma omp parallel if (flops > 2e6)
   {
@@ -316,36 +321,34 @@ static void gemm(int M, int N, int K, View A, View B, float *C, int64_t ldc, con
     int nth = thread_count();
     for (int jc = 0; jc < N; jc += NC) {
       int nc = N - jc < NC ? N - jc : NC;
-      int npanels = (nc + NR - 1) / NR;
-      // Sub-block width: as wide as possible while leaving a few tiles per thread.
+      int npanels = (nc + NR - 1) / NR, rp = npanels * NR;
+      // packed B of this block: k block k0 at Bp + rp·k0, its NR-column panels consecutive
+#pragma omp for schedule(dynamic, 4)
+      for (int p = 0; p < npanels * nkb; p++) {
+        int k0 = p / npanels * GEMM_KC, pn = p % npanels;
+        int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+        pack_panels(Bp + (int64_t)rp * k0 + (int64_t)pn * NR * kc, B, jc + pn * NR, N, NR, k0, kc, NR);
+      }
+      // implicit barrier: the B block is complete.
+      // Tiles of C (MC rows × NS columns), each computed over all of K by one thread; handed out
+      // dynamically. NS: as wide as possible while leaving a few tiles per thread.
       int n_ic = (M + MC - 1) / MC;
       int NS = round_up(256, NR);
       while (NS > NR && (int64_t)n_ic * ((nc + NS - 1) / NS) < 4 * nth) NS = round_up(NS / 2, NR);
       int n_js = (nc + NS - 1) / NS;
-      int ntiles = n_ic * n_js;
-      for (int pc = 0; pc < K; pc += GEMM_KC) {
-        int kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
-#pragma omp for schedule(dynamic, 4)
-        for (int p = 0; p < npanels; p++)
-          pack_panels(Bp + (int64_t)p * NR * kc, B, jc + p * NR, N, NR, pc, kc, NR);
-        // implicit barrier: the B block is complete
-        // Tiles are handed out dynamically (a core shared with another process must not stall the
-        // other); they are ic-major, so a thread mostly finds its A block already packed.
-        int packed_ic = -1;
 #pragma omp for schedule(dynamic, 1)
-        for (int t = 0; t < ntiles; t++) {
-          int ic = t / n_js, js = t % n_js;
-          int m0 = ic * MC, mc = M - m0 < MC ? M - m0 : MC;
-          int n0 = js * NS, ns = nc - n0 < NS ? nc - n0 : NS;
-          if (ic != packed_ic) {
-            pack_panels(Ap, A, m0, M, round_up(mc, MR), pc, kc, MR);
-            packed_ic = ic;
-          }
-          macro_kernel(kn, mc, ns, kc, Ap, Bp + (int64_t)n0 * kc, C + (int64_t)m0 * ldc + jc + n0, ldc,
-                       prefilled || pc > 0);
+      for (int t = 0; t < n_ic * n_js; t++) {
+        int ic = t / n_js, js = t % n_js;
+        int m0 = ic * MC, mc = M - m0 < MC ? M - m0 : MC;
+        int n0 = js * NS, ns = nc - n0 < NS ? nc - n0 : NS;
+        for (int pc = 0; pc < K; pc += GEMM_KC) {
+          int kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
+          pack_panels(Ap, A, m0, M, round_up(mc, MR), pc, kc, MR);
+          macro_kernel(kn, mc, ns, kc, Ap, Bp + (int64_t)rp * pc + (int64_t)n0 * kc,
+                       C + (int64_t)m0 * ldc + jc + n0, ldc, prefilled || pc > 0);
         }
-        // implicit barrier: Bp is repacked next
       }
+      // implicit barrier: Bp is repacked for the next block
     }
     free_f32(Ap);
   }
@@ -355,27 +358,10 @@ static void gemm(int M, int N, int K, View A, View B, float *C, int64_t ldc, con
 // ===================================================================================================
 // 2. Linear and convolutions
 // ===================================================================================================
+// Results are bit-identical whatever the thread count and whatever the other rows of the batch:
+// every output element is summed in the same order (k blocks of GEMM_KC, in order, each from zero)
+// wherever its tile falls. They do depend on the micro-kernel (FMA or not).
 void op_linear(float *y, const float *x, const float *w, const float *b, int M, int K, int N) {
-  if (M <= 4) {
-    // A handful of rows (time embeddings, CLIP's pooled token): dot products straight from w, which
-    // is read once instead of being packed. 16 partial sums let the compiler vectorise the k loop.
-#pragma omp parallel for schedule(static) if ((int64_t)N * K > 65536)
-    for (int n = 0; n < N; n++) {
-      const float *wn = w + (int64_t)n * K;
-      for (int m = 0; m < M; m++) {
-        const float *xm = x + (int64_t)m * K;
-        float acc[16] = {0};
-        int k = 0;
-        for (; k + 16 <= K; k += 16)
-          for (int l = 0; l < 16; l++) acc[l] += xm[k + l] * wn[k + l];
-        for (; k < K; k++) acc[k & 15] += xm[k] * wn[k];
-        float s = 0.0f;
-        for (int l = 0; l < 16; l++) s += acc[l];
-        y[(int64_t)m * N + n] = s + (b ? b[n] : 0.0f);
-      }
-    }
-    return;
-  }
   View A = {x, K, 1}, B = {w, K, 1};
   gemm(M, N, K, A, B, y, N, NULL, b, 0);
 }

@@ -227,6 +227,13 @@ int cmd_generate(int argc, char **argv) {
   if (n_images > 1 && n_videos > 1) vdp_die("give either several --image or --num-videos, not both");
   if (n_images > 1) n_videos = n_images;
   if (stages > p.steps) vdp_die("--stages %d: more stages than --num-inference-steps %d (every stage runs at least one step)", stages, p.steps);
+  {  // fail before hours of work, not after: the output's folder must be writable
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", out);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    if (access(slash ? (*dir ? dir : "/") : ".", W_OK)) vdp_die("--out %s: cannot write to its folder: %s", out, strerror(errno));
+  }
   if (p.dump_dir) {
     if (n_videos > 1) vdp_die("--dump works with one video only");
     if (mkdir(p.dump_dir, 0777) && errno != EEXIST) vdp_die("--dump %s: cannot create: %s", p.dump_dir, strerror(errno));

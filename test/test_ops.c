@@ -3,15 +3,18 @@
 // images, several frame counts, lq ≠ lk, a single key, head dims 4..512) and random non-zero inputs.
 //
 // Error measure, per op: max |got − ref| / max |ref| over the output (normwise relative error), with one
-// tolerance per op; each line prints the measured error. The GEMM tests run once per micro-kernel the
-// CPU supports (VDP_ISA=generic|avx2|default). Speed lines (GFLOP/s) are informational.
+// tolerance per op; each line prints the measured error. The GEMM users (linear, conv, attention) run
+// once per micro-kernel (VDP_ISA=generic|avx2|default; a kernel the CPU lacks falls back to generic).
+// Speed lines (GFLOP/s) are informational and never fail.
 #include "vdp.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 static int n_fail = 0;
+static const char *g_isa = "default";  // micro-kernel forced through VDP_ISA, named in the GEMM users' lines
 
 // ---------------------------------------------------------------------------------------------------
 // helpers
@@ -68,7 +71,7 @@ static void test_linear(const char *isa) {
   static const int shapes[][4] = {
       // M, K, N, with bias
       {1, 7, 5, 1},     {3, 33, 17, 0},   {4, 1000, 9, 1},     {5, 300, 70, 1},      {37, 257, 130, 0},
-      {130, 520, 300, 1}, {13, 3, 2, 1},  {257, 64, 4100, 1}, {100, 1, 33, 0},
+      {130, 520, 300, 1}, {13, 3, 2, 1},  {257, 64, 4100, 1}, {100, 1, 33, 0}, {6, 5000, 1000, 1},
   };
   double worst = 0;
   char desc[256] = "";
@@ -87,7 +90,7 @@ static void test_linear(const char *isa) {
     free(x), free(w), free(b), free(y), free(r);
   }
   char name[300];
-  snprintf(name, sizeof name, "linear[%s] 9 shapes (%s)", isa, desc);
+  snprintf(name, sizeof name, "linear[%s] 10 shapes (%s)", isa, desc);
   check(name, worst, 1e-5);
 }
 
@@ -327,7 +330,7 @@ static void test_attention(void) {
       for (int c = C; c < o_row; c++) pad_ok &= o[row * o_row + c] >= 5 && o[row * o_row + c] < 6;
     }
     char name[200];
-    snprintf(name, sizeof name, "attention nseq=%d lq=%d lk=%d heads=%d hd=%d%s%s", S, lq, lk, H, hd,
+    snprintf(name, sizeof name, "attention[%s] nseq=%d lq=%d lk=%d heads=%d hd=%d%s%s", g_isa, S, lq, lk, H, hd,
              fused ? " (fused qkv strides)" : "", sp > 1 ? " (peaked softmax)" : "");
     check(name, pad_ok ? emax / rmax : 1e9, 2e-5);
     free(qkv), free(qb), free(kb), free(vb), free(o), free(r), free(sc);
@@ -506,6 +509,30 @@ static void bench(void) {
   }
 }
 
+// Every output element is summed in one fixed order: the result of a row must not depend on the
+// other rows of the batch nor on the thread count.
+static void test_invariance(void) {
+  int M = 37, K = 700, N = 90;
+  float *x = rnd((int64_t)M * K, -1, 1), *w = rnd((int64_t)N * K, -1, 1), *b = rnd(N, -1, 1);
+  float *y = rnd((int64_t)M * N, 5, 6), *y2 = rnd((int64_t)M * N, 5, 6), *y1 = rnd((int64_t)2 * N, 5, 6);
+  op_linear(y, x, w, b, M, K, N);
+  op_linear(y1, x + (int64_t)20 * K, w, b, 2, K, N);  // rows 20, 21 alone
+  int nth = omp_get_max_threads();
+  omp_set_num_threads(1);
+  op_linear(y2, x, w, b, M, K, N);
+  omp_set_num_threads(nth);
+  int same_rows = !memcmp(y1, y + (int64_t)20 * N, (size_t)2 * N * sizeof(float));
+  int same_thr = !memcmp(y, y2, (size_t)M * N * sizeof(float));
+  if (same_rows && same_thr) {
+    printf("ok - linear bit-identical for a 2-row batch and for 1 vs %d threads\n", nth);
+  } else {
+    printf("FAIL - linear not batch/thread invariant (rows %s, threads %s)\n", same_rows ? "same" : "differ",
+           same_thr ? "same" : "differ");
+    n_fail++;
+  }
+  free(x), free(w), free(b), free(y), free(y2), free(y1);
+}
+
 int main(void) {
   const char *isas[3] = {"generic", "avx2", NULL};  // NULL: the default choice (best available)
   for (int i = 0; i < 3; i++) {
@@ -513,8 +540,10 @@ int main(void) {
       setenv("VDP_ISA", isas[i], 1);
     else
       unsetenv("VDP_ISA");
-    test_linear(isas[i] ? isas[i] : "default");
-    if (isas[i]) {  // the other GEMM users, once per forced kernel: a quick conv and attention
+    g_isa = isas[i] ? isas[i] : "default";
+    test_linear(g_isa);
+    test_attention();
+    if (isas[i]) {  // conv, the other GEMM user, once per forced kernel
       float *x = rnd(2 * 5 * 7 * 9, -1, 1), *w = rnd(11 * 5 * 9, -1, 1), *y = rnd(2 * 11 * 63, 5, 6);
       double *r = dalloc(2 * 11 * 63);
       op_conv2d(y, x, w, NULL, 2, 5, 7, 9, 11, 3, 3, 1, 1, 1, 1, 1);
@@ -526,11 +555,12 @@ int main(void) {
     }
   }
   unsetenv("VDP_ISA");
+  g_isa = "default";
+  test_invariance();
   test_conv2d();
   test_conv_temporal();
   test_groupnorm();
   test_layernorm();
-  test_attention();
   test_elementwise();
   test_timestep_embedding();
   test_upsample();
