@@ -12,42 +12,14 @@
 
 static double float_as_decimal(float f);
 
+#ifndef VDP_CUDA
+const Backend *backend_cuda(void) { return NULL; }  // built without CUDA
+#endif
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-
-// ---------------------------------------------------------------------------------------------------
-// Counted operators: the heavy ops go through these so benchmarks report the FLOPs actually executed
-// (2 per multiply-add; the skipped single-key cross-attention Q/K work is not counted).
-// ---------------------------------------------------------------------------------------------------
-static _Thread_local double g_flops;
-double model_flops_take(void) {
-  double f = g_flops;
-  g_flops = 0;
-  return f;
-}
-static void linear(float *y, const float *x, const float *w, const float *b, int M, int K, int N) {
-  g_flops += 2.0 * M * K * N;
-  op_linear(y, x, w, b, M, K, N);
-}
-static void conv2d(float *y, const float *x, const float *w, const float *b, int n, int cin, int h, int wd, int cout,
-                   int kh, int kw, int stride, int pt, int pl, int pb, int pr) {
-  double ho = (h + pt + pb - kh) / stride + 1, wo = (wd + pl + pr - kw) / stride + 1;
-  g_flops += 2.0 * n * cout * cin * kh * kw * ho * wo;
-  op_conv2d(y, x, w, b, n, cin, h, wd, cout, kh, kw, stride, pt, pl, pb, pr);
-}
-static void conv_temporal(float *y, const float *x, const float *w, const float *b, int nb, int nf, int cin, int hw,
-                          int cout) {
-  g_flops += 2.0 * nb * nf * cout * cin * 3.0 * hw;
-  op_conv_temporal(y, x, w, b, nb, nf, cin, hw, cout);
-}
-static void attention(float *o, int64_t o_seq, int64_t o_row, const float *q, int64_t q_seq, int64_t q_row,
-                      const float *k, int64_t k_seq, int64_t k_row, const float *v, int64_t v_seq, int64_t v_row,
-                      int nseq, int lq, int lk, int heads, int hd, float scale) {
-  g_flops += 4.0 * nseq * heads * (double)lq * lk * hd;
-  op_attention(o, o_seq, o_row, q, q_seq, q_row, k, k_seq, k_row, v, v_seq, v_row, nseq, lq, lk, heads, hd, scale);
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Weight binding
@@ -65,8 +37,10 @@ typedef struct {
   const char *prefix;     // "unet." / "vae." / "image_encoder."
   VdpSpecList *specs;     // BIND_SPECS
   const VdpFile *file;    // BIND_LOAD
-  float *pool;            // BIND_LOAD: the model's one allocation
-  size_t used;            // floats bound so far
+  const Backend *be;      // BIND_LOAD / BIND_RANDOM: where the tensors go
+  char *pool;             // the component's one allocation
+  size_t used;            // backend elements bound so far (the allocation's size after BIND_COUNT)
+  size_t params;          // parameters bound so far
   char *err;
   size_t errlen;
   int failed;
@@ -93,8 +67,49 @@ static void fmt_shape(char *buf, size_t n, int ndim, const int64_t *shape) {
   if (k < n) snprintf(buf + k, n - k, "]");
 }
 
-// Binds one tensor. Returns its fp32 data in BIND_LOAD mode, NULL otherwise (or on error).
-static float *bind_tensor(Binder *b, int ndim, const int64_t *shape, const char *fmt, ...) {
+// Fills dst [numel] with the tensor's values as fp32 (from the file, or random for benchmarks).
+static int stage_values(Binder *b, const VdpTensorSpec *s, int64_t numel, float *dst) {
+  if (b->mode == BIND_RANDOM) {  // uniform(-1,1)/sqrt(fan_in) for weights; norm scales 1 ± 0.1, small biases
+    int64_t fan_in = s->ndim >= 2 ? numel / s->shape[0] : 0;
+    int is_norm_scale = s->ndim == 1 && strstr(s->name, "norm") && strstr(s->name, ".weight");
+    uint64_t st = 0x9E3779B97F4A7C15ull ^ (uint64_t)b->params;
+    for (int64_t i = 0; i < numel; i++) {
+      st ^= st << 13, st ^= st >> 7, st ^= st << 17;  // xorshift64
+      float u = (float)((st >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+      dst[i] = fan_in ? u / sqrtf((float)fan_in) : is_norm_scale ? 1.0f + 0.1f * u : 0.01f * u;
+    }
+    return 0;
+  }
+  const VdpTensor *t = vdpw_find(b->file, s->name);
+  if (!t) {
+    snprintf(b->err, b->errlen, "%s: tensor %s is missing", b->file->path, s->name);
+    return -1;
+  }
+  int same = t->ndim == s->ndim;
+  for (int i = 0; same && i < s->ndim; i++) same = t->shape[i] == s->shape[i];
+  if (!same) {
+    char e[96], f[96];
+    fmt_shape(e, sizeof e, s->ndim, s->shape);
+    fmt_shape(f, sizeof f, t->ndim, t->shape);
+    snprintf(b->err, b->errlen, "%s: tensor %s has shape %s, expected %s", b->file->path, s->name, f, e);
+    return -1;
+  }
+  if (t->dtype == VDP_F32) {
+    memcpy(dst, t->data, (size_t)numel * sizeof(float));
+  } else {
+    const uint16_t *src = t->data;
+    for (int64_t i = 0; i < numel; i++) {
+      uint16_t h;
+      memcpy(&h, src + i, 2);
+      dst[i] = t->dtype == VDP_F16 ? half_to_float(h) : bf16_to_float(h);
+    }
+  }
+  return 0;
+}
+
+// Binds one tensor: in BIND_LOAD / BIND_RANDOM mode returns where it lives in the backend's allocation
+// (and its first value in *first, for scalars the graph needs on the host); NULL otherwise.
+static void *bind_kind(Binder *b, int kind, float *first, int ndim, const int64_t *shape, const char *fmt, ...) {
   if (b->failed) return NULL;
   VdpTensorSpec s = {0};
   int k = snprintf(s.name, sizeof s.name, "%s", b->prefix);
@@ -105,56 +120,29 @@ static float *bind_tensor(Binder *b, int ndim, const int64_t *shape, const char 
   s.ndim = ndim;
   int64_t numel = 1;
   for (int i = 0; i < ndim; i++) s.shape[i] = shape[i], numel *= shape[i];
-  size_t at = b->used;
-  b->used += (size_t)numel;
   if (b->mode == BIND_SPECS) {
     speclist_push(b->specs, &s);
     return NULL;
   }
+  size_t at = b->used;
+  b->used += (size_t)(b->be ? b->be->weight_elems(kind, ndim, shape) : numel);
+  b->params += (size_t)numel;
   if (b->mode == BIND_COUNT) return NULL;
-  if (b->mode == BIND_RANDOM) {  // uniform(-1,1)/sqrt(fan_in) for weights; norm scales 1 ± 0.1, small biases
-    float *dst = b->pool + at;
-    int64_t fan_in = ndim >= 2 ? numel / shape[0] : 0;
-    int is_norm_scale = ndim == 1 && strstr(s.name, "norm") && strstr(s.name, ".weight");
-    uint64_t st = 0x9E3779B97F4A7C15ull ^ (uint64_t)at;
-    for (int64_t i = 0; i < numel; i++) {
-      st ^= st << 13, st ^= st >> 7, st ^= st << 17;  // xorshift64
-      float u = (float)((st >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-      dst[i] = fan_in ? u / sqrtf((float)fan_in) : is_norm_scale ? 1.0f + 0.1f * u : 0.01f * u;
-    }
-    return dst;
-  }
-  const VdpTensor *t = vdpw_find(b->file, s.name);
-  if (!t) {
-    snprintf(b->err, b->errlen, "%s: tensor %s is missing", b->file->path, s.name);
+  float *host = vdp_malloc((size_t)numel * sizeof(float), s.name);
+  if (stage_values(b, &s, numel, host)) {
     b->failed = 1;
+    free(host);
     return NULL;
   }
-  int same = t->ndim == ndim;
-  for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
-  if (!same) {
-    char e[96], f[96];
-    fmt_shape(e, sizeof e, ndim, shape);
-    fmt_shape(f, sizeof f, t->ndim, t->shape);
-    snprintf(b->err, b->errlen, "%s: tensor %s has shape %s, expected %s", b->file->path, s.name, f, e);
-    b->failed = 1;
-    return NULL;
-  }
-  float *dst = b->pool + at;
-  if (t->dtype == VDP_F32) {
-    memcpy(dst, t->data, (size_t)numel * sizeof(float));
-  } else {
-    const uint16_t *src = t->data;
-    for (int64_t i = 0; i < numel; i++) {
-      uint16_t h;
-      memcpy(&h, src + i, 2);  // the mapping is 64-byte aligned per tensor; memcpy keeps UBSan quiet anyway
-      dst[i] = t->dtype == VDP_F16 ? half_to_float(h) : bf16_to_float(h);
-    }
-  }
+  void *dst = b->pool + at * b->be->elem_size;
+  b->be->weight_store(dst, host, kind, ndim, shape);
+  if (first) *first = host[0];
+  free(host);
   return dst;
 }
+#define bind_tensor(b, ndim, shape, ...) bind_kind(b, WEIGHT_PLAIN, NULL, ndim, shape, __VA_ARGS__)
 
-static float *bind1(Binder *b, const char *name, const char *what, int64_t d0) {
+static void *bind1(Binder *b, const char *name, const char *what, int64_t d0) {
   return bind_tensor(b, 1, (const int64_t[]){d0}, "%s.%s", name, what);
 }
 
@@ -166,14 +154,14 @@ static void bind_linear(Binder *b, Linear *l, int in, int out, int has_bias, con
 
 static void bind_conv(Binder *b, Conv *c, int cin, int cout, int k, int has_bias, const char *name) {
   c->cin = cin, c->cout = cout, c->k = k;
-  c->w = bind_tensor(b, 4, (const int64_t[]){cout, cin, k, k}, "%s.weight", name);
+  c->w = bind_kind(b, WEIGHT_CONV, NULL, 4, (const int64_t[]){cout, cin, k, k}, "%s.weight", name);
   c->b = has_bias ? bind1(b, name, "bias", cout) : NULL;
 }
 
 // Conv3d with kernel (3,1,1): weight [cout, cin, 3, 1, 1], used as [cout, cin, 3].
 static void bind_conv_t(Binder *b, Conv *c, int cin, int cout, const char *name) {
   c->cin = cin, c->cout = cout, c->k = 3;
-  c->w = bind_tensor(b, 5, (const int64_t[]){cout, cin, 3, 1, 1}, "%s.weight", name);
+  c->w = bind_kind(b, WEIGHT_CONV, NULL, 5, (const int64_t[]){cout, cin, 3, 1, 1}, "%s.weight", name);
   c->b = bind1(b, name, "bias", cout);
 }
 
@@ -184,8 +172,9 @@ static void bind_norm(Binder *b, Norm *n, int c, float eps, const char *name) {
 }
 
 static float bind_scalar(Binder *b, const char *name) {
-  float *p = bind_tensor(b, 1, (const int64_t[]){1}, "%s", name);
-  return p ? p[0] : 0.0f;
+  float v = 0.0f;
+  bind_kind(b, WEIGHT_PLAIN, &v, 1, (const int64_t[]){1}, "%s", name);
+  return v;
 }
 
 // printf into a short-lived name buffer
@@ -386,7 +375,8 @@ static void bind_clip(Binder *b, const VdpConfig *cfg, Clip *c) {
   char n[NAME_LEN];
   int D = cfg->clip_hidden, P = cfg->clip_patch, G = cfg->clip_image_size / P;
   c->hidden = D, c->grid = G, c->tokens = G * G + 1;
-  c->patch_w = bind_tensor(b, 4, (const int64_t[]){D, cfg->clip_channels, P, P}, "vision_model.embeddings.patch_embedding.weight");
+  c->patch_w = bind_kind(b, WEIGHT_CONV, NULL, 4, (const int64_t[]){D, cfg->clip_channels, P, P},
+                         "vision_model.embeddings.patch_embedding.weight");
   c->class_emb = bind_tensor(b, 1, (const int64_t[]){D}, "vision_model.embeddings.class_embedding");
   c->pos_emb = bind_tensor(b, 2, (const int64_t[]){c->tokens, D}, "vision_model.embeddings.position_embedding.weight");
   float eps = cfg->clip_eps;
@@ -448,34 +438,33 @@ int model_expected_tensors(const VdpConfig *cfg, VdpSpecList *out, char *err, si
   return 0;
 }
 
-// Loads one component: count, one allocation, load.
-static int load_component(const VdpFile *f, int which, void *dst, float **pool, size_t *nparams, char *err,
-                          size_t errlen) {
-  Binder b = {.mode = BIND_COUNT, .prefix = COMPONENTS[which].prefix, .err = err, .errlen = errlen};
-  COMPONENTS[which].fn(&b, &f->cfg, dst);
-  size_t n = b.used;
-  *pool = vdp_malloc(n * sizeof(float), COMPONENTS[which].prefix);
-  b = (Binder){.mode = BIND_LOAD, .prefix = COMPONENTS[which].prefix, .file = f, .pool = *pool, .err = err, .errlen = errlen};
-  COMPONENTS[which].fn(&b, &f->cfg, dst);
-  *nparams = n;
-  return b.failed ? -1 : 0;
-}
-
-int models_random(const VdpConfig *cfg, Models *m, int want, char *err, size_t errlen) {
+// Binds every wanted component: count, one allocation per component, then load (or randomise).
+static int bind_components(const VdpConfig *cfg, const VdpFile *f, const Backend *be, Models *m, int want, int mode,
+                           char *err, size_t errlen) {
   memset(m, 0, sizeof *m);
-  m->cfg = *cfg;
+  m->cfg = *cfg, m->be = be;
   if (check_limits(cfg, err, errlen)) return -1;
   void *dst[3] = {&m->unet, &m->vae, &m->clip};
   for (int i = 0; i < 3; i++) {
     if (!(want & (1 << i))) continue;
-    Binder b = {.mode = BIND_COUNT, .prefix = COMPONENTS[i].prefix, .err = err, .errlen = errlen};
+    Binder b = {.mode = BIND_COUNT, .prefix = COMPONENTS[i].prefix, .be = be, .err = err, .errlen = errlen};
     COMPONENTS[i].fn(&b, cfg, dst[i]);
-    m->nparams[i] = b.used;
-    m->pool[i] = vdp_malloc(b.used * sizeof(float), COMPONENTS[i].prefix);
-    b = (Binder){.mode = BIND_RANDOM, .prefix = COMPONENTS[i].prefix, .pool = m->pool[i], .err = err, .errlen = errlen};
+    m->nparams[i] = b.params;
+    m->pool[i] = be->mem_alloc(b.used * be->elem_size, COMPONENTS[i].prefix);
+    b = (Binder){.mode = mode, .prefix = COMPONENTS[i].prefix, .file = f, .be = be, .pool = m->pool[i], .err = err,
+                 .errlen = errlen};
     COMPONENTS[i].fn(&b, cfg, dst[i]);
+    if (b.failed) return -1;
   }
   return 0;
+}
+
+int models_load(const VdpFile *f, const Backend *be, Models *m, int want, char *err, size_t errlen) {
+  return bind_components(&f->cfg, f, be, m, want, BIND_LOAD, err, errlen);
+}
+
+int models_random(const VdpConfig *cfg, const Backend *be, Models *m, int want, char *err, size_t errlen) {
+  return bind_components(cfg, NULL, be, m, want, BIND_RANDOM, err, errlen);
 }
 
 // The published configurations (svd-spec.md §2.1, §3.1, §4.1, §1.10), for benchmarks without a download.
@@ -504,405 +493,566 @@ int config_preset(const char *name, VdpConfig *c) {
   return 0;
 }
 
-int models_load(const VdpFile *f, Models *m, int want, char *err, size_t errlen) {
-  memset(m, 0, sizeof *m);
-  m->cfg = f->cfg;
-  if (check_limits(&f->cfg, err, errlen)) return -1;
-  void *dst[3] = {&m->unet, &m->vae, &m->clip};
-  for (int i = 0; i < 3; i++) {
-    if (!(want & (1 << i))) continue;
-    if (load_component(f, i, dst[i], &m->pool[i], &m->nparams[i], err, errlen)) return -1;
-  }
-  return 0;
-}
-
 void models_free_component(Models *m, int which) {
-  free(m->pool[which]);
+  if (m->pool[which]) m->be->mem_free(m->pool[which]);
   m->pool[which] = NULL;
 }
 
 void models_free(Models *m) {
-  for (int i = 0; i < 3; i++) free(m->pool[i]);
+  for (int i = 0; i < 3; i++) models_free_component(m, i);
   memset(m, 0, sizeof *m);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Execution: the backend, the calling thread's activation arena, counted operators
+// ---------------------------------------------------------------------------------------------------
+// The forward functions below run on the backend of the models they get (g_be, set per pass). Every
+// activation comes from the calling thread's arena: first fit in one block. Each pass first runs dry
+// (ops skipped, allocations simulated) to measure its peak; the block grows only when a pass of a
+// larger shape comes (models_plan sizes it for a whole job before the step loop, so the loop never
+// allocates). FLOPs are counted as executed (2 per multiply-add; the skipped single-key
+// cross-attention Q/K work is not counted).
+static _Thread_local const Backend *g_be;
+static _Thread_local Arena g_arena;
+static _Thread_local const Backend *g_arena_be;  // who allocated g_arena.base
+static _Thread_local int g_plan_only;
+static _Thread_local double g_flops;
+#define PLANNING (g_arena.planning)
+#define PLAN_BASE ((char *)(uintptr_t)4096)  // a fake base while planning: offsets only, never dereferenced
+
+double model_flops_take(void) {
+  double f = g_flops;
+  g_flops = 0;
+  return f;
+}
+
+// Tensor of n backend elements from the arena (first fit among the gaps between live blocks).
+static void *t_alloc(int64_t n) {
+  Arena *a = &g_arena;
+  size_t size = ((size_t)n * g_be->elem_size + 255) & ~(size_t)255, off = 0;
+  int i = 0;
+  for (; i < a->n_used; i++) {  // blocks are sorted by offset: take the first gap that fits
+    if (a->used[i].off - off >= size) break;
+    off = a->used[i].off + a->used[i].size;
+  }
+  if (off + size > a->cap) vdp_die("activation arena: %zu bytes do not fit in %zu (internal error)", size, a->cap);
+  if (a->n_used == a->cap_used) {
+    a->cap_used = a->cap_used ? 2 * a->cap_used : 64;
+    a->used = realloc(a->used, (size_t)a->cap_used * sizeof *a->used);
+    if (!a->used) vdp_die("out of memory (arena bookkeeping)");
+  }
+  memmove(a->used + i + 1, a->used + i, (size_t)(a->n_used - i) * sizeof *a->used);
+  a->used[i] = (ArenaBlock){off, size};
+  a->n_used++;
+  if (off + size > a->peak) a->peak = off + size;
+  return a->base + off;
+}
+
+static void t_free(const void *p) {
+  Arena *a = &g_arena;
+  size_t off = (size_t)((const char *)p - a->base);
+  for (int i = 0; i < a->n_used; i++)
+    if (a->used[i].off == off) {
+      memmove(a->used + i, a->used + i + 1, (size_t)(a->n_used - i - 1) * sizeof *a->used);
+      a->n_used--;
+      return;
+    }
+  vdp_die("activation arena: freeing a block it does not hold (internal error)");
+}
+
+static void *at(const void *p, int64_t i) { return (char *)p + i * (int64_t)g_be->elem_size; }  // element offset
+
+typedef void (*PassFn)(const Models *m, void *args);
+static void run_pass(const Models *m, PassFn fn, void *args) {
+  const Backend *prev = g_be;
+  g_be = m->be;
+  Arena *a = &g_arena;
+  if (g_arena_be && g_arena_be != m->be) models_thread_release(m);  // the block belongs to another backend
+  char *base = a->base;
+  size_t cap = a->cap;
+  a->base = PLAN_BASE, a->cap = SIZE_MAX, a->planning = 1, a->peak = 0, a->n_used = 0;
+  fn(m, args);  // dry run: the peak of this pass
+  size_t need = a->peak;
+  a->base = base, a->cap = cap, a->planning = 0, a->n_used = 0;
+  if (need > a->cap) {
+    if (a->base) g_arena_be->mem_free(a->base);
+    a->base = m->be->mem_alloc(need, "activation arena");
+    a->cap = need, g_arena_be = m->be;
+  }
+  if (!g_plan_only) {
+    fn(m, args);
+    if (a->n_used) vdp_die("activation arena: %d blocks still held after a pass (internal error)", a->n_used);
+  }
+  g_be = prev;
+}
+
+void models_thread_release(const Models *m) {
+  if (g_arena.base && g_arena_be) g_arena_be->mem_free(g_arena.base);
+  free(g_arena.used);
+  memset(&g_arena, 0, sizeof g_arena);
+  g_arena_be = NULL;
+}
+
+size_t models_arena_bytes(void) { return g_arena.cap; }
+
+void models_plan(const Models *m, const GenParams *p) {
+  GenShape s;
+  char err[256];
+  if (gen_shape(m, p, &s, err, sizeof err)) vdp_die("%s", err);
+  g_plan_only = 1;  // dry runs only: inputs and outputs are never touched
+  if (m->pool[COMP_CLIP]) clip_forward(m, NULL, NULL);
+  if (m->pool[COMP_VAE]) {
+    vae_encode(m, NULL, p->height, p->width, NULL);
+    vae_decode_chunk(m, NULL, p->decode_chunk < s.F ? p->decode_chunk : s.F, s.h, s.w, NULL);
+  }
+  if (m->pool[COMP_UNET]) unet_forward(m, NULL, s.B, s.F, s.h, s.w, 0.0f, NULL, NULL, NULL);
+  g_plan_only = 0;
+}
+
+// Counted, plan-aware operators: the graph calls these, never the backend directly.
+static void linear(void *y, const void *x, const Linear *l, int M, int act, const void *res) {
+  if (PLANNING) return;
+  g_flops += 2.0 * M * l->in * l->out;
+  g_be->linear(y, x, l->w, l->b, M, l->in, act == ACT_GEGLU ? l->out / 2 : l->out, act, res);
+}
+static void conv2d(void *y, const void *x, const Conv *c, int n, int h, int w, int stride, int pt, int pl, int pb,
+                   int pr, const void *chan_add, const void *res) {
+  if (PLANNING) return;
+  double ho = (h + pt + pb - c->k) / stride + 1, wo = (w + pl + pr - c->k) / stride + 1;
+  g_flops += 2.0 * n * c->cout * c->cin * c->k * c->k * ho * wo;
+  g_be->conv2d(y, x, c->w, c->b, n, c->cin, h, w, c->cout, c->k, c->k, stride, pt, pl, pb, pr, chan_add, res);
+}
+static void conv_temporal(void *y, const void *x, const Conv *c, int nb, int nf, int64_t hw, const void *chan_add,
+                          const void *res) {
+  if (PLANNING) return;
+  g_flops += 2.0 * nb * nf * c->cout * c->cin * 3.0 * hw;
+  g_be->conv_temporal(y, x, c->w, c->b, nb, nf, c->cin, (int)hw, c->cout, chan_add, res);
+}
+static void attention(void *o, const void *q, const void *k, const void *v, int nseq, int L, int heads, int C) {
+  if (PLANNING) return;
+  int hd = C / heads;
+  g_flops += 4.0 * nseq * heads * (double)L * L * hd;
+  int64_t seq = (int64_t)L * C;
+  g_be->attention(o, seq, C, q, seq, C, k, seq, C, v, seq, C, nseq, L, L, heads, hd, 1.0f / sqrtf((float)hd));
+}
+static void groupnorm(void *y, const void *x, const Norm *n, int nb, int nf, int64_t hw, int silu) {
+  if (!PLANNING) g_be->groupnorm(y, x, n->g, n->b, nb, nf, n->c, (int)hw, 32, n->eps, silu);
+}
+static void layernorm(void *y, const void *x, const Norm *n, int64_t M) {
+  if (!PLANNING) g_be->layernorm(y, x, n->g, n->b, (int)M, n->c, n->eps);
+}
+static void act(void *y, const void *x, int64_t n, int kind) {
+  if (!PLANNING) g_be->act(y, x, n, kind);
+}
+static void add(void *y, const void *a, const void *b, int64_t n) {
+  if (!PLANNING) g_be->add(y, a, b, n);
+}
+static void add_rows(void *y, const void *v, int groups, int64_t group, int C) {
+  if (!PLANNING) g_be->add_rows(y, v, groups, group, C);
+}
+static void blend(void *y, const void *a, const void *b, float alpha, int64_t n) {
+  if (!PLANNING) g_be->blend(y, a, b, alpha, n);
+}
+static void transpose_0213(void *y, const void *x, int A, int B, int C, int64_t D) {
+  if (!PLANNING) g_be->transpose_0213(y, x, A, B, C, D);
+}
+static void upsample_nearest(void *y, const void *x, int n, int c, int h, int w, int ho, int wo) {
+  if (!PLANNING) g_be->upsample_nearest(y, x, n, c, h, w, ho, wo);
+}
+static void timestep_embedding(void *y, const float *t, int n, int dim) {
+  if (!PLANNING) g_be->timestep_embedding(y, t, n, dim);
+}
+static void copy(void *y, const void *x, int64_t n) {
+  if (!PLANNING) g_be->copy(y, x, n);
+}
+static void *upload(const float *host, int64_t n) {
+  void *t = t_alloc(n);
+  if (!PLANNING) g_be->to_device(t, host, n);
+  return t;
+}
+static void download(float *host, const void *t, int64_t n) {
+  if (!PLANNING) g_be->to_host(host, t, n);
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Building blocks: forward
 // ---------------------------------------------------------------------------------------------------
-static float *fbuf(int64_t n) { return vdp_malloc((size_t)n * sizeof(float), "activations"); }
-
 static float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 // y [n, cout, ho, wo] = conv(x [n, cin, h, w]) with "same" padding k/2 and the given stride
-static float *conv_fwd(const Conv *c, const float *x, int n, int h, int w, int stride, int *ho, int *wo) {
+static void *conv_fwd(const Conv *c, const void *x, int n, int h, int w, int stride, int *ho, int *wo) {
   int p = c->k / 2;
   *ho = (h + 2 * p - c->k) / stride + 1;
   *wo = (w + 2 * p - c->k) / stride + 1;
-  float *y = fbuf((int64_t)n * c->cout * *ho * *wo);
-  conv2d(y, x, c->w, c->b, n, c->cin, h, w, c->cout, c->k, c->k, stride, p, p, p, p);
+  void *y = t_alloc((int64_t)n * c->cout * *ho * *wo);
+  conv2d(y, x, c, n, h, w, stride, p, p, p, p, NULL, NULL);
   return y;
 }
 
 // Spatial resnet on x [N, cin, H, W]; temb_silu [N, temb] (already through SiLU) or NULL.
-static float *res2d_fwd(const ResBlock *r, const float *x, int N, int H, int W, const float *temb_silu) {
-  int cin = r->conv1.cin, cout = r->conv1.cout, ho, wo;
+static void *res2d_fwd(const ResBlock *r, const void *x, int N, int H, int W, const void *temb_silu) {
+  int cin = r->conv1.cin, cout = r->conv1.cout;
   int64_t hw = (int64_t)H * W;
-  float *h = fbuf(N * cin * hw);
-  op_groupnorm(h, x, r->norm1.g, r->norm1.b, N, 1, cin, (int)hw, 32, r->norm1.eps, 1);
-  float *h1 = conv_fwd(&r->conv1, h, N, H, W, 1, &ho, &wo);
-  free(h);
-  if (temb_silu) {
-    float *t = fbuf((int64_t)N * cout);  // [N, cout]
-    linear(t, temb_silu, r->temb.w, r->temb.b, N, r->temb.in, cout);
-    op_add_bcast(h1, t, N, cout, hw);
-    free(t);
+  void *t = NULL, *h = t_alloc(N * cin * hw), *h1 = t_alloc(N * cout * hw), *sc = NULL;
+  if (temb_silu) {  // time_emb_proj(SiLU(emb)) [N, cout], added per (image, channel) after conv1
+    t = t_alloc((int64_t)N * cout);
+    linear(t, temb_silu, &r->temb, N, ACT_NONE, NULL);
   }
-  op_groupnorm(h1, h1, r->norm2.g, r->norm2.b, N, 1, cout, (int)hw, 32, r->norm2.eps, 1);
-  float *h2 = conv_fwd(&r->conv2, h1, N, H, W, 1, &ho, &wo);
-  free(h1);
-  if (cin != cout) {
-    float *sc = conv_fwd(&r->shortcut, x, N, H, W, 1, &ho, &wo);
-    op_add(h2, h2, sc, (int64_t)N * cout * hw);
-    free(sc);
-  } else {
-    op_add(h2, h2, x, (int64_t)N * cout * hw);
+  groupnorm(h, x, &r->norm1, N, 1, hw, 1);
+  conv2d(h1, h, &r->conv1, N, H, W, 1, 1, 1, 1, 1, t, NULL);
+  t_free(h);
+  if (t) t_free(t);
+  groupnorm(h1, h1, &r->norm2, N, 1, hw, 1);
+  if (cin != cout) {  // 1x1 shortcut, then conv2 with the residual fused
+    sc = t_alloc(N * cout * hw);
+    conv2d(sc, x, &r->shortcut, N, H, W, 1, 0, 0, 0, 0, NULL, NULL);
   }
+  void *h2 = t_alloc(N * cout * hw);
+  conv2d(h2, h1, &r->conv2, N, H, W, 1, 1, 1, 1, 1, NULL, sc ? sc : x);
+  t_free(h1);
+  if (sc) t_free(sc);
   return h2;
 }
 
-// Temporal resnet on x [(nb nf), c, hw]: GroupNorms pool each video's nf frames.
-static float *res_t_fwd(const ResBlock *r, const float *x, int nb, int nf, int64_t hw, const float *temb_silu) {
+// Temporal resnet on x [(nb nf), c, hw]: GroupNorms pool each video's nf frames; out = x + branch.
+static void *res_t_fwd(const ResBlock *r, const void *x, int nb, int nf, int64_t hw, const void *temb_silu) {
   int c = r->conv1.cout, N = nb * nf;
   int64_t n = (int64_t)N * c * hw;
-  float *u = fbuf(n), *u1 = fbuf(n);
-  op_groupnorm(u, x, r->norm1.g, r->norm1.b, nb, nf, c, (int)hw, 32, r->norm1.eps, 1);
-  conv_temporal(u1, u, r->conv1.w, r->conv1.b, nb, nf, c, (int)hw, c);
-  if (temb_silu) {
-    float *t = fbuf((int64_t)N * c);  // [(b f), c] -> added at [b, c, f, 1, 1]
-    linear(t, temb_silu, r->temb.w, r->temb.b, N, r->temb.in, c);
-    op_add_bcast(u1, t, N, c, hw);
-    free(t);
+  void *t = NULL, *u = t_alloc(n), *u1 = t_alloc(n);
+  if (temb_silu) {  // [(b f), c], added at [b, c, f, 1, 1]
+    t = t_alloc((int64_t)N * c);
+    linear(t, temb_silu, &r->temb, N, ACT_NONE, NULL);
   }
-  op_groupnorm(u1, u1, r->norm2.g, r->norm2.b, nb, nf, c, (int)hw, 32, r->norm2.eps, 1);
-  conv_temporal(u, u1, r->conv2.w, r->conv2.b, nb, nf, c, (int)hw, c);
-  op_add(u, u, x, n);  // T = S + temporal branch
-  free(u1);
+  groupnorm(u, x, &r->norm1, nb, nf, hw, 1);
+  conv_temporal(u1, u, &r->conv1, nb, nf, hw, t, NULL);
+  if (t) t_free(t);
+  groupnorm(u1, u1, &r->norm2, nb, nf, hw, 1);
+  conv_temporal(u, u1, &r->conv2, nb, nf, hw, NULL, x);
+  t_free(u1);
   return u;
 }
 
 // SpatioTemporalResBlock: x [(nb nf), cin, H, W] -> [(nb nf), cout, H, W]
-static float *strb_fwd(const STResBlock *s, const float *x, int nb, int nf, int H, int W, const float *temb_silu) {
+static void *strb_fwd(const STResBlock *s, const void *x, int nb, int nf, int H, int W, const void *temb_silu) {
   int64_t hw = (int64_t)H * W;
-  float *S = res2d_fwd(&s->spatial, x, nb * nf, H, W, temb_silu);
-  float *T = res_t_fwd(&s->temporal, S, nb, nf, hw, temb_silu);
+  void *S = res2d_fwd(&s->spatial, x, nb * nf, H, W, temb_silu);
+  void *T = res_t_fwd(&s->temporal, S, nb, nf, hw, temb_silu);
   float a = sigmoidf_(s->mix);
   if (s->switch_mix) a = 1.0f - a;  // VAE decoder: sigmoid(m) weights the temporal output
-  op_blend(T, S, T, a, (int64_t)nb * nf * s->cout * hw);  // a·S + (1-a)·T
-  free(S);
+  blend(T, S, T, a, (int64_t)nb * nf * s->cout * hw);  // a·S + (1-a)·T
+  t_free(S);
   return T;
 }
 
-// Self-attention over sequences x [nseq, L, C] (C = heads·hd); returns to_out(attn) [nseq, L, C].
-static float *self_attn_fwd(const Attn *a, const float *x, int nseq, int L) {
-  int C = a->q.out, hd = C / a->heads;
-  int64_t M = (int64_t)nseq * L;
-  float *q = fbuf(M * C), *k = fbuf(M * C), *v = fbuf(M * C), *o = fbuf(M * C);
-  linear(q, x, a->q.w, a->q.b, (int)M, a->q.in, C);
-  linear(k, x, a->k.w, a->k.b, (int)M, a->k.in, C);
-  linear(v, x, a->v.w, a->v.b, (int)M, a->v.in, C);
-  attention(o, (int64_t)L * C, C, q, (int64_t)L * C, C, k, (int64_t)L * C, C, v, (int64_t)L * C, C, nseq, L, L,
-               a->heads, hd, 1.0f / sqrtf((float)hd));
-  linear(q, o, a->o.w, a->o.b, (int)M, C, C);
-  free(k), free(v), free(o);
-  return q;
-}
-
-// Cross-attention to ONE context token: softmax over a single key is exactly 1, so the output is
-// to_out(to_v(ctx)) for every query; to_q and to_k cannot change it. ctx [nctx, kv] -> out [nctx, C].
-static float *cross_attn_single_fwd(const Attn *a, const float *ctx, int nctx) {
+// y = to_out(self-attention(in)) + res over sequences in [nseq, L, C] (C = heads·hd); res may be NULL
+// or y (the residual stream), in may not be y.
+static void self_attn(const Attn *a, void *y, const void *in, const void *res, int nseq, int L) {
   int C = a->q.out;
-  float *v = fbuf((int64_t)nctx * C), *o = fbuf((int64_t)nctx * C);
-  linear(v, ctx, a->v.w, a->v.b, nctx, a->v.in, C);
-  linear(o, v, a->o.w, a->o.b, nctx, C, C);
-  free(v);
-  return o;
+  int64_t M = (int64_t)nseq * L;
+  void *q = t_alloc(M * C), *k = t_alloc(M * C), *v = t_alloc(M * C), *o = t_alloc(M * C);
+  linear(q, in, &a->q, (int)M, ACT_NONE, NULL);
+  linear(k, in, &a->k, (int)M, ACT_NONE, NULL);
+  linear(v, in, &a->v, (int)M, ACT_NONE, NULL);
+  attention(o, q, k, v, nseq, L, a->heads, C);
+  linear(y, o, &a->o, (int)M, ACT_NONE, res);
+  t_free(q), t_free(k), t_free(v), t_free(o);
 }
 
-// y += GEGLU feed-forward(LN(x)) processed in row chunks so the 8C-wide hidden stays small.
-static void ff_residual(const FeedForward *f, const Norm *ln, float *y, const float *x, int64_t M, int C) {
-  const int64_t CH = 4096;
-  float *n = fbuf(CH * C), *h = fbuf(CH * 8 * C), *g = fbuf(CH * 4 * C), *o = fbuf(CH * C);
+// y[r] += to_out(to_v(ctx[r / rows_per_ctx])): cross-attention to ONE context token. Softmax over a
+// single key is exactly 1, so to_q and to_k cannot change the result.
+static void cross_attn_residual(const Attn *a, void *y, const void *ctx, int nctx, int64_t rows_per_ctx) {
+  if (PLANNING) return;
+  g_flops += 2.0 * nctx * ((double)a->v.in * a->v.out + (double)a->o.in * a->o.out);
+  g_be->cross_attn_1key(y, y, ctx, a->v.w, a->o.w, a->o.b, nctx, a->v.in, a->q.out, rows_per_ctx);
+}
+
+// y = x + GEGLU feed-forward(LN(x)), in row chunks so the 8C-wide hidden stays small. y may be x.
+static void ff_residual(const FeedForward *f, const Norm *ln, void *y, const void *x, int64_t M, int C) {
+  int64_t CH = g_be->ff_chunk_rows < M ? g_be->ff_chunk_rows : M;
+  void *n = t_alloc(CH * C), *g = t_alloc(CH * 4 * C);
   for (int64_t r0 = 0; r0 < M; r0 += CH) {
     int rows = (int)(M - r0 < CH ? M - r0 : CH);
-    op_layernorm(n, x + r0 * C, ln->g, ln->b, rows, C, ln->eps);
-    linear(h, n, f->proj.w, f->proj.b, rows, C, 8 * C);
-    op_geglu(g, h, rows, 4 * C);
-    linear(o, g, f->out.w, f->out.b, rows, 4 * C, C);
-    op_add(y + r0 * C, x + r0 * C, o, (int64_t)rows * C);
+    layernorm(n, at(x, r0 * C), ln, rows);
+    linear(g, n, &f->proj, rows, ACT_GEGLU, NULL);                  // [rows, 4C] = value · gelu(gate)
+    linear(at(y, r0 * C), g, &f->out, rows, ACT_NONE, at(x, r0 * C));
   }
-  free(n), free(h), free(g), free(o);
-}
-
-// x [rows, C] += v[row / group] (one vector per group of consecutive rows)
-static void add_rows(float *x, const float *v, int64_t rows, int64_t group, int C) {
-  for (int64_t r = 0; r < rows; r++) op_add(x + r * C, x + r * C, v + (r / group) * C, C);
+  t_free(n), t_free(g);
 }
 
 // TransformerSpatioTemporalModel. x [(B F), C, H, W]; ctx [B, kv] (one CLIP token per video).
-static float *tstm_fwd(const TSTM *t, const float *x, int B, int F, int H, int W, const float *ctx) {
+static void *tstm_fwd(const TSTM *t, const void *x, int B, int F, int H, int W, const void *ctx) {
   int C = t->c, N = B * F, HW = H * W;
   int64_t M = (int64_t)N * HW, n = M * C;
-  float *y = fbuf(n), *tok = fbuf(n), *ln = fbuf(n);
-  op_groupnorm(y, x, t->norm.g, t->norm.b, N, 1, C, HW, 32, t->norm.eps, 0);
-  op_transpose_0213(tok, y, N, C, HW, 1);  // (b f) c hw -> (b f) hw c
-  linear(y, tok, t->proj_in.w, t->proj_in.b, (int)M, C, C);  // y: [(b f), hw, c]
+  void *y = t_alloc(n), *tok = t_alloc(n), *ln = t_alloc(n), *z = t_alloc(n);
+  groupnorm(y, x, &t->norm, N, 1, HW, 0);
+  transpose_0213(tok, y, N, C, HW, 1);  // (b f) c hw -> (b f) hw c
+  linear(y, tok, &t->proj_in, (int)M, ACT_NONE, NULL);  // y: [(b f), hw, c]
 
   // frame-position embedding: time_pos_embed(sinusoid(f)), f = 0..F-1, the same for every video
-  float *fidx = fbuf(F), *pe0 = fbuf((int64_t)F * C), *pe1 = fbuf((int64_t)F * 4 * C), *pe = fbuf((int64_t)F * C);
+  float fidx[1024];
   for (int f = 0; f < F; f++) fidx[f] = (float)f;
-  op_timestep_embedding(pe0, fidx, F, C);
-  linear(pe1, pe0, t->pos1.w, t->pos1.b, F, C, 4 * C);
-  op_silu(pe1, pe1, (int64_t)F * 4 * C);
-  linear(pe, pe1, t->pos2.w, t->pos2.b, F, 4 * C, C);
+  void *pe0 = t_alloc((int64_t)F * C), *pe1 = t_alloc((int64_t)F * 4 * C), *pe = t_alloc((int64_t)F * C);
+  timestep_embedding(pe0, fidx, F, C);
+  linear(pe1, pe0, &t->pos1, F, ACT_SILU, NULL);
+  linear(pe, pe1, &t->pos2, F, ACT_NONE, NULL);
   float a = sigmoidf_(t->mix);
-  float *z = fbuf(n);
 
   for (int l = 0; l < t->layers; l++) {
     const SpatialBlock *s = &t->spatial[l];
     // spatial block: sequences are frames, L = HW
-    op_layernorm(ln, y, s->norm1.g, s->norm1.b, (int)M, C, s->norm1.eps);
-    float *o = self_attn_fwd(&s->attn1, ln, N, HW);
-    op_add(y, y, o, n);
-    free(o);
-    float *cr = cross_attn_single_fwd(&s->attn2, ctx, B);  // [B, C]; frame rows share their video's token
-    add_rows(y, cr, M, (int64_t)F * HW, C);
-    free(cr);
+    layernorm(ln, y, &s->norm1, M);
+    self_attn(&s->attn1, y, ln, y, N, HW);
+    cross_attn_residual(&s->attn2, y, ctx, B, (int64_t)F * HW);  // frame rows share their video's token
     ff_residual(&s->ff, &s->norm3, y, y, M, C);
 
     // temporal block on z = y + pe[f], sequences over frames
     const TemporalBlock *tb = &t->temporal[l];
-    for (int r = 0; r < N; r++)  // (b f) hw c: z = y + pe[f] on every token of frame row r
-      for (int i = 0; i < HW; i++)
-        op_add(z + ((int64_t)r * HW + i) * C, y + ((int64_t)r * HW + i) * C, pe + (int64_t)(r % F) * C, C);
-    op_transpose_0213(tok, z, B, F, HW, C);  // b f hw c -> b hw f c  = (b hw) f c
+    copy(z, y, n);
+    for (int b = 0; b < B; b++) add_rows(at(z, (int64_t)b * F * HW * C), pe, F, HW, C);  // b f hw c += pe[f]
+    transpose_0213(tok, z, B, F, HW, C);  // b f hw c -> b hw f c  = (b hw) f c
     ff_residual(&tb->ff_in, &tb->norm_in, tok, tok, M, C);
-    op_layernorm(ln, tok, tb->norm1.g, tb->norm1.b, (int)M, C, tb->norm1.eps);
-    o = self_attn_fwd(&tb->attn1, ln, B * HW, F);
-    op_add(tok, tok, o, n);
-    free(o);
-    cr = cross_attn_single_fwd(&tb->attn2, ctx, B);  // context = frame 0's token of each video
-    add_rows(tok, cr, M, (int64_t)HW * F, C);
-    free(cr);
+    layernorm(ln, tok, &tb->norm1, M);
+    self_attn(&tb->attn1, tok, ln, tok, B * HW, F);
+    cross_attn_residual(&tb->attn2, tok, ctx, B, (int64_t)HW * F);  // context = frame 0's token of each video
     ff_residual(&tb->ff, &tb->norm3, tok, tok, M, C);
-    op_transpose_0213(z, tok, B, HW, F, C);  // b hw f c -> b f hw c
-    op_blend(y, y, z, a, n);                 // a·spatial + (1-a)·temporal
+    transpose_0213(z, tok, B, HW, F, C);  // b hw f c -> b f hw c
+    blend(y, y, z, a, n);                 // a·spatial + (1-a)·temporal
   }
-  linear(tok, y, t->proj_out.w, t->proj_out.b, (int)M, C, C);
-  op_transpose_0213(y, tok, N, HW, C, 1);  // (b f) hw c -> (b f) c hw
-  op_add(y, y, x, n);
-  free(tok), free(ln), free(z), free(fidx), free(pe0), free(pe1), free(pe);
-  return y;
+  linear(tok, y, &t->proj_out, (int)M, ACT_NONE, NULL);
+  void *out = t_alloc(n);
+  transpose_0213(out, tok, N, HW, C, 1);  // (b f) hw c -> (b f) c hw
+  add(out, out, x, n);
+  t_free(y), t_free(tok), t_free(ln), t_free(z), t_free(pe0), t_free(pe1), t_free(pe);
+  return out;
 }
 
 // VAE mid-block attention: GroupNorm, one head over all H·W tokens, residual. x [N, C, H, W]
-static float *vae_attn_fwd(const VaeAttn *va, const float *x, int N, int H, int W) {
+static void *vae_attn_fwd(const VaeAttn *va, const void *x, int N, int H, int W) {
   int C = va->norm.c, HW = H * W;
   int64_t n = (int64_t)N * C * HW;
-  float *y = fbuf(n), *tok = fbuf(n);
-  op_groupnorm(y, x, va->norm.g, va->norm.b, N, 1, C, HW, 32, va->norm.eps, 0);
-  op_transpose_0213(tok, y, N, C, HW, 1);  // n c hw -> n hw c
-  float *o = self_attn_fwd(&va->attn, tok, N, HW);
-  op_transpose_0213(y, o, N, HW, C, 1);    // n hw c -> n c hw
-  op_add(y, y, x, n);
-  free(tok), free(o);
-  return y;
+  void *y = t_alloc(n), *tok = t_alloc(n);
+  groupnorm(y, x, &va->norm, N, 1, HW, 0);
+  transpose_0213(tok, y, N, C, HW, 1);  // n c hw -> n hw c
+  self_attn(&va->attn, y, tok, NULL, N, HW);
+  transpose_0213(tok, y, N, HW, C, 1);  // n hw c -> n c hw
+  add(tok, tok, x, n);
+  t_free(y);
+  return tok;
 }
 
 // ---------------------------------------------------------------------------------------------------
 // CLIP image encoder: pixels [3, S, S] (normalised) -> image_embeds [projection_dim]
 // ---------------------------------------------------------------------------------------------------
-void clip_forward(const Models *m, const float *pixels, float *embeds) {
+typedef struct { const float *pixels; float *embeds; } ClipArgs;
+static void clip_pass(const Models *m, void *args) {
+  ClipArgs *ca = args;
   const Clip *c = &m->clip;
   const VdpConfig *cfg = &m->cfg;
-  int D = c->hidden, G = c->grid, T = c->tokens, P = cfg->clip_patch, I = cfg->clip_intermediate;
-  float *p = fbuf((int64_t)D * G * G);  // [D, G, G]
-  conv2d(p, pixels, c->patch_w, NULL, 1, cfg->clip_channels, cfg->clip_image_size, cfg->clip_image_size, D, P, P, P,
-            0, 0, 0, 0);
-  float *x = fbuf((int64_t)T * D), *n = fbuf((int64_t)T * D), *h = fbuf((int64_t)T * I), *o = fbuf((int64_t)T * D);
-  memcpy(x, c->class_emb, (size_t)D * sizeof(float));  // token 0 = CLS
-  op_transpose_0213(x + D, p, 1, D, G * G, 1);         // d (gy gx) -> (gy gx) d
-  op_add(x, x, c->pos_emb, (int64_t)T * D);
-  op_layernorm(x, x, c->pre_ln.g, c->pre_ln.b, T, D, c->pre_ln.eps);
+  int D = c->hidden, G = c->grid, T = c->tokens, P = cfg->clip_patch, I = cfg->clip_intermediate, S = cfg->clip_image_size;
+  void *pix = upload(ca->pixels, (int64_t)cfg->clip_channels * S * S);
+  void *p = t_alloc((int64_t)D * G * G);  // [D, G, G]
+  Conv patch = {.w = c->patch_w, .b = NULL, .cin = cfg->clip_channels, .cout = D, .k = P};
+  conv2d(p, pix, &patch, 1, S, S, P, 0, 0, 0, 0, NULL, NULL);
+  void *x = t_alloc((int64_t)T * D), *n = t_alloc((int64_t)T * D), *h = t_alloc((int64_t)T * I);
+  copy(x, c->class_emb, D);                   // token 0 = CLS
+  transpose_0213(at(x, D), p, 1, D, G * G, 1);  // d (gy gx) -> (gy gx) d
+  add(x, x, c->pos_emb, (int64_t)T * D);
+  layernorm(x, x, &c->pre_ln, T);
   for (int i = 0; i < cfg->clip_layers; i++) {
     const ClipLayer *l = &c->layer[i];
-    op_layernorm(n, x, l->ln1.g, l->ln1.b, T, D, l->ln1.eps);
+    layernorm(n, x, &l->ln1, T);
     Attn a = {.q = l->q, .k = l->k, .v = l->v, .o = l->o, .heads = cfg->clip_heads};
-    float *att = self_attn_fwd(&a, n, 1, T);
-    op_add(x, x, att, (int64_t)T * D);
-    free(att);
-    op_layernorm(n, x, l->ln2.g, l->ln2.b, T, D, l->ln2.eps);
-    linear(h, n, l->fc1.w, l->fc1.b, T, D, I);
-    if (cfg->clip_act == 1)
-      op_quick_gelu(h, h, (int64_t)T * I);
-    else
-      op_gelu(h, h, (int64_t)T * I);
-    linear(o, h, l->fc2.w, l->fc2.b, T, I, D);
-    op_add(x, x, o, (int64_t)T * D);
+    self_attn(&a, x, n, x, 1, T);
+    layernorm(n, x, &l->ln2, T);
+    linear(h, n, &l->fc1, T, cfg->clip_act == 1 ? ACT_QUICK_GELU : ACT_GELU, NULL);
+    linear(x, h, &l->fc2, T, ACT_NONE, x);
   }
-  op_layernorm(n, x, c->post_ln.g, c->post_ln.b, 1, D, c->post_ln.eps);  // CLS token only
-  linear(embeds, n, c->proj.w, NULL, 1, D, cfg->clip_projection_dim);
-  free(p), free(x), free(n), free(h), free(o);
+  layernorm(n, x, &c->post_ln, 1);  // CLS token only
+  void *e = t_alloc(cfg->clip_projection_dim);
+  linear(e, n, &c->proj, 1, ACT_NONE, NULL);
+  download(ca->embeds, e, cfg->clip_projection_dim);
+  t_free(pix), t_free(p), t_free(x), t_free(n), t_free(h), t_free(e);
+}
+
+void clip_forward(const Models *m, const float *pixels, float *embeds) {
+  run_pass(m, clip_pass, &(ClipArgs){pixels, embeds});
 }
 
 // ---------------------------------------------------------------------------------------------------
 // VAE
 // ---------------------------------------------------------------------------------------------------
 // Encoder: image [3, H, W] in [-1,1] -> mean [latent, H/s, W/s] (the distribution's mode)
-void vae_encode(const Models *m, const float *img, int H, int W, float *mean) {
+typedef struct { const float *img; int H, W; float *mean; } EncArgs;
+static void encode_pass(const Models *m, void *args) {
+  EncArgs *ea = args;
   const Vae *v = &m->vae;
-  int ho, wo, h = H, w = W, C = v->enc_in.cout;
-  float *x = conv_fwd(&v->enc_in, img, 1, h, w, 1, &ho, &wo);
+  int ho, wo, h = ea->H, w = ea->W, C = v->enc_in.cout;
+  void *in = upload(ea->img, (int64_t)m->cfg.vae_in_channels * h * w);
+  void *x = conv_fwd(&v->enc_in, in, 1, h, w, 1, &ho, &wo), *y;
+  t_free(in);
   for (int i = 0; i < v->levels; i++) {
     for (int j = 0; j < v->lpb; j++) {
-      float *y = res2d_fwd(&v->enc_res[i][j], x, 1, h, w, NULL);
-      free(x), x = y;
+      y = res2d_fwd(&v->enc_res[i][j], x, 1, h, w, NULL);
+      t_free(x), x = y;
     }
     C = v->enc_res[i][v->lpb - 1].conv2.cout;
     if (i < v->levels - 1) {  // downsample: zero pad right/bottom by one, 3x3 stride 2
       ho = (h + 1 - 3) / 2 + 1, wo = (w + 1 - 3) / 2 + 1;
-      float *y = fbuf((int64_t)C * ho * wo);
-      conv2d(y, x, v->enc_down[i].w, v->enc_down[i].b, 1, C, h, w, C, 3, 3, 2, 0, 0, 1, 1);
-      free(x), x = y, h = ho, w = wo;
+      y = t_alloc((int64_t)C * ho * wo);
+      conv2d(y, x, &v->enc_down[i], 1, h, w, 2, 0, 0, 1, 1, NULL, NULL);
+      t_free(x), x = y, h = ho, w = wo;
     }
   }
-  float *y = res2d_fwd(&v->enc_mid_res[0], x, 1, h, w, NULL);
-  free(x), x = vae_attn_fwd(&v->enc_mid_attn, y, 1, h, w);
-  free(y), y = res2d_fwd(&v->enc_mid_res[1], x, 1, h, w, NULL);
-  op_groupnorm(y, y, v->enc_norm_out.g, v->enc_norm_out.b, 1, 1, C, h * w, 32, v->enc_norm_out.eps, 1);
-  free(x), x = conv_fwd(&v->enc_out, y, 1, h, w, 1, &ho, &wo);
-  free(y), y = conv_fwd(&v->quant, x, 1, h, w, 1, &ho, &wo);  // moments [2·latent, h, w]
-  memcpy(mean, y, (size_t)m->cfg.vae_latent_channels * h * w * sizeof(float));  // mean = first half
-  free(x), free(y);
+  y = res2d_fwd(&v->enc_mid_res[0], x, 1, h, w, NULL);
+  t_free(x), x = vae_attn_fwd(&v->enc_mid_attn, y, 1, h, w);
+  t_free(y), y = res2d_fwd(&v->enc_mid_res[1], x, 1, h, w, NULL);
+  groupnorm(y, y, &v->enc_norm_out, 1, 1, (int64_t)h * w, 1);
+  t_free(x), x = conv_fwd(&v->enc_out, y, 1, h, w, 1, &ho, &wo);
+  t_free(y), y = conv_fwd(&v->quant, x, 1, h, w, 1, &ho, &wo);  // moments [2·latent, h, w]
+  download(ea->mean, y, (int64_t)m->cfg.vae_latent_channels * h * w);  // mean = the first half
+  t_free(x), t_free(y);
+}
+
+void vae_encode(const Models *m, const float *img, int H, int W, float *mean) {
+  run_pass(m, encode_pass, &(EncArgs){img, H, W, mean});
 }
 
 // Temporal decoder for one chunk of n frames: z [n, latent, h, w] -> frames [n, 3, H, W]
-void vae_decode_chunk(const Models *m, const float *z, int n, int h, int w, float *out) {
+typedef struct { const float *z; int n, h, w; float *out; } DecArgs;
+static void decode_pass(const Models *m, void *args) {
+  DecArgs *da = args;
   const Vae *v = &m->vae;
-  int ho, wo;
-  float *x = conv_fwd(&v->dec_in, z, n, h, w, 1, &ho, &wo), *y;
+  int ho, wo, n = da->n, h = da->h, w = da->w;
+  void *zin = upload(da->z, (int64_t)n * m->cfg.vae_latent_channels * h * w);
+  void *x = conv_fwd(&v->dec_in, zin, n, h, w, 1, &ho, &wo), *y;
+  t_free(zin);
   y = strb_fwd(&v->dec_mid_res[0], x, 1, n, h, w, NULL);
-  free(x), x = y;
+  t_free(x), x = y;
   if (v->lpb >= 2) {  // diffusers pairs (attention, resnet i) for i >= 1 with ONE attention: zip stops after it
     y = vae_attn_fwd(&v->dec_mid_attn, x, n, h, w);
-    free(x), x = strb_fwd(&v->dec_mid_res[1], y, 1, n, h, w, NULL);
-    free(y);
+    t_free(x), x = strb_fwd(&v->dec_mid_res[1], y, 1, n, h, w, NULL);
+    t_free(y);
   }
   for (int i = 0; i < v->levels; i++) {
     for (int j = 0; j < v->lpb + 1; j++) {
       y = strb_fwd(&v->dec_res[i][j], x, 1, n, h, w, NULL);
-      free(x), x = y;
+      t_free(x), x = y;
     }
     if (i < v->levels - 1) {  // nearest x2, then 3x3 conv
       int C = v->dec_up[i].cin;
-      y = fbuf((int64_t)n * C * 4 * h * w);
-      op_upsample_nearest(y, x, n, C, h, w, 2 * h, 2 * w);
-      free(x), h *= 2, w *= 2;
+      y = t_alloc((int64_t)n * C * 4 * h * w);
+      upsample_nearest(y, x, n, C, h, w, 2 * h, 2 * w);
+      t_free(x), h *= 2, w *= 2;
       x = conv_fwd(&v->dec_up[i], y, n, h, w, 1, &ho, &wo);
-      free(y);
+      t_free(y);
     }
   }
-  int C = v->dec_norm_out.c, oc = v->dec_out.cout;
-  op_groupnorm(x, x, v->dec_norm_out.g, v->dec_norm_out.b, n, 1, C, h * w, 32, v->dec_norm_out.eps, 1);
+  int oc = v->dec_out.cout;
+  groupnorm(x, x, &v->dec_norm_out, n, 1, (int64_t)h * w, 1);
   y = conv_fwd(&v->dec_out, x, n, h, w, 1, &ho, &wo);  // [n, 3, H, W]
-  conv_temporal(out, y, v->time_conv_out.w, v->time_conv_out.b, 1, n, oc, h * w, oc);
-  free(x), free(y);
+  conv_temporal(x, y, &v->time_conv_out, 1, n, (int64_t)h * w, NULL, NULL);  // x is large enough
+  download(da->out, x, (int64_t)n * oc * h * w);
+  t_free(x), t_free(y);
+}
+
+void vae_decode_chunk(const Models *m, const float *z, int n, int h, int w, float *out) {
+  run_pass(m, decode_pass, &(DecArgs){z, n, h, w, out});
 }
 
 // ---------------------------------------------------------------------------------------------------
 // UNet: sample [B, F, Cin, h, w], scalar timestep t, ctx [B, D] (one CLIP token per video),
 // added time ids [B, 3] -> out [B, F, Cout, h, w]
 // ---------------------------------------------------------------------------------------------------
-void unet_forward(const Models *m, const float *sample, int B, int F, int h, int w, float t, const float *ctx,
-                  const float *ids, float *out) {
+typedef struct {
+  const float *sample, *ctx, *ids;
+  int B, F, h, w;
+  float t;
+  float *out;
+} UNetArgs;
+
+static void unet_pass(const Models *m, void *args) {
+  UNetArgs *ua = args;
   const UNet *u = &m->unet;
   const VdpConfig *cfg = &m->cfg;
-  int N = B * F, b0 = cfg->unet_block_out[0], T = u->temb_dim, ad = cfg->unet_addition_time_embed_dim;
+  int B = ua->B, F = ua->F, N = B * F, b0 = cfg->unet_block_out[0], T = u->temb_dim;
+  int ad = cfg->unet_addition_time_embed_dim, H = ua->h, W = ua->w, C = b0, ho, wo;
 
-  // time embedding + added-time-id embedding, one per video, then repeated over its frames
-  float *ts = fbuf(b0), *t1 = fbuf(T), *temb = fbuf(T);
-  op_timestep_embedding(ts, &t, 1, b0);
-  linear(t1, ts, u->time1.w, u->time1.b, 1, b0, T);
-  op_silu(t1, t1, T);
-  linear(temb, t1, u->time2.w, u->time2.b, 1, T, T);
-  float *idsin = fbuf((int64_t)3 * B * ad), *a1 = fbuf((int64_t)B * T), *aug = fbuf((int64_t)B * T);
-  op_timestep_embedding(idsin, ids, 3 * B, ad);  // [3B, ad] viewed [B, 3·ad]: fps | motion | aug
-  linear(a1, idsin, u->add1.w, u->add1.b, B, 3 * ad, T);
-  op_silu(a1, a1, (int64_t)B * T);
-  linear(aug, a1, u->add2.w, u->add2.b, B, T, T);
-  float *emb = fbuf((int64_t)N * T);  // silu(temb + aug) per frame row: every time_emb_proj takes SiLU(emb)
-  for (int r = 0; r < N; r++) op_add(emb + (int64_t)r * T, temb, aug + (int64_t)(r / F) * T, T);
-  op_silu(emb, emb, (int64_t)N * T);
-  free(ts), free(t1), free(temb), free(idsin), free(a1), free(aug);
+  // time embedding + added-time-id embedding, one per video; every time_emb_proj takes SiLU(emb) per frame row
+  void *ts = t_alloc(b0), *t1 = t_alloc(T), *temb = t_alloc(T);
+  timestep_embedding(ts, &ua->t, 1, b0);
+  linear(t1, ts, &u->time1, 1, ACT_SILU, NULL);
+  linear(temb, t1, &u->time2, 1, ACT_NONE, NULL);
+  void *idsin = t_alloc((int64_t)3 * B * ad), *a1 = t_alloc((int64_t)B * T), *aug = t_alloc((int64_t)B * T);
+  timestep_embedding(idsin, ua->ids, 3 * B, ad);  // [3B, ad] viewed [B, 3·ad]: fps | motion | aug
+  linear(a1, idsin, &u->add1, B, ACT_SILU, NULL);
+  linear(aug, a1, &u->add2, B, ACT_NONE, NULL);
+  void *emb = t_alloc((int64_t)N * T);  // b -> (b f): repeat each video's embedding over its frames
+  for (int b = 0; b < B; b++)
+    for (int f = 0; f < F; f++) copy(at(emb, ((int64_t)b * F + f) * T), at(aug, (int64_t)b * T), T);
+  add_rows(emb, temb, 1, N, T);
+  act(emb, emb, (int64_t)N * T, ACT_SILU);
+  t_free(ts), t_free(t1), t_free(temb), t_free(idsin), t_free(a1), t_free(aug);
+  void *ctx = upload(ua->ctx, (int64_t)B * cfg->unet_cross_dim[0]);
 
   // skips: every down-path output, consumed last-in-first-out by the up path
-  float *skip[1 + VDP_MAX_LEVELS * MAX_LAYERS];
+  void *skip[1 + VDP_MAX_LEVELS * MAX_LAYERS];
   int skip_c[1 + VDP_MAX_LEVELS * MAX_LAYERS], skip_h[1 + VDP_MAX_LEVELS * MAX_LAYERS], skip_w[1 + VDP_MAX_LEVELS * MAX_LAYERS];
-  int ns = 0, ho, wo, H = h, W = w, C = b0;
-  float *x = conv_fwd(&u->conv_in, sample, N, H, W, 1, &ho, &wo), *y;  // (b f) c h w
-#define PUSH_SKIP(t)                                                                     \
-  do {                                                                                   \
-    skip[ns] = fbuf((int64_t)N * C * H * W);                                             \
-    memcpy(skip[ns], t, (size_t)N * C * H * W * sizeof(float));                           \
-    skip_c[ns] = C, skip_h[ns] = H, skip_w[ns] = W, ns++;                                \
-  } while (0)
+  int ns = 0;
+  void *in = upload(ua->sample, (int64_t)N * cfg->unet_in_channels * H * W);
+  void *x = conv_fwd(&u->conv_in, in, N, H, W, 1, &ho, &wo), *y;  // (b f) c h w
+  t_free(in);
+#define PUSH_SKIP(t) (skip[ns] = (t), skip_c[ns] = C, skip_h[ns] = H, skip_w[ns] = W, ns++)
   PUSH_SKIP(x);
   for (int i = 0; i < u->levels; i++) {
     const UNetLevel *d = &u->down[i];
     for (int j = 0; j < u->lpb; j++) {
       y = strb_fwd(&d->res[j], x, B, F, H, W, emb);
-      free(x), x = y, C = d->res[j].cout;
-      if (d->attn) y = tstm_fwd(&d->tf[j], x, B, F, H, W, ctx), free(x), x = y;
+      if (x != skip[ns - 1]) t_free(x);
+      x = y, C = d->res[j].cout;
+      if (d->attn) y = tstm_fwd(&d->tf[j], x, B, F, H, W, ctx), t_free(x), x = y;
       PUSH_SKIP(x);
     }
     if (d->has_sample) {
-      y = conv_fwd(&d->sample, x, N, H, W, 2, &ho, &wo);
-      free(x), x = y, H = ho, W = wo;
+      x = conv_fwd(&d->sample, x, N, H, W, 2, &ho, &wo), H = ho, W = wo;
       PUSH_SKIP(x);
     }
   }
   y = strb_fwd(&u->mid_res[0], x, B, F, H, W, emb);
-  free(x), x = tstm_fwd(&u->mid_tf, y, B, F, H, W, ctx);
-  free(y), y = strb_fwd(&u->mid_res[1], x, B, F, H, W, emb);
-  free(x), x = y;
+  x = tstm_fwd(&u->mid_tf, y, B, F, H, W, ctx);
+  t_free(y), y = strb_fwd(&u->mid_res[1], x, B, F, H, W, emb);
+  t_free(x), x = y;
   for (int i = 0; i < u->levels; i++) {
     const UNetLevel *up = &u->up[i];
     for (int j = 0; j < u->lpb + 1; j++) {
       ns--;  // cat([x, skip], channels) per frame row: (b f) (c1 + c2) h w
       int c2 = skip_c[ns];
       int64_t hw = (int64_t)H * W;
-      float *cat = fbuf((int64_t)N * (C + c2) * hw);
-      for (int r = 0; r < N; r++) {
-        memcpy(cat + (int64_t)r * (C + c2) * hw, x + (int64_t)r * C * hw, (size_t)(C * hw) * sizeof(float));
-        memcpy(cat + (int64_t)r * (C + c2) * hw + C * hw, skip[ns] + (int64_t)r * c2 * hw, (size_t)(c2 * hw) * sizeof(float));
-      }
-      free(skip[ns]), free(x);
+      void *cat = t_alloc((int64_t)N * (C + c2) * hw);
+      if (!PLANNING) g_be->concat_rows(cat, x, C * hw, skip[ns], c2 * hw, N);
+      t_free(skip[ns]), t_free(x);
       x = strb_fwd(&up->res[j], cat, B, F, H, W, emb);
-      free(cat), C = up->res[j].cout;
-      if (up->attn) y = tstm_fwd(&up->tf[j], x, B, F, H, W, ctx), free(x), x = y;
+      t_free(cat), C = up->res[j].cout;
+      if (up->attn) y = tstm_fwd(&up->tf[j], x, B, F, H, W, ctx), t_free(x), x = y;
     }
     if (up->has_sample) {  // nearest to the next skip's size (= 2x unless h, w are odd somewhere), then 3x3
       int Ht = skip_h[ns - 1], Wt = skip_w[ns - 1];
-      y = fbuf((int64_t)N * C * Ht * Wt);
-      op_upsample_nearest(y, x, N, C, H, W, Ht, Wt);
-      free(x), H = Ht, W = Wt;
+      y = t_alloc((int64_t)N * C * Ht * Wt);
+      upsample_nearest(y, x, N, C, H, W, Ht, Wt);
+      t_free(x), H = Ht, W = Wt;
       x = conv_fwd(&up->sample, y, N, H, W, 1, &ho, &wo);
-      free(y);
+      t_free(y);
     }
   }
 #undef PUSH_SKIP
-  op_groupnorm(x, x, u->norm_out.g, u->norm_out.b, N, 1, C, H * W, 32, u->norm_out.eps, 1);
-  conv2d(out, x, u->conv_out.w, u->conv_out.b, N, C, H, W, u->conv_out.cout, 3, 3, 1, 1, 1, 1, 1);
-  free(x), free(emb);
+  groupnorm(x, x, &u->norm_out, N, 1, (int64_t)H * W, 1);
+  y = conv_fwd(&u->conv_out, x, N, H, W, 1, &ho, &wo);
+  download(ua->out, y, (int64_t)N * u->conv_out.cout * H * W);
+  t_free(x), t_free(y), t_free(emb), t_free(ctx);
+}
+
+void unet_forward(const Models *m, const float *sample, int B, int F, int h, int w, float t, const float *ctx,
+                  const float *ids, float *out) {
+  run_pass(m, unet_pass, &(UNetArgs){sample, ctx, ids, B, F, h, w, t, out});
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -940,6 +1090,8 @@ float scheduler_karras(const VdpConfig *cfg, int n, float *sigmas, float *timest
 // ---------------------------------------------------------------------------------------------------
 // Pipeline
 // ---------------------------------------------------------------------------------------------------
+static float *hbuf(int64_t n) { return vdp_malloc((size_t)n * sizeof(float), "pipeline buffer"); }
+
 void dump_tensor(const GenParams *p, const char *name, const float *x, int ndim, const int64_t *shape) {
   if (!p->dump_dir) return;
   char path[1024], err[256];
@@ -1013,7 +1165,7 @@ int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, ui
 
   // CLIP branch: original-size image in [-1,1] -> antialiased resize -> [0,1] -> mean/std
   int64_t inpix = (int64_t)img->w * img->h;
-  float *x = fbuf(3 * inpix), *pix = fbuf((int64_t)3 * S * S);
+  float *x = hbuf(3 * inpix), *pix = hbuf((int64_t)3 * S * S);
   for (int ch = 0; ch < 3; ch++)
     for (int64_t i = 0; i < inpix; i++) x[ch * inpix + i] = (float)img->rgb[i * 3 + ch] / 255.0f * 2.0f - 1.0f;
   resize_antialias(pix, x, 3, img->h, img->w, S, S);
@@ -1024,7 +1176,7 @@ int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, ui
     }
   free(x);
   dump_tensor(p, "clip_pixel_values", pix, 4, (int64_t[]){1, 3, S, S});
-  float *emb = fbuf(s.ctx_dim);
+  float *emb = hbuf(s.ctx_dim);
   clip_forward(m, pix, emb);
   free(pix);
   dump_tensor(p, "image_embeds", emb, 3, (int64_t[]){1, 1, s.ctx_dim});
@@ -1033,7 +1185,7 @@ int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, ui
   VdpImage sized = *img;
   if (img->w != W || img->h != H) image_resize_lanczos(img, &sized, W, H);
   int64_t npix = (int64_t)H * W;
-  float *vin = fbuf(3 * npix), *noise = fbuf(3 * npix);
+  float *vin = hbuf(3 * npix), *noise = hbuf(3 * npix);
   for (int ch = 0; ch < 3; ch++)
     for (int64_t i = 0; i < npix; i++) vin[ch * npix + i] = 2.0f * ((float)sized.rgb[i * 3 + ch] / 255.0f) - 1.0f;
   if (sized.rgb != img->rgb) image_free(&sized);
@@ -1044,7 +1196,7 @@ int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, ui
   dump_tensor(p, "noise_aug", noise, 4, (int64_t[]){1, 3, H, W});
   for (int64_t i = 0; i < 3 * npix; i++) vin[i] = vin[i] + p->noise_aug * noise[i];
   int64_t lat_img = (int64_t)s.lat_c * s.h * s.w;
-  float *mean = fbuf(lat_img);
+  float *mean = hbuf(lat_img);
   vae_encode(m, vin, H, W, mean);
   free(vin), free(noise);
   dump_tensor(p, "image_latents", mean, 4, (int64_t[]){1, s.lat_c, s.h, s.w});
@@ -1063,7 +1215,7 @@ int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, ui
   free(emb), free(mean);
 
   // initial latent: RNG draw #2, scaled by init_noise_sigma
-  float *sig = fbuf(p->steps + 1), *ts = fbuf(p->steps);
+  float *sig = hbuf(p->steps + 1), *ts = hbuf(p->steps);
   float init_sigma = scheduler_karras(c, p->steps, sig, ts);
   torch_randn_f32(gen, latent, (int64_t)s.latent_n);
   free(gen);
@@ -1080,14 +1232,14 @@ void pipeline_step(const Models *m, const GenParams *p, int i, const float *cond
   char err[256];
   if (gen_shape(m, p, &s, err, sizeof err)) vdp_die("%s", err);
   CondView cv = cond_view(&s, (float *)cond);
-  float *sig = fbuf(p->steps + 1), *ts = fbuf(p->steps);
+  float *sig = hbuf(p->steps + 1), *ts = hbuf(p->steps);
   scheduler_karras(&m->cfg, p->steps, sig, ts);
   float sigma = sig[i], next = sig[i + 1], t = ts[i];
   free(sig), free(ts);
 
   // UNet input: [B, F, 2·lat_c, h, w] = cat(latent / sqrt(σ²+1), image latents) on channels
   int64_t plane = (int64_t)s.lat_c * s.h * s.w;  // one frame's latent
-  float *xin = fbuf((int64_t)s.B * s.F * 2 * plane), *v = fbuf((int64_t)s.B * s.F * plane);
+  float *xin = hbuf((int64_t)s.B * s.F * 2 * plane), *v = hbuf((int64_t)s.B * s.F * plane);
   float c_in = sqrtf(sigma * sigma + 1.0f);
   for (int b = 0; b < s.B; b++)
     for (int f = 0; f < s.F; f++) {
@@ -1101,7 +1253,7 @@ void pipeline_step(const Models *m, const GenParams *p, int i, const float *cond
   float *vp = v;  // the guided prediction [F, lat_c, h, w]
   if (s.B == 2) {
     const float *vu = v, *vc = v + (int64_t)s.F * plane;
-    vp = fbuf((int64_t)s.F * plane);
+    vp = hbuf((int64_t)s.F * plane);
     for (int f = 0; f < s.F; f++)
       for (int64_t k = 0; k < plane; k++) {
         int64_t j = (int64_t)f * plane + k;
@@ -1126,7 +1278,7 @@ void pipeline_decode(const Models *m, const GenParams *p, const float *latent, f
   int H = p->height, W = p->width, oc = m->cfg.vae_out_channels;
   int64_t plane = (int64_t)s.lat_c * s.h * s.w, npix = (int64_t)H * W;
   float inv = (float)(1.0 / float_as_decimal(m->cfg.vae_scaling_factor));  // 1 / 0.18215 as diffusers has it
-  float *z = fbuf((int64_t)s.latent_n), *dec = fbuf((int64_t)s.F * oc * npix);
+  float *z = hbuf((int64_t)s.latent_n), *dec = hbuf((int64_t)s.F * oc * npix);
   for (size_t i = 0; i < s.latent_n; i++) z[i] = inv * latent[i];
   dump_tensor(p, "vae_decode_in", z, 4, (int64_t[]){s.F, s.lat_c, s.h, s.w});
   for (int f0 = 0; f0 < s.F; f0 += p->decode_chunk) {  // each chunk is decoded as its own short video

@@ -10,10 +10,72 @@
 #define MAX_TF_LAYERS 4   // transformer_layers_per_block
 #define MAX_CLIP_LAYERS 64
 
-// Parameters: pointers into the component's single fp32 allocation.
-typedef struct { float *w, *b; int in, out; } Linear;            // w [out, in]
-typedef struct { float *w, *b; int cin, cout, k; } Conv;         // w [cout, cin, k, k] or [cout, cin, 3] (temporal)
-typedef struct { float *g, *b; int c; float eps; } Norm;         // GroupNorm(32) or LayerNorm
+// ---------------------------------------------------------------------------------------------------
+// Backends. The model graph below is written once and runs on either backend: tensors are opaque
+// pointers to the backend's element type (fp32 host memory on the CPU, fp16 device memory on CUDA);
+// the graph never reads them on the host. Ops take vdp.h's semantics, with optional fused epilogues
+// (act, residual, per-channel add) that the CPU backend applies as separate steps.
+// ---------------------------------------------------------------------------------------------------
+enum { ACT_NONE = 0, ACT_SILU = 1, ACT_GELU = 2, ACT_QUICK_GELU = 3, ACT_GEGLU = 4 };  // = VDPC_ACT_*
+enum { WEIGHT_PLAIN = 0, WEIGHT_CONV = 1 };  // a backend may store convolution weights re-laid-out
+
+typedef struct Backend {
+  const char *name;
+  size_t elem_size;        // bytes per tensor element
+  int64_t ff_chunk_rows;   // rows of a feed-forward processed at once (bounds its 8C-wide hidden)
+  // memory: weights (one allocation per component) and the activation arena's single block
+  int64_t (*weight_elems)(int kind, int ndim, const int64_t *shape);
+  void (*weight_store)(void *dst, const float *src, int kind, int ndim, const int64_t *shape);
+  void *(*mem_alloc)(size_t bytes, const char *what);  // dies with a message naming `what`
+  void (*mem_free)(void *p);
+  void (*to_device)(void *dst, const float *src, int64_t n);  // host fp32 -> tensor
+  void (*to_host)(float *dst, const void *src, int64_t n);    // tensor -> host fp32
+  void (*copy)(void *dst, const void *src, int64_t n);
+  void (*sync)(void);
+  // operators (elements, not bytes, everywhere)
+  void (*linear)(void *y, const void *x, const void *w, const void *b, int M, int K, int N, int act, const void *res);
+  void (*conv2d)(void *y, const void *x, const void *w, const void *b, int n, int cin, int h, int wd, int cout,
+                 int kh, int kw, int stride, int pt, int pl, int pb, int pr, const void *chan_add, const void *res);
+  void (*conv_temporal)(void *y, const void *x, const void *w, const void *b, int nb, int nf, int cin, int hw,
+                        int cout, const void *chan_add, const void *res);
+  void (*groupnorm)(void *y, const void *x, const void *g, const void *b, int nb, int nf, int c, int hw, int groups,
+                    float eps, int silu);
+  void (*layernorm)(void *y, const void *x, const void *g, const void *b, int M, int C, float eps);
+  void (*attention)(void *o, int64_t o_seq, int64_t o_row, const void *q, int64_t q_seq, int64_t q_row,
+                    const void *k, int64_t k_seq, int64_t k_row, const void *v, int64_t v_seq, int64_t v_row,
+                    int nseq, int lq, int lk, int heads, int hd, float scale);
+  // y[r] = res[r] + to_out(to_v(ctx[r / rows_per_ctx]))  (attention to ONE key: its softmax is exactly 1)
+  void (*cross_attn_1key)(void *y, const void *res, const void *ctx, const void *wv, const void *wo, const void *bo,
+                          int nctx, int ctx_dim, int C, int64_t rows_per_ctx);
+  void (*act)(void *y, const void *x, int64_t n, int act);
+  void (*add)(void *y, const void *a, const void *b, int64_t n);
+  void (*add_bcast)(void *y, const void *v, int rows, int C, int64_t inner);          // y[r,c,:] += v[r,c]
+  void (*add_rows)(void *y, const void *v, int groups, int64_t group, int C);          // y[g,i,:] += v[g,:]
+  void (*concat_rows)(void *y, const void *a, int64_t na, const void *b, int64_t nb, int rows);  // y[r] = a[r] | b[r]
+  void (*blend)(void *y, const void *a, const void *b, float alpha, int64_t n);       // alpha·a + (1-alpha)·b
+  void (*timestep_embedding)(void *y, const float *t_host, int n, int dim);
+  void (*upsample_nearest)(void *y, const void *x, int n, int c, int h, int w, int ho, int wo);
+  void (*transpose_0213)(void *y, const void *x, int A, int B, int C, int64_t D);
+} Backend;
+
+extern const Backend backend_cpu;           // ops.c
+const Backend *backend_cuda(void);          // kernels.cu; NULL when built without CUDA or no GPU
+
+// The activation arena: one block, carved first-fit. Its size is planned by a dry run of the same
+// forward pass (ops skipped, allocations simulated), so the real run never allocates.
+typedef struct { size_t off, size; } ArenaBlock;
+typedef struct {
+  char *base;              // NULL while planning
+  size_t cap, peak;        // cap = SIZE_MAX while planning
+  ArenaBlock *used;        // live blocks sorted by offset
+  int n_used, cap_used;
+  int planning;
+} Arena;
+
+// Parameters: backend tensors inside the component's single allocation (plus host copies of scalars).
+typedef struct { void *w, *b; int in, out; } Linear;             // w [out, in]
+typedef struct { void *w, *b; int cin, cout, k; } Conv;          // w [cout, cin, k, k] or [cout, cin, 3] (temporal)
+typedef struct { void *g, *b; int c; float eps; } Norm;          // GroupNorm(32) or LayerNorm
 typedef struct { Linear q, k, v, o; int heads; } Attn;
 typedef struct { Linear proj, out; } FeedForward;                // GEGLU: proj C -> 8C, out 4C -> C
 typedef struct { Norm norm1, norm2; Conv conv1, conv2, shortcut; Linear temb; } ResBlock;
@@ -60,12 +122,21 @@ typedef struct {
 } Vae;
 typedef struct { Norm ln1, ln2; Linear q, k, v, o, fc1, fc2; } ClipLayer;
 typedef struct {
-  float *patch_w, *class_emb, *pos_emb;
+  void *patch_w, *class_emb, *pos_emb;
   Norm pre_ln, post_ln;
   ClipLayer layer[MAX_CLIP_LAYERS];
   Linear proj;
   int hidden, grid, tokens;
 } Clip;
+
+// One video job's parameters (diffusers' names).
+typedef struct {
+  int height, width, num_frames, steps, fps, motion_bucket_id, decode_chunk;
+  float noise_aug, min_guidance, max_guidance;
+  uint64_t seed;
+  const char *dump_dir;  // NULL: no dump
+  int quiet;             // no per-step progress
+} GenParams;
 
 enum { COMP_UNET = 0, COMP_VAE = 1, COMP_CLIP = 2 };
 #define WANT_ALL 7
@@ -74,17 +145,26 @@ typedef struct {
   UNet unet;
   Vae vae;
   Clip clip;
-  float *pool[3];     // one allocation per component (fp32 weights)
+  const Backend *be;
+  void *pool[3];      // one allocation per component
   size_t nparams[3];
 } Models;
 
-int models_load(const VdpFile *f, Models *m, int want, char *err, size_t errlen);  // want: bits 1<<COMP_*
-int models_random(const VdpConfig *cfg, Models *m, int want, char *err, size_t errlen);  // benchmark weights
+// want: bits 1 << COMP_*; be: &backend_cpu or backend_cuda()
+int models_load(const VdpFile *f, const Backend *be, Models *m, int want, char *err, size_t errlen);
+int models_random(const VdpConfig *cfg, const Backend *be, Models *m, int want, char *err, size_t errlen);
 int config_preset(const char *name, VdpConfig *cfg);  // "svd" or "svd-xt"; -1 for an unknown name
 void models_free_component(Models *m, int which);
 void models_free(Models *m);
 
-// Forward passes (fp32, CPU)
+// Sizes the activation arena for every forward pass of the job p (dry runs); later passes of those
+// shapes never allocate. Optional: a forward pass that does not fit re-plans itself first.
+// The arena belongs to the calling thread (stage threads share the weights, not the activations).
+void models_plan(const Models *m, const GenParams *p);
+void models_thread_release(const Models *m);  // frees the calling thread's arena
+size_t models_arena_bytes(void);              // the calling thread's arena size
+
+// Forward passes on host fp32 arrays (inputs are uploaded, outputs downloaded).
 void clip_forward(const Models *m, const float *pixels, float *embeds);                       // [3,S,S] -> [D]
 void vae_encode(const Models *m, const float *img, int H, int W, float *mean);                // [3,H,W] -> [4,h,w]
 void vae_decode_chunk(const Models *m, const float *z, int n, int h, int w, float *out);      // [n,4,h,w] -> [n,3,H,W]
@@ -96,13 +176,6 @@ float scheduler_karras(const VdpConfig *cfg, int n, float *sigmas, float *timest
 // ---------------------------------------------------------------------------------------------------
 // Pipeline (diffusers StableVideoDiffusionPipeline, fp32)
 // ---------------------------------------------------------------------------------------------------
-typedef struct {
-  int height, width, num_frames, steps, fps, motion_bucket_id, decode_chunk;
-  float noise_aug, min_guidance, max_guidance;
-  uint64_t seed;
-  const char *dump_dir;  // NULL: no dump
-  int quiet;             // no per-step progress
-} GenParams;
 
 // Derived sizes of one video's job.
 typedef struct {

@@ -7,11 +7,12 @@
 //   3. attention        blocked softmax(q kᵀ) v, never an Lq×Lk matrix
 //   4. normalisation    op_groupnorm (frame-pooled), op_layernorm
 //   5. element-wise     activations, adds, embeddings, resampling, transposes
+//   6. the CPU backend  these operators behind the model graph's Backend table (model.h)
 //
 // Every matrix product goes through one routine:  C[m,n] (+)= Σ_k A(m,k)·B(n,k), where A and B are
 // read through (row stride, column stride) pairs. That covers x·wᵀ (Linear), w·im2col (conv), q·kᵀ and
 // p·v (attention) without copies beyond the packing every fast GEMM does anyway.
-#include "vdp.h"
+#include "model.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -839,3 +840,142 @@ void op_transpose_0213(float *y, const float *x, int A, int B, int C, int64_t D)
           }
       }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// 6. The CPU backend: tensors are host fp32 arrays; fused epilogues run as separate steps.
+// ---------------------------------------------------------------------------------------------------
+static int64_t cpu_weight_elems(int kind, int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= shape[i];
+  return n;
+}
+static void cpu_weight_store(void *dst, const float *src, int kind, int ndim, const int64_t *shape) {
+  memcpy(dst, src, (size_t)cpu_weight_elems(kind, ndim, shape) * sizeof(float));
+}
+static void *cpu_mem_alloc(size_t bytes, const char *what) { return vdp_malloc(bytes, what); }
+static void cpu_mem_free(void *p) { free(p); }
+static void cpu_copy(void *dst, const void *src, int64_t n) { memmove(dst, src, (size_t)n * sizeof(float)); }
+static void cpu_to_device(void *dst, const float *src, int64_t n) { cpu_copy(dst, src, n); }
+static void cpu_to_host(float *dst, const void *src, int64_t n) { cpu_copy(dst, src, n); }
+static void cpu_sync(void) {}
+
+static void cpu_act(void *y, const void *x, int64_t n, int act) {
+  switch (act) {
+    case ACT_SILU: op_silu(y, x, n); break;
+    case ACT_GELU: op_gelu(y, x, n); break;
+    case ACT_QUICK_GELU: op_quick_gelu(y, x, n); break;
+    default: if (y != x) cpu_copy(y, x, n);
+  }
+}
+
+// y = act(x·wᵀ + b) + res; GEGLU: w [2N, K] -> value · gelu(gate). res may be y.
+static void cpu_linear(void *y, const void *x, const void *w, const void *b, int M, int K, int N, int act,
+                       const void *res) {
+  int wide = act == ACT_GEGLU ? 2 * N : N;
+  float *t = (act == ACT_GEGLU || res) ? vdp_malloc((size_t)M * wide * sizeof(float), "linear scratch") : y;
+  op_linear(t, x, w, b, M, K, wide);
+  if (act == ACT_GEGLU) {
+    float *g = res ? t : y;  // in place over the first half when a residual still has to be added
+    op_geglu(g, t, M, N);
+  } else {
+    cpu_act(t, t, (int64_t)M * N, act);
+  }
+  if (res) op_add(y, t, res, (int64_t)M * N);
+  if (t != y) free(t);
+}
+
+static void cpu_epilogue(float *y, const float *chan_add, const float *res, int n, int cout, int64_t hw) {
+  if (chan_add) op_add_bcast(y, chan_add, n, cout, hw);
+  if (res) op_add(y, y, res, (int64_t)n * cout * hw);
+}
+
+static void cpu_conv2d(void *y, const void *x, const void *w, const void *b, int n, int cin, int h, int wd, int cout,
+                       int kh, int kw, int stride, int pt, int pl, int pb, int pr, const void *chan_add,
+                       const void *res) {
+  op_conv2d(y, x, w, b, n, cin, h, wd, cout, kh, kw, stride, pt, pl, pb, pr);
+  int64_t ho = (h + pt + pb - kh) / stride + 1, wo = (wd + pl + pr - kw) / stride + 1;
+  cpu_epilogue(y, chan_add, res, n, cout, ho * wo);
+}
+
+static void cpu_conv_temporal(void *y, const void *x, const void *w, const void *b, int nb, int nf, int cin, int hw,
+                              int cout, const void *chan_add, const void *res) {
+  op_conv_temporal(y, x, w, b, nb, nf, cin, hw, cout);
+  cpu_epilogue(y, chan_add, res, nb * nf, cout, hw);
+}
+
+static void cpu_groupnorm(void *y, const void *x, const void *g, const void *b, int nb, int nf, int c, int hw,
+                          int groups, float eps, int silu) {
+  op_groupnorm(y, x, g, b, nb, nf, c, hw, groups, eps, silu);
+}
+static void cpu_layernorm(void *y, const void *x, const void *g, const void *b, int M, int C, float eps) {
+  op_layernorm(y, x, g, b, M, C, eps);
+}
+static void cpu_attention(void *o, int64_t o_seq, int64_t o_row, const void *q, int64_t q_seq, int64_t q_row,
+                          const void *k, int64_t k_seq, int64_t k_row, const void *v, int64_t v_seq, int64_t v_row,
+                          int nseq, int lq, int lk, int heads, int hd, float scale) {
+  op_attention(o, o_seq, o_row, q, q_seq, q_row, k, k_seq, k_row, v, v_seq, v_row, nseq, lq, lk, heads, hd, scale);
+}
+
+// y[r] = res[r] + to_out(to_v(ctx[r / rows_per_ctx])): one vector per context, broadcast over its rows.
+static void cpu_cross_attn_1key(void *y, const void *res, const void *ctx, const void *wv, const void *wo,
+                                const void *bo, int nctx, int ctx_dim, int C, int64_t rows_per_ctx) {
+  float *v = vdp_malloc((size_t)nctx * C * sizeof(float), "cross-attention"), *o = vdp_malloc((size_t)nctx * C * sizeof(float), "cross-attention");
+  op_linear(v, ctx, wv, NULL, nctx, ctx_dim, C);
+  op_linear(o, v, wo, bo, nctx, C, C);
+  float *yy = y;
+  const float *rr = res;
+  for (int64_t r = 0; r < (int64_t)nctx * rows_per_ctx; r++) op_add(yy + r * C, rr + r * C, o + (r / rows_per_ctx) * C, C);
+  free(v), free(o);
+}
+
+static void cpu_add(void *y, const void *a, const void *b, int64_t n) { op_add(y, a, b, n); }
+static void cpu_add_bcast(void *y, const void *v, int rows, int C, int64_t inner) { op_add_bcast(y, v, rows, C, inner); }
+static void cpu_add_rows(void *y, const void *v, int groups, int64_t group, int C) {
+  float *yy = y;
+  const float *vv = v;
+  for (int64_t r = 0; r < (int64_t)groups * group; r++) op_add(yy + r * C, yy + r * C, vv + (r / group) * C, C);
+}
+static void cpu_concat_rows(void *y, const void *a, int64_t na, const void *b, int64_t nb, int rows) {
+  float *yy = y;
+  const float *aa = a, *bb = b;
+  for (int r = 0; r < rows; r++) {
+    memcpy(yy + r * (na + nb), aa + r * na, (size_t)na * sizeof(float));
+    memcpy(yy + r * (na + nb) + na, bb + r * nb, (size_t)nb * sizeof(float));
+  }
+}
+static void cpu_blend(void *y, const void *a, const void *b, float alpha, int64_t n) { op_blend(y, a, b, alpha, n); }
+static void cpu_timestep_embedding(void *y, const float *t, int n, int dim) { op_timestep_embedding(y, t, n, dim); }
+static void cpu_upsample_nearest(void *y, const void *x, int n, int c, int h, int w, int ho, int wo) {
+  op_upsample_nearest(y, x, n, c, h, w, ho, wo);
+}
+static void cpu_transpose_0213(void *y, const void *x, int A, int B, int C, int64_t D) { op_transpose_0213(y, x, A, B, C, D); }
+
+const Backend backend_cpu = {
+    .name = "cpu",
+    .elem_size = sizeof(float),
+    .ff_chunk_rows = 4096,
+    .weight_elems = cpu_weight_elems,
+    .weight_store = cpu_weight_store,
+    .mem_alloc = cpu_mem_alloc,
+    .mem_free = cpu_mem_free,
+    .to_device = cpu_to_device,
+    .to_host = cpu_to_host,
+    .copy = cpu_copy,
+    .sync = cpu_sync,
+    .linear = cpu_linear,
+    .conv2d = cpu_conv2d,
+    .conv_temporal = cpu_conv_temporal,
+    .groupnorm = cpu_groupnorm,
+    .layernorm = cpu_layernorm,
+    .attention = cpu_attention,
+    .cross_attn_1key = cpu_cross_attn_1key,
+    .act = cpu_act,
+    .add = cpu_add,
+    .add_bcast = cpu_add_bcast,
+    .add_rows = cpu_add_rows,
+    .concat_rows = cpu_concat_rows,
+    .blend = cpu_blend,
+    .timestep_embedding = cpu_timestep_embedding,
+    .upsample_nearest = cpu_upsample_nearest,
+    .transpose_0213 = cpu_transpose_0213,
+};

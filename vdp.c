@@ -135,7 +135,13 @@ typedef struct {
   double *t_encode, *t_decode;  // per video
 } GenJob;
 
-static void *gen_stage_ctx(void *user, int stage, char *err, size_t errlen) { return user; }
+// Each stage thread plans its own activation arena (the weights are shared, read-only).
+static void *gen_stage_ctx(void *user, int stage, char *err, size_t errlen) {
+  GenJob *j = user;
+  models_plan(j->m, &j->p);
+  return user;
+}
+static void gen_free_stage_ctx(void *ctx) { models_thread_release(((GenJob *)ctx)->m); }
 
 static int gen_encode(void *ctx, int video, void *cond, float *latent, char *err, size_t errlen) {
   GenJob *j = ctx;
@@ -244,7 +250,7 @@ int cmd_generate(int argc, char **argv) {
   VdpFile f;
   if (vdpw_open(model, &f, err, sizeof err)) vdp_die("%s", err);
   Models *m = vdp_calloc(1, sizeof *m, "models");
-  if (models_load(&f, m, WANT_ALL, err, sizeof err)) vdp_die("%s", err);
+  if (models_load(&f, &backend_cpu, m, WANT_ALL, err, sizeof err)) vdp_die("%s", err);
   double t_load = vdp_now() - t0;
   p.num_frames = num_frames > 0 ? num_frames : f.cfg.unet_num_frames;
   p.decode_chunk = decode_chunk > 0 ? decode_chunk : p.num_frames;
@@ -261,7 +267,7 @@ int cmd_generate(int argc, char **argv) {
   double *latency = vdp_calloc((size_t)n_videos, sizeof(double), "timings");
 
   RingDenoiser d = {.latent_floats = j.s.latent_n, .cond_bytes = j.s.cond_n * sizeof(float), .n_steps = p.steps,
-                    .make_stage_ctx = gen_stage_ctx, .encode = gen_encode, .step = gen_step, .finish = gen_finish,
+                    .make_stage_ctx = gen_stage_ctx, .free_stage_ctx = gen_free_stage_ctx, .encode = gen_encode, .step = gen_step, .finish = gen_finish,
                     .user = &j};
   double t_run = vdp_now();
   if (stages >= 1) {
@@ -277,6 +283,10 @@ int cmd_generate(int argc, char **argv) {
     fprintf(stderr, "vdp: %d stages: %d videos in %.2fs (%.3f videos/s), handoff %.3f ms mean\n", stages, n_videos,
             st.run_s, st.throughput, st.handoff_mean_s * 1e3);
   } else {  // the plain loop: encode, every step, finish
+    models_plan(m, &p);
+    fprintf(stderr, "vdp: weights %.1f MiB, activation arena %.1f MiB (%s)\n",
+            (double)(m->nparams[0] + m->nparams[1] + m->nparams[2]) * m->be->elem_size / 1048576.0,
+            models_arena_bytes() / 1048576.0, m->be->name);
     float *cond = vdp_malloc(d.cond_bytes, "conditioning"), *latent = vdp_malloc(j.s.latent_n * sizeof(float), "latent");
     for (int v = 0; v < n_videos; v++) {
       double tv = vdp_now();
@@ -287,6 +297,7 @@ int cmd_generate(int argc, char **argv) {
       latency[v] = vdp_now() - tv;
     }
     free(cond), free(latent);
+    models_thread_release(m);
   }
   double run = vdp_now() - t_run, enc = 0, dec = 0;
   for (int v = 0; v < n_videos; v++) {
@@ -335,7 +346,7 @@ static int cmd_bench(int argc, char **argv) {
   char err[512];
   Models *m = vdp_calloc(1, sizeof *m, "models");
   fprintf(stderr, "bench: random %s UNet weights (fp32, CPU)...\n", config);
-  if (models_random(&c, m, 1 << COMP_UNET, err, sizeof err)) vdp_die("%s", err);
+  if (models_random(&c, &backend_cpu, m, 1 << COMP_UNET, err, sizeof err)) vdp_die("%s", err);
   int B = cfg_on ? 2 : 1, h = H / 8, w = W / 8, lat = 4;
   size_t nin = (size_t)B * F * 2 * lat * h * w, nout = (size_t)B * F * lat * h * w;
   float *x = vdp_malloc(nin * sizeof(float), "bench input"), *y = vdp_malloc(nout * sizeof(float), "bench output");

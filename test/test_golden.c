@@ -240,7 +240,7 @@ int main(void) {
     char err[1024];
     VdpFile f;
     Models *m = vdp_calloc(1, sizeof *m, "models");
-    if (vdpw_open(vdpw, &f, err, sizeof err) || models_load(&f, m, WANT_ALL, err, sizeof err)) {
+    if (vdpw_open(vdpw, &f, err, sizeof err) || models_load(&f, &backend_cpu, m, WANT_ALL, err, sizeof err)) {
       printf("FAIL - %s: %s\n", names[i], err), n_fail++;
       free(m);
       continue;
