@@ -12,9 +12,8 @@
 
 static double float_as_decimal(float f);
 
-#ifndef VDP_CUDA
-const Backend *backend_cuda(void) { return NULL; }  // built without CUDA
-#endif
+// Built without CUDA (or before kernels.cu provides one): no CUDA backend. kernels.cu's definition wins.
+__attribute__((weak)) const Backend *backend_cuda(void) { return NULL; }
 
 #include <math.h>
 #include <stdarg.h>

@@ -32,6 +32,7 @@ typedef struct Backend {
   void (*to_host)(float *dst, const void *src, int64_t n);    // tensor -> host fp32
   void (*copy)(void *dst, const void *src, int64_t n);
   void (*sync)(void);
+  size_t (*mem_peak)(void);  // peak bytes held through mem_alloc (NULL: not tracked)
   // operators (elements, not bytes, everywhere)
   void (*linear)(void *y, const void *x, const void *w, const void *b, int M, int K, int N, int act, const void *res);
   void (*conv2d)(void *y, const void *x, const void *w, const void *b, int n, int cin, int h, int wd, int cout,

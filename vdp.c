@@ -21,7 +21,8 @@ static void usage(FILE *o) {
           "  vdp info FILE.vdpw                                 configuration and parameter counts\n"
           "  vdp generate --model M.vdpw --image IN.png --out OUT.{npy,png,gif,mp4} [options]\n"
           "  vdp sim --stages S [options]                       the stage ring with a dummy denoiser\n"
-          "  vdp bench --config svd|svd-xt [--num-frames F --height H --width W --cfg 0|1 --runs N]\n"
+          "  vdp bench --config svd|svd-xt [--device cpu|cuda --num-frames F --height H --width W --cfg 0|1\n"
+          "            --runs N --num-inference-steps N --decode-chunk-size N --components unet|all]   JSON\n"
           "\n"
           "generate options (diffusers' names and defaults):\n"
           "  --height 576 --width 1024 --num-frames (model default) --num-inference-steps 25\n"
@@ -122,6 +123,15 @@ static void progress(const char *what, int k, int n, double t0) {
 // ---------------------------------------------------------------------------------------------------
 // vdp generate
 // ---------------------------------------------------------------------------------------------------
+// Picks the backend of --device: the CPU reference, or CUDA when built with it and a GPU is present.
+static const Backend *pick_backend(const char *device) {
+  if (!strcmp(device, "cpu")) return &backend_cpu;
+  if (strcmp(device, "cuda")) vdp_die("--device %s: expected cpu or cuda", device);
+  const Backend *be = backend_cuda();
+  if (!be) vdp_die("--device cuda: no CUDA backend (built without nvcc, or no GPU / driver visible); use --device cpu");
+  return be;
+}
+
 // One job = K videos of the same model and parameters. The three phases are RingDenoiser callbacks, so
 // the plain loop (no --stages) and the stage ring run exactly the same code per step.
 typedef struct {
@@ -227,9 +237,8 @@ int cmd_generate(int argc, char **argv) {
   const char *ext = ext_of(out);
   if (strcmp(ext, "npy") && strcmp(ext, "png") && strcmp(ext, "gif") && strcmp(ext, "mp4"))
     vdp_die("--out %s: unknown extension '.%s' (use .npy, .png, .gif or .mp4)", out, ext);
-  if (strcmp(device, "cpu") && strcmp(device, "cuda")) vdp_die("--device %s: expected cpu or cuda", device);
-  if (!strcmp(device, "cuda"))
-    vdp_die("--device cuda: the GPU pipeline is not implemented yet in this build; use --device cpu");
+  const Backend *be = pick_backend(device);
+  if (be != &backend_cpu && stages > 1) vdp_die("--stages with --device cuda: the NCCL ring is not wired to the GPU pipeline yet");
   if (n_images > 1 && n_videos > 1) vdp_die("give either several --image or --num-videos, not both");
   if (n_images > 1) n_videos = n_images;
   if (stages > p.steps) vdp_die("--stages %d: more stages than --num-inference-steps %d (every stage runs at least one step)", stages, p.steps);
@@ -250,7 +259,7 @@ int cmd_generate(int argc, char **argv) {
   VdpFile f;
   if (vdpw_open(model, &f, err, sizeof err)) vdp_die("%s", err);
   Models *m = vdp_calloc(1, sizeof *m, "models");
-  if (models_load(&f, &backend_cpu, m, WANT_ALL, err, sizeof err)) vdp_die("%s", err);
+  if (models_load(&f, be, m, WANT_ALL, err, sizeof err)) vdp_die("%s", err);
   double t_load = vdp_now() - t0;
   p.num_frames = num_frames > 0 ? num_frames : f.cfg.unet_num_frames;
   p.decode_chunk = decode_chunk > 0 ? decode_chunk : p.num_frames;
@@ -322,9 +331,14 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+static double median_ms(double *ms, int n) {
+  qsort(ms, (size_t)n, sizeof *ms, cmp_double);
+  return ms[n / 2];
+}
+
 static int cmd_bench(int argc, char **argv) {
-  const char *config = "svd", *device = "cpu";
-  int F = -1, H = 576, W = 1024, cfg_on = 1, runs = 5;
+  const char *config = "svd", *device = "cpu", *components = NULL;
+  int F = -1, H = 576, W = 1024, cfg_on = 1, runs = 5, steps = 25, chunk = -1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (i + 1 >= argc) vdp_die("%s: missing value", a);
@@ -335,41 +349,81 @@ static int cmd_bench(int argc, char **argv) {
     else if (!strcmp(a, "--width")) W = (int)parse_int(a, v, 8, 16384);
     else if (!strcmp(a, "--cfg")) cfg_on = (int)parse_int(a, v, 0, 1);
     else if (!strcmp(a, "--runs")) runs = (int)parse_int(a, v, 1, 1000);
+    else if (!strcmp(a, "--num-inference-steps")) steps = (int)parse_int(a, v, 1, 1000);
+    else if (!strcmp(a, "--decode-chunk-size")) chunk = (int)parse_int(a, v, 1, 1024);
+    else if (!strcmp(a, "--components")) components = v;
     else if (!strcmp(a, "--device")) device = v;
     else vdp_die("bench: unknown option %s", a);
   }
-  if (strcmp(device, "cpu")) vdp_die("bench --device %s: only the CPU backend is available in this build", device);
+  const Backend *be = pick_backend(device);
   VdpConfig c;
   if (config_preset(config, &c)) vdp_die("bench --config %s: expected svd or svd-xt", config);
+  if (!components) components = be == &backend_cpu ? "unet" : "all";  // the CPU one is slow: UNet only by default
+  int all = !strcmp(components, "all");
+  if (!all && strcmp(components, "unet")) vdp_die("bench --components %s: expected unet or all", components);
   if (F < 0) F = c.unet_num_frames;
-  if (H % 8 || W % 8) vdp_die("bench: --height and --width must be multiples of 8");
+  if (chunk < 0) chunk = F;
+  GenParams p = {.height = H, .width = W, .num_frames = F, .steps = steps, .fps = 7, .motion_bucket_id = 127,
+                 .noise_aug = 0.02f, .min_guidance = 1.0f, .max_guidance = cfg_on ? 3.0f : 1.0f, .decode_chunk = chunk};
   char err[512];
   Models *m = vdp_calloc(1, sizeof *m, "models");
-  fprintf(stderr, "bench: random %s UNet weights (fp32, CPU)...\n", config);
-  if (models_random(&c, &backend_cpu, m, 1 << COMP_UNET, err, sizeof err)) vdp_die("%s", err);
-  int B = cfg_on ? 2 : 1, h = H / 8, w = W / 8, lat = 4;
-  size_t nin = (size_t)B * F * 2 * lat * h * w, nout = (size_t)B * F * lat * h * w;
+  fprintf(stderr, "bench: random %s weights (%s) on %s...\n", config, all ? "UNet, VAE, CLIP" : "UNet", be->name);
+  if (models_random(&c, be, m, all ? WANT_ALL : 1 << COMP_UNET, err, sizeof err)) vdp_die("%s", err);
+  GenShape s;
+  if (gen_shape(m, &p, &s, err, sizeof err)) vdp_die("%s", err);
+  models_plan(m, &p);
+  size_t nin = (size_t)s.B * F * 2 * s.lat_c * s.h * s.w, nout = (size_t)s.B * F * s.lat_c * s.h * s.w;
   float *x = vdp_malloc(nin * sizeof(float), "bench input"), *y = vdp_malloc(nout * sizeof(float), "bench output");
-  float *ctx = vdp_calloc((size_t)B * 1024, sizeof(float), "bench ctx"), ids[6] = {6, 127, 0.02f, 6, 127, 0.02f};
+  float *ctx = vdp_calloc((size_t)s.B * s.ctx_dim, sizeof(float), "bench ctx"), ids[6] = {6, 127, 0.02f, 6, 127, 0.02f};
   for (size_t i = 0; i < nin; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-  for (int i = 0; i < B * 1024; i++) ctx[i] = (float)(i % 7) * 0.1f;
-  double *ms = vdp_malloc((size_t)runs * sizeof(double), "timings"), flops = 0;
-  for (int r = 0; r < runs; r++) {
+  for (int i = 0; i < s.B * s.ctx_dim; i++) ctx[i] = (float)(i % 7) * 0.1f;
+  double *ms = vdp_malloc((size_t)(runs + 1) * sizeof(double), "timings"), flops = 0, first_ms = 0;
+  for (int r = -1; r < runs; r++) {  // r = -1: the first call, timed apart (warm-up)
     double t0 = vdp_now();
-    unet_forward(m, x, B, F, h, w, 1.0f, ctx, ids, y);
-    ms[r] = (vdp_now() - t0) * 1e3;
+    unet_forward(m, x, s.B, F, s.h, s.w, 1.0f, ctx, ids, y);
+    be->sync();
+    double t = (vdp_now() - t0) * 1e3;
     flops = model_flops_take();
-    fprintf(stderr, "bench: UNet step %d/%d: %.0f ms\n", r + 1, runs, ms[r]);
+    if (r < 0) first_ms = t;
+    else ms[r] = t;
+    fprintf(stderr, "bench: UNet step %s%d/%d: %.1f ms\n", r < 0 ? "(first) " : "", r + 1, runs, t);
   }
-  qsort(ms, (size_t)runs, sizeof *ms, cmp_double);
-  double med = ms[runs / 2];
+  double unet = median_ms(ms, runs), clip_ms = 0, enc_ms = 0, dec_ms = 0;
+  if (all) {  // one timed call each, after a warm-up call
+    int S = c.clip_image_size;
+    float *pix = vdp_calloc((size_t)3 * S * S, sizeof(float), "pixels"), emb[1024];
+    float *img = vdp_calloc((size_t)3 * H * W, sizeof(float), "image"), *mean = vdp_malloc(nout * sizeof(float), "mean");
+    float *frames = vdp_malloc((size_t)F * 3 * H * W * sizeof(float), "frames");
+    for (int rep = 0; rep < 2; rep++) {
+      double t0 = vdp_now();
+      clip_forward(m, pix, emb), be->sync();
+      double t1 = vdp_now();
+      vae_encode(m, img, H, W, mean), be->sync();
+      double t2 = vdp_now();
+      for (int f0 = 0; f0 < F; f0 += chunk)
+        vae_decode_chunk(m, y + (size_t)f0 * s.lat_c * s.h * s.w, F - f0 < chunk ? F - f0 : chunk, s.h, s.w,
+                         frames + (size_t)f0 * 3 * H * W);
+      be->sync();
+      double t3 = vdp_now();
+      clip_ms = (t1 - t0) * 1e3, enc_ms = (t2 - t1) * 1e3, dec_ms = (t3 - t2) * 1e3;
+    }
+    model_flops_take();
+    free(pix), free(img), free(mean), free(frames);
+  }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  printf("{\"device\": \"cpu\", \"config\": \"%s\", \"frames\": %d, \"height\": %d, \"width\": %d, \"cfg\": %d, "
-         "\"runs\": %d, \"unet_ms_per_step_median\": %.1f, \"unet_flop_per_step\": %.4g, \"unet_tflops\": %.4f, "
-         "\"peak_rss_mib\": %.0f}\n",
-         config, F, H, W, cfg_on, runs, med, flops, flops / (med * 1e-3) / 1e12, ru.ru_maxrss / 1024.0);
+  double e2e = clip_ms + enc_ms + steps * unet + dec_ms;
+  printf("{\"device\": \"%s\", \"config\": \"%s\", \"frames\": %d, \"height\": %d, \"width\": %d, \"cfg\": %d, "
+         "\"runs\": %d, \"unet_ms_per_step_median\": %.2f, \"unet_first_step_ms\": %.2f, \"unet_flop_per_step\": %.6g, "
+         "\"unet_tflops\": %.3f, \"clip_ms\": %.2f, \"vae_encode_ms\": %.2f, \"vae_decode_ms\": %.2f, "
+         "\"decode_chunk_size\": %d, \"steps\": %d, \"end_to_end_s\": %.3f, \"activation_arena_mib\": %.1f, "
+         "\"weights_mib\": %.1f, \"peak_device_mib\": %.1f, \"peak_rss_mib\": %.0f}\n",
+         be->name, config, F, H, W, cfg_on, runs, unet, first_ms, flops, flops / (unet * 1e-3) / 1e12, clip_ms, enc_ms,
+         dec_ms, chunk, steps, all ? e2e / 1e3 : 0.0, models_arena_bytes() / 1048576.0,
+         (double)(m->nparams[0] + m->nparams[1] + m->nparams[2]) * be->elem_size / 1048576.0,
+         be->mem_peak ? be->mem_peak() / 1048576.0 : 0.0, ru.ru_maxrss / 1024.0);
   free(x), free(y), free(ctx), free(ms);
+  models_thread_release(m);
   models_free(m), free(m);
   return 0;
 }
