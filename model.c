@@ -1124,6 +1124,12 @@ int gen_shape(const Models *m, const GenParams *p, GenShape *s, char *err, size_
              c->vae_latent_channels);
     return -1;
   }
+  if (p->min_guidance > 1.0f && p->max_guidance <= 1.0f) {  // diffusers would encode without and denoise with CFG
+    snprintf(err, errlen, "--min-guidance-scale %g > 1 with --max-guidance-scale %g <= 1: guidance would be on for some "
+             "frames but the unconditional inputs were never made (diffusers fails here too)", p->min_guidance,
+             p->max_guidance);
+    return -1;
+  }
   s->F = p->num_frames, s->h = p->height / scale, s->w = p->width / scale;
   s->B = p->max_guidance > 1.0f ? 2 : 1;
   s->lat_c = c->vae_latent_channels, s->ctx_dim = c->clip_projection_dim;
