@@ -37,18 +37,6 @@
 // Largest accepted image side. 16384^2 * 3 bytes = 768 MiB, far above any SVD input.
 #define IMG_MAX_DIM 16384
 
-// Writes a formatted message into err (when given) and returns -1, so error paths read
-// `return fail(err, errlen, "...", ...);`.
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 // ---------------------------------------------------------------------------------------------------
 // PNG loading
@@ -86,17 +74,17 @@ static void png_warning_cb(png_structp png, png_const_charp msg) {
 
 static int png_load(FILE *fp, const char *path, VdpImage *img, char *err, size_t errlen) {
   PngLoad *c = calloc(1, sizeof *c);
-  if (!c) return fail(err, errlen, "%s: out of memory", path);
+  if (!c) return errf(err, errlen, "%s: out of memory", path);
   c->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, c, png_error_cb, png_warning_cb);
   if (c->png) c->info = png_create_info_struct(c->png);
   if (!c->png || !c->info) {
     png_destroy_read_struct(c->png ? &c->png : NULL, NULL, NULL);
     free(c);
-    return fail(err, errlen, "%s: cannot initialise libpng", path);
+    return errf(err, errlen, "%s: cannot initialise libpng", path);
   }
   if (setjmp(c->jb)) {
     // Reached from png_error_cb: release whatever was allocated so far.
-    fail(err, errlen, "%s: invalid or truncated PNG: %s", path, c->msg);
+    errf(err, errlen, "%s: invalid or truncated PNG: %s", path, c->msg);
     png_destroy_read_struct(&c->png, &c->info, NULL);
     free(c->rows);
     free(c->pix);
@@ -249,13 +237,13 @@ static uint8_t *apply_orientation(const uint8_t *src, int w, int h, int o, int *
 
 static int jpeg_load(FILE *fp, const char *path, VdpImage *img, char *err, size_t errlen) {
   JpegLoad *c = calloc(1, sizeof *c);
-  if (!c) return fail(err, errlen, "%s: out of memory", path);
+  if (!c) return errf(err, errlen, "%s: out of memory", path);
   struct jpeg_decompress_struct *ci = &c->cinfo;
   ci->err = jpeg_std_error(&c->jerr);
   c->jerr.error_exit = jpeg_error_exit_cb;
   c->jerr.emit_message = jpeg_emit_message_cb;
   if (setjmp(c->jb)) {
-    fail(err, errlen, "%s: invalid or truncated JPEG: %s", path, c->msg);
+    errf(err, errlen, "%s: invalid or truncated JPEG: %s", path, c->msg);
     if (c->created) jpeg_destroy_decompress(ci);
     free(c->row);
     free(c->out);
@@ -341,7 +329,7 @@ static int jpeg_load(FILE *fp, const char *path, VdpImage *img, char *err, size_
     if (!r) {
       free(c->out);
       free(c);
-      return fail(err, errlen, "%s: out of memory applying EXIF orientation", path);
+      return errf(err, errlen, "%s: out of memory applying EXIF orientation", path);
     }
     free(c->out);
     c->out = r;
@@ -359,21 +347,21 @@ int image_load(const char *path, VdpImage *img, char *err, size_t errlen) {
   img->w = img->h = 0;
   img->rgb = NULL;
   FILE *fp = fopen(path, "rb");
-  if (!fp) return fail(err, errlen, "cannot open image %s: %s", path, strerror(errno));
+  if (!fp) return errf(err, errlen, "cannot open image %s: %s", path, strerror(errno));
   // The format comes from the first bytes, never from the file name.
   uint8_t magic[8] = {0};
   size_t n = fread(magic, 1, sizeof magic, fp);
   int rc;
   if (n == 0) {
-    rc = fail(err, errlen, "%s: empty file, expected a PNG or JPEG image", path);
+    rc = errf(err, errlen, "%s: empty file, expected a PNG or JPEG image", path);
   } else if (fseek(fp, 0, SEEK_SET) != 0) {
-    rc = fail(err, errlen, "%s: cannot seek: %s", path, strerror(errno));
+    rc = errf(err, errlen, "%s: cannot seek: %s", path, strerror(errno));
   } else if (n == 8 && memcmp(magic, "\x89PNG\r\n\x1a\n", 8) == 0) {
     rc = png_load(fp, path, img, err, errlen);
   } else if (n >= 3 && magic[0] == 0xff && magic[1] == 0xd8 && magic[2] == 0xff) {
     rc = jpeg_load(fp, path, img, err, errlen);
   } else {
-    rc = fail(err, errlen,
+    rc = errf(err, errlen,
               "%s: not a PNG or JPEG image (first bytes %02x %02x %02x %02x); convert it to PNG first",
               path, magic[0], magic[1], magic[2], magic[3]);
   }
@@ -406,13 +394,13 @@ static void png_save_error_cb(png_structp png, png_const_charp msg) {
 
 int image_save_png(const char *path, const uint8_t *rgb, int w, int h, char *err, size_t errlen) {
   if (w <= 0 || h <= 0 || w > IMG_MAX_DIM || h > IMG_MAX_DIM)
-    return fail(err, errlen, "%s: cannot save a %dx%d image (sides must be 1..%d)", path, w, h, IMG_MAX_DIM);
+    return errf(err, errlen, "%s: cannot save a %dx%d image (sides must be 1..%d)", path, w, h, IMG_MAX_DIM);
   FILE *fp = fopen(path, "wb");
-  if (!fp) return fail(err, errlen, "cannot create %s: %s", path, strerror(errno));
+  if (!fp) return errf(err, errlen, "cannot create %s: %s", path, strerror(errno));
   PngSave *c = calloc(1, sizeof *c);
   if (!c) {
     fclose(fp);
-    return fail(err, errlen, "%s: out of memory", path);
+    return errf(err, errlen, "%s: out of memory", path);
   }
   c->png = png_create_write_struct(PNG_LIBPNG_VER_STRING, c, png_save_error_cb, png_warning_cb);
   if (c->png) c->info = png_create_info_struct(c->png);
@@ -420,10 +408,10 @@ int image_save_png(const char *path, const uint8_t *rgb, int w, int h, char *err
     png_destroy_write_struct(c->png ? &c->png : NULL, NULL);
     free(c);
     fclose(fp);
-    return fail(err, errlen, "%s: cannot initialise libpng", path);
+    return errf(err, errlen, "%s: cannot initialise libpng", path);
   }
   if (setjmp(c->jb)) {
-    fail(err, errlen, "cannot write PNG %s: %s", path, c->msg);
+    errf(err, errlen, "cannot write PNG %s: %s", path, c->msg);
     png_destroy_write_struct(&c->png, &c->info);
     free(c);
     fclose(fp);
@@ -440,7 +428,7 @@ int image_save_png(const char *path, const uint8_t *rgb, int w, int h, char *err
   // Buffered data reaches the disk only now: a full disk shows up in fflush/fclose.
   int bad = fflush(fp) != 0 || ferror(fp);
   if (fclose(fp) != 0) bad = 1;
-  if (bad) return fail(err, errlen, "cannot write PNG %s: %s", path, strerror(errno));
+  if (bad) return errf(err, errlen, "cannot write PNG %s: %s", path, strerror(errno));
   return 0;
 }
 
@@ -765,12 +753,12 @@ void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int
 #endif
 
 int npy_save_f32(const char *path, const float *x, const int64_t *shape, int ndim, char *err, size_t errlen) {
-  if (ndim < 0 || ndim > NPY_MAX_DIMS) return fail(err, errlen, "%s: cannot save %d dimensions (max %d)", path, ndim, NPY_MAX_DIMS);
+  if (ndim < 0 || ndim > NPY_MAX_DIMS) return errf(err, errlen, "%s: cannot save %d dimensions (max %d)", path, ndim, NPY_MAX_DIMS);
   char dict[512];
   int len = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
   uint64_t n = 1;
   for (int i = 0; i < ndim; i++) {
-    if (shape[i] < 0) return fail(err, errlen, "%s: negative dimension %lld", path, (long long)shape[i]);
+    if (shape[i] < 0) return errf(err, errlen, "%s: negative dimension %lld", path, (long long)shape[i]);
     len += snprintf(dict + len, sizeof dict - len, i ? ", %lld" : "%lld", (long long)shape[i]);
     n *= (uint64_t)shape[i];
   }
@@ -788,11 +776,11 @@ int npy_save_f32(const char *path, const float *x, const int64_t *shape, int ndi
   header[10 + len + pad] = '\n';
 
   FILE *fp = fopen(path, "wb");
-  if (!fp) return fail(err, errlen, "cannot create %s: %s", path, strerror(errno));
+  if (!fp) return errf(err, errlen, "cannot create %s: %s", path, strerror(errno));
   int bad = fwrite(header, 1, 10 + hlen, fp) != (size_t)(10 + hlen);
   if (!bad && n) bad = fwrite(x, sizeof(float), n, fp) != n;
   if (fclose(fp) != 0) bad = 1;
-  if (bad) return fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
+  if (bad) return errf(err, errlen, "cannot write %s: %s", path, strerror(errno));
   return 0;
 }
 
@@ -834,13 +822,13 @@ int npy_load_f32(const char *path, float **data, int64_t *shape, int *ndim, char
   *data = NULL;
   *ndim = 0;
   FILE *fp = fopen(path, "rb");
-  if (!fp) return fail(err, errlen, "cannot open %s: %s", path, strerror(errno));
+  if (!fp) return errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
   int rc = -1;
   char *hdr = NULL;
   float *out = NULL;
   uint8_t pre[12];
   if (fread(pre, 1, 10, fp) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
-    fail(err, errlen, "%s: not a .npy file (bad magic or shorter than 10 bytes)", path);
+    errf(err, errlen, "%s: not a .npy file (bad magic or shorter than 10 bytes)", path);
     goto done;
   }
   int major = pre[6];
@@ -851,26 +839,26 @@ int npy_load_f32(const char *path, float **data, int64_t *shape, int *ndim, char
     data_off = 10 + (long)hlen;
   } else if (major == 2 || major == 3) {
     if (fread(pre + 10, 1, 2, fp) != 2) {
-      fail(err, errlen, "%s: truncated .npy header", path);
+      errf(err, errlen, "%s: truncated .npy header", path);
       goto done;
     }
     hlen = pre[8] | (uint32_t)pre[9] << 8 | (uint32_t)pre[10] << 16 | (uint32_t)pre[11] << 24;
     data_off = 12 + (long)(hlen > NPY_MAX_HEADER ? 0 : hlen);
   } else {
-    fail(err, errlen, "%s: unsupported .npy format version %d.%d", path, major, pre[7]);
+    errf(err, errlen, "%s: unsupported .npy format version %d.%d", path, major, pre[7]);
     goto done;
   }
   if (hlen == 0 || hlen > NPY_MAX_HEADER) {
-    fail(err, errlen, "%s: implausible .npy header length %u", path, hlen);
+    errf(err, errlen, "%s: implausible .npy header length %u", path, hlen);
     goto done;
   }
   hdr = malloc(hlen);
   if (!hdr) {
-    fail(err, errlen, "%s: out of memory", path);
+    errf(err, errlen, "%s: out of memory", path);
     goto done;
   }
   if (fread(hdr, 1, hlen, fp) != hlen) {
-    fail(err, errlen, "%s: truncated .npy header (%u bytes announced)", path, hlen);
+    errf(err, errlen, "%s: truncated .npy header (%u bytes announced)", path, hlen);
     goto done;
   }
 
@@ -880,17 +868,17 @@ int npy_load_f32(const char *path, float **data, int64_t *shape, int *ndim, char
   int have_descr = 0, have_order = 0, have_shape = 0, nd = 0;
   int64_t dims[NPY_MAX_DIMS];
   if (!npy_char(&l, '{')) {
-    fail(err, errlen, "%s: .npy header is not a dict", path);
+    errf(err, errlen, "%s: .npy header is not a dict", path);
     goto done;
   }
   while (!npy_char(&l, '}')) {
     if (!npy_string(&l, key, sizeof key) || !npy_char(&l, ':')) {
-      fail(err, errlen, "%s: malformed .npy header near offset %ld", path, (long)(l.p - hdr));
+      errf(err, errlen, "%s: malformed .npy header near offset %ld", path, (long)(l.p - hdr));
       goto done;
     }
     if (strcmp(key, "descr") == 0) {
       if (!npy_string(&l, descr, sizeof descr)) {
-        fail(err, errlen, "%s: malformed 'descr' in .npy header", path);
+        errf(err, errlen, "%s: malformed 'descr' in .npy header", path);
         goto done;
       }
       have_descr = 1;
@@ -899,41 +887,41 @@ int npy_load_f32(const char *path, float **data, int64_t *shape, int *ndim, char
       if ((size_t)(l.end - l.p) >= 5 && memcmp(l.p, "False", 5) == 0) {
         l.p += 5;
       } else if ((size_t)(l.end - l.p) >= 4 && memcmp(l.p, "True", 4) == 0) {
-        fail(err, errlen, "%s: Fortran-order arrays are not supported (save with np.ascontiguousarray)", path);
+        errf(err, errlen, "%s: Fortran-order arrays are not supported (save with np.ascontiguousarray)", path);
         goto done;
       } else {
-        fail(err, errlen, "%s: malformed 'fortran_order' in .npy header", path);
+        errf(err, errlen, "%s: malformed 'fortran_order' in .npy header", path);
         goto done;
       }
       have_order = 1;
     } else if (strcmp(key, "shape") == 0) {
       if (!npy_char(&l, '(')) {
-        fail(err, errlen, "%s: malformed 'shape' in .npy header", path);
+        errf(err, errlen, "%s: malformed 'shape' in .npy header", path);
         goto done;
       }
       nd = 0;
       while (!npy_char(&l, ')')) {
         npy_ws(&l);
         if (l.p >= l.end || *l.p < '0' || *l.p > '9') {
-          fail(err, errlen, "%s: malformed 'shape' in .npy header", path);
+          errf(err, errlen, "%s: malformed 'shape' in .npy header", path);
           goto done;
         }
         int64_t v = 0;
         while (l.p < l.end && *l.p >= '0' && *l.p <= '9') {
           if (v > (INT64_MAX - 9) / 10) {
-            fail(err, errlen, "%s: dimension too large in .npy header", path);
+            errf(err, errlen, "%s: dimension too large in .npy header", path);
             goto done;
           }
           v = v * 10 + (*l.p++ - '0');
         }
         if (nd == NPY_MAX_DIMS) {
-          fail(err, errlen, "%s: more than %d dimensions in .npy header", path, NPY_MAX_DIMS);
+          errf(err, errlen, "%s: more than %d dimensions in .npy header", path, NPY_MAX_DIMS);
           goto done;
         }
         dims[nd++] = v;
         if (!npy_char(&l, ',')) {
           if (!npy_char(&l, ')')) {
-            fail(err, errlen, "%s: malformed 'shape' in .npy header", path);
+            errf(err, errlen, "%s: malformed 'shape' in .npy header", path);
             goto done;
           }
           break;
@@ -941,26 +929,26 @@ int npy_load_f32(const char *path, float **data, int64_t *shape, int *ndim, char
       }
       have_shape = 1;
     } else {
-      fail(err, errlen, "%s: unexpected key '%s' in .npy header", path, key);
+      errf(err, errlen, "%s: unexpected key '%s' in .npy header", path, key);
       goto done;
     }
     if (!npy_char(&l, ',')) {
       if (!npy_char(&l, '}')) {
-        fail(err, errlen, "%s: malformed .npy header (expected ',' or '}')", path);
+        errf(err, errlen, "%s: malformed .npy header (expected ',' or '}')", path);
         goto done;
       }
       break;
     }
   }
   if (!have_descr || !have_order || !have_shape) {
-    fail(err, errlen, "%s: .npy header lacks %s", path, !have_descr ? "'descr'" : !have_order ? "'fortran_order'" : "'shape'");
+    errf(err, errlen, "%s: .npy header lacks %s", path, !have_descr ? "'descr'" : !have_order ? "'fortran_order'" : "'shape'");
     goto done;
   }
   int esize;
   if (strcmp(descr, "<f4") == 0) esize = 4;
   else if (strcmp(descr, "<f2") == 0) esize = 2;
   else {
-    fail(err, errlen, "%s: dtype '%s' not supported (expected '<f4' float32 or '<f2' float16)", path, descr);
+    errf(err, errlen, "%s: dtype '%s' not supported (expected '<f4' float32 or '<f2' float16)", path, descr);
     goto done;
   }
 
@@ -968,33 +956,33 @@ int npy_load_f32(const char *path, float **data, int64_t *shape, int *ndim, char
   uint64_t n = 1;
   for (int i = 0; i < nd; i++) {
     if (dims[i] != 0 && n > (uint64_t)INT64_MAX / 8 / (uint64_t)dims[i]) {
-      fail(err, errlen, "%s: shape too large in .npy header", path);
+      errf(err, errlen, "%s: shape too large in .npy header", path);
       goto done;
     }
     n *= (uint64_t)dims[i];
   }
   if (fseek(fp, 0, SEEK_END) != 0) {
-    fail(err, errlen, "%s: cannot seek: %s", path, strerror(errno));
+    errf(err, errlen, "%s: cannot seek: %s", path, strerror(errno));
     goto done;
   }
   long fsize = ftell(fp);
   uint64_t need = n * esize;
   if (fsize < data_off || (uint64_t)(fsize - data_off) != need) {
-    fail(err, errlen, "%s: data size mismatch: shape needs %llu bytes, file has %ld after the header", path,
+    errf(err, errlen, "%s: data size mismatch: shape needs %llu bytes, file has %ld after the header", path,
          (unsigned long long)need, fsize < data_off ? 0L : fsize - data_off);
     goto done;
   }
   if (n > SIZE_MAX / sizeof(float) || fseek(fp, data_off, SEEK_SET) != 0) {
-    fail(err, errlen, "%s: cannot read %llu elements", path, (unsigned long long)n);
+    errf(err, errlen, "%s: cannot read %llu elements", path, (unsigned long long)n);
     goto done;
   }
   out = malloc(n ? n * sizeof(float) : 1);
   if (!out) {
-    fail(err, errlen, "%s: out of memory for %llu elements", path, (unsigned long long)n);
+    errf(err, errlen, "%s: out of memory for %llu elements", path, (unsigned long long)n);
     goto done;
   }
   if (fread(out, esize, n, fp) != n) {
-    fail(err, errlen, "%s: short read of the array data", path);
+    errf(err, errlen, "%s: short read of the array data", path);
     goto done;
   }
   if (esize == 2) {
@@ -1028,11 +1016,11 @@ extern char **environ;
 int video_save_ffmpeg(const char *path, const uint8_t *frames, int F, int w, int h, int fps, char *err,
                       size_t errlen) {
   if (F <= 0 || w <= 0 || h <= 0 || fps <= 0)
-    return fail(err, errlen, "%s: invalid video (%d frames of %dx%d at %d fps)", path, F, w, h, fps);
+    return errf(err, errlen, "%s: invalid video (%d frames of %dx%d at %d fps)", path, F, w, h, fps);
   size_t plen = strlen(path);
   int gif = plen >= 4 && strcasecmp(path + plen - 4, ".gif") == 0;
   int mp4 = plen >= 4 && strcasecmp(path + plen - 4, ".mp4") == 0;
-  if (!gif && !mp4) return fail(err, errlen, "%s: unknown video type (use .gif or .mp4, or .npy/.png for frames)", path);
+  if (!gif && !mp4) return errf(err, errlen, "%s: unknown video type (use .gif or .mp4, or .npy/.png for frames)", path);
 
   char size[32], rate[16];
   snprintf(size, sizeof size, "%dx%d", w, h);
@@ -1065,7 +1053,7 @@ int video_save_ffmpeg(const char *path, const uint8_t *frames, int F, int w, int
   argv[a] = NULL;
 
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return fail(err, errlen, "%s: cannot create a pipe: %s", path, strerror(errno));
+  if (pipe2(fds, O_CLOEXEC) != 0) return errf(err, errlen, "%s: cannot create a pipe: %s", path, strerror(errno));
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, fds[0], STDIN_FILENO);
@@ -1077,8 +1065,8 @@ int video_save_ffmpeg(const char *path, const uint8_t *frames, int F, int w, int
   close(fds[0]);
   if (e != 0) {
     close(fds[1]);
-    if (e == ENOENT) return fail(err, errlen, "cannot write %s: ffmpeg not found on PATH: install it or write .npy/.png", path);
-    return fail(err, errlen, "cannot write %s: cannot start ffmpeg: %s", path, strerror(e));
+    if (e == ENOENT) return errf(err, errlen, "cannot write %s: ffmpeg not found on PATH: install it or write .npy/.png", path);
+    return errf(err, errlen, "cannot write %s: cannot start ffmpeg: %s", path, strerror(e));
   }
 
   // If ffmpeg dies early, write() raises SIGPIPE, which would kill us. Block it in this thread for the
@@ -1110,12 +1098,12 @@ int video_save_ffmpeg(const char *path, const uint8_t *frames, int F, int w, int
 
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return fail(err, errlen, "cannot write %s: waiting for ffmpeg: %s", path, strerror(errno));
+    if (errno != EINTR) return errf(err, errlen, "cannot write %s: waiting for ffmpeg: %s", path, strerror(errno));
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !werr) return 0;
   if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
-    return fail(err, errlen, "cannot write %s: ffmpeg exited with status %d (its messages are above)", path,
+    return errf(err, errlen, "cannot write %s: ffmpeg exited with status %d (its messages are above)", path,
                 WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return fail(err, errlen, "cannot write %s: ffmpeg killed by signal %d", path, WTERMSIG(status));
-  return fail(err, errlen, "cannot write %s: sending frames to ffmpeg failed: %s", path, strerror(werr));
+  if (WIFSIGNALED(status)) return errf(err, errlen, "cannot write %s: ffmpeg killed by signal %d", path, WTERMSIG(status));
+  return errf(err, errlen, "cannot write %s: sending frames to ffmpeg failed: %s", path, strerror(werr));
 }

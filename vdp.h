@@ -2,7 +2,8 @@
 //
 // Reading order (top-down, like llama2.c's run.c):
 //   1. config        VdpConfig: every size of the UNet, VAE, CLIP image encoder and scheduler
-//   2. weights       the .vdpw file (weights/FORMAT.md), safetensors, `vdp convert` / `vdp info`   (weights.c)
+//   2. weights       the .vdpw file (weights/FORMAT.md), `vdp convert` / `vdp info` (weights.c);
+//                    JSON and safetensors readers (safetensors.c)
 //   3. ops           the CPU reference operators, plain fp32 C                                      (ops.c)
 //   4. models        CLIP, VAE, UNet built from the ops; the tensor list they need                 (model.c)
 //   5. scheduler + pipeline                                                                         (model.c)
@@ -158,6 +159,81 @@ int cmd_convert(int argc, char **argv);   // weights.c
 int cmd_info(int argc, char **argv);      // weights.c
 int cmd_generate(int argc, char **argv);  // vdp.c
 int cmd_sim(int argc, char **argv);       // ring.c
+
+// ---------------------------------------------------------------------------------------------------
+// 2b. JSON and safetensors readers (safetensors.c) — used by weights.c, the tests and the fuzzers
+// ---------------------------------------------------------------------------------------------------
+// Parsers of untrusted bytes: every error returns -1 with one message in (err, errlen); none exits.
+
+// Helpers shared by safetensors.c and weights.c.
+int errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));  // message -> err, returns -1
+void err_prefix(char *err, size_t errlen, const char *prefix);  // err = "PREFIX: " + err (adds a file name)
+uint64_t rd_u64(const uint8_t *p);                              // little-endian u64 at any alignment
+int mul_checked(uint64_t a, uint64_t b, uint64_t limit, uint64_t *out);  // *out = a*b, or -1 when > limit
+void fmt_dims(char *buf, size_t n, int ndim, const int64_t *shape);      // "[2,3,4]" for messages
+int pread_full(int fd, void *dst, size_t n, uint64_t off);      // pread looping over short reads; -1 on error/EOF
+
+// Strict JSON (valid UTF-8 only; duplicate keys, \u0000 and text after the value refused; depth, node
+// count and number length limited) as a DOM in two arrays: nodes and a pool of decoded, NUL-terminated
+// strings. Node 0 is the root; children of an array/object form a linked list through `next`; object
+// members carry their key.
+enum { J_NULL, J_FALSE, J_TRUE, J_NUM, J_STR, J_ARR, J_OBJ };
+typedef struct {
+  uint8_t type;         // J_*
+  uint8_t is_int;       // number written without fraction/exponent, |value| <= 2^53 (exact in a double)
+  int32_t next, child;  // sibling / first child, -1 = none
+  int32_t count;        // number of children
+  uint32_t key;         // pool offset of the member key (object members), UINT32_MAX otherwise
+  uint32_t str;         // pool offset of a string value
+  double num;
+} JNode;
+typedef struct {
+  JNode *nodes;
+  int n, cap;
+  char *pool;
+  size_t pool_len, pool_cap;
+  const unsigned char *s;  // parser state: the text, its length, the current byte
+  size_t len, pos;
+  char *err;
+  size_t errlen;
+} Json;
+int json_parse(Json *j, const char *text, size_t len, char *err, size_t errlen);  // root (0) or -1
+void json_free(Json *j);                            // also after a failed json_parse
+int jget(const Json *j, int obj, const char *key);  // member `key` of object `obj`, or -1
+const char *jstr(const Json *j, int node);          // the text of a J_STR node
+const char *jtype_name(int type);                   // "a number", "an object", ... for messages
+
+// safetensors (svd-spec §7.3): u64 LE header length N, N bytes of JSON, then the data buffer.
+#define ST_MAX_NAME 159  // longest tensor name (VdpTensor.name holds 160 bytes with the NUL)
+typedef struct {
+  char name[ST_MAX_NAME + 1];
+  int dtype;           // VDP_F32 / VDP_F16 / VDP_BF16, or -1: a known dtype vdp does not convert
+  char dtype_str[12];  // as written in the file
+  int ndim;
+  int64_t shape[VDP_MAX_DIMS];
+  uint64_t numel;
+  uint64_t begin, end;  // absolute byte offsets in the file, [begin, end)
+} StTensor;
+typedef struct StHeader {
+  int n;
+  StTensor *t;  // sorted by name
+  uint64_t data_start, file_size;
+} StHeader;
+typedef struct {
+  StHeader h;
+  int fd;  // the data is read with pread_full at StTensor.begin
+  char path[1024];
+} StFile;
+// Opens a file and validates its header (names, dtypes, shapes, offsets inside the file, no overlaps).
+int st_open(const char *path, StFile *f, char *err, size_t errlen);
+void st_close(StFile *f);
+const StTensor *st_find(const StHeader *h, const char *name);  // binary search, NULL when absent
+// The header of a file held in buf (at least its first 8 + N bytes; the file is file_size bytes long).
+int st_parse_mem(const uint8_t *buf, size_t len, uint64_t file_size, StHeader *h, char *err, size_t errlen);
+void st_header_free(StHeader *h);
+// Test/fuzzing entry point: parses a whole file held in memory and touches every tensor's first and
+// last byte (so the sanitizers see out-of-range offsets).
+int st_parse_buffer(const uint8_t *buf, size_t len, char *err, size_t errlen);
 
 // ---------------------------------------------------------------------------------------------------
 // 3. CPU operators (ops.c). fp32, row-major, multithreaded with OpenMP. Every output is fully written.

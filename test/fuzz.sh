@@ -13,7 +13,7 @@ CC_FUZZ=${CC_FUZZ:-clang}
 command -v "$CC_FUZZ" >/dev/null || { echo "fuzz.sh: $CC_FUZZ not found (libFuzzer needs clang)"; exit 1; }
 mkdir -p "$OUT"
 FLAGS="-std=c11 -g -O1 -fopenmp -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
-LIB="util.c weights.c ops.c model.c rng.c image.c"
+LIB="util.c safetensors.c weights.c ops.c model.c rng.c image.c"
 for t in vdpw safetensors; do
   echo "fuzz.sh: building $OUT/fuzz_$t"
   $CC_FUZZ $FLAGS -o "$OUT/fuzz_$t" "test/fuzz/fuzz_$t.c" $LIB -lpng -ljpeg -lm

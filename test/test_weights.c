@@ -15,9 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-// weights.c entry points outside vdp.h
-typedef struct StHeader StHeader;
-int st_parse_buffer(const uint8_t *buf, size_t len, char *err, size_t errlen);
+// weights.c entry point outside vdp.h (st_parse_buffer is declared in vdp.h section 2b)
 int vdpw_convert(const char *src_dir, const char *out_path, int out_dtype, int variant, int verbose, char *err,
                  size_t errlen);
 enum { VARIANT_AUTO, VARIANT_FP32, VARIANT_FP16 };

@@ -1,12 +1,10 @@
-// fuzz_safetensors.c — libFuzzer target for the safetensors header parser (weights.c st_parse_buffer:
+// fuzz_safetensors.c — libFuzzer target for the safetensors header parser (safetensors.c st_parse_buffer:
 // the JSON parser, dtype/shape/offset validation, overlap and duplicate checks).
 // Build and run: test/fuzz.sh (clang -fsanitize=fuzzer,address,undefined).
-#include <stdint.h>
+#include "vdp.h"  // st_parse_buffer (section 2b): parses a whole file in memory, touching every tensor's bytes
+
 #include <stdlib.h>
 #include <string.h>
-
-// weights.c: parses a whole safetensors file held in memory, touching every tensor's first and last byte.
-int st_parse_buffer(const uint8_t *buf, size_t len, char *err, size_t errlen);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint8_t *buf = malloc(size ? size : 1);  // exact-size copy: ASan sees any overread
