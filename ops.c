@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -852,7 +853,15 @@ static int64_t cpu_weight_elems(int kind, int ndim, const int64_t *shape) {
 static void cpu_weight_store(void *dst, const float *src, int kind, int ndim, const int64_t *shape) {
   memcpy(dst, src, (size_t)cpu_weight_elems(kind, ndim, shape) * sizeof(float));
 }
-static void *cpu_mem_alloc(size_t bytes, const char *what) { return vdp_malloc(bytes, what); }
+// Refuses what cannot fit in physical memory up front: with overcommit, malloc would succeed and the
+// process would be killed later, mid-run, when the pages are touched.
+static void *cpu_mem_alloc(size_t bytes, const char *what) {
+  long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && psize > 0 && bytes > (size_t)pages * (size_t)psize)
+    vdp_die("%s needs %.1f GiB but this machine has %.1f GiB of memory (try fewer frames, a smaller size or "
+            "--decode-chunk-size)", what, bytes / 1073741824.0, (double)pages * psize / 1073741824.0);
+  return vdp_malloc(bytes, what);
+}
 static void cpu_mem_free(void *p) { free(p); }
 static void cpu_copy(void *dst, const void *src, int64_t n) { memmove(dst, src, (size_t)n * sizeof(float)); }
 static void cpu_to_device(void *dst, const float *src, int64_t n) { cpu_copy(dst, src, n); }
