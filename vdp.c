@@ -161,6 +161,9 @@ static int gen_encode(void *ctx, int video, void *cond, float *latent, char *err
   if (image_load(path, &img, err, errlen)) return -1;
   int rc = pipeline_encode(j->m, &j->p, &img, j->p.seed + (uint64_t)video, cond, latent, err, errlen);
   image_free(&img);
+  // The CLIP image encoder is done after the last video's encode: give its memory back (a third of SVD's
+  // weights). Stage threads share the models, so only the plain loop does this.
+  if (video == j->n_videos - 1 && !j->stages) models_free_component(j->m, COMP_CLIP);
   j->t_encode[video] = vdp_now() - t;
   return rc;
 }
