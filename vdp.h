@@ -4,11 +4,13 @@
 //   1. config        VdpConfig: every size of the UNet, VAE, CLIP image encoder and scheduler
 //   2. weights       the .vdpw file (weights/FORMAT.md), `vdp convert` / `vdp info` (weights.c);
 //                    JSON and safetensors readers (safetensors.c)
-//   3. ops           the CPU reference operators, plain fp32 C                                      (ops.c)
-//   4. models        CLIP, VAE, UNet built from the ops; the tensor list they need                 (model.c)
+//   3. ops           the CPU reference operators, plain fp32 C, and the CPU backend table           (ops.c)
+//   4. models        model.h: the Backend table, CLIP, VAE, UNet written once on it; the tensor list
+//                    they need; the planned activation arena                                        (model.c)
 //   5. scheduler + pipeline                                                                         (model.c)
-//   6. CLI           `vdp convert|info|generate`                                                   (vdp.c)
-// Around them: the torch-compatible RNG (rng.c), image/video files (image.c), CUDA (kernels.cu).
+//   6. CLI           `vdp convert|info|generate|sim|bench`                                         (vdp.c)
+// Around them: the torch-compatible RNG (rng.c), image/video files (image.c), timestep stages on a
+// ring (ring.h, ring.c), the CUDA backend (kernels.h, kernels.cu).
 //
 // Layout conventions: tensors are row-major, NCHW like PyTorch. SVD packs frames into the batch axis:
 // a video batch [B, F, C, H, W] is handled as [(B F), C, H, W], row = b*F + f.
