@@ -61,7 +61,7 @@ build/last-config: FORCE
 $(BUILD)/%.o: %.c vdp.h model.h ring.h | $(BUILD)/test
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/kernels.o: kernels.cu kernels.h vdp.h | $(BUILD)/test
+$(BUILD)/kernels.o: kernels.cu kernels.h vdp.h model.h | $(BUILD)/test
 	$(NVCC) -O3 -std=c++17 $(GENCODE) -I. -Xcompiler -fPIC -c -o $@ $<
 
 $(BUILD)/test/%: test/%.c $(LIB_OBJ) $(CUDA_OBJ) vdp.h model.h ring.h | $(BUILD)/test

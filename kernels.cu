@@ -10,7 +10,11 @@
 //   5. GroupNorm(+SiLU), LayerNorm
 //   6. elementwise: activations, add, broadcast add, blend, GEGLU, embeddings, upsample, transpose,
 //      CFG + Euler step, conversions
+//   7. the Backend table (model.h): the model graph of model.c on these kernels
 #include "kernels.h"
+extern "C" {
+#include "model.h"
+}
 
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -20,6 +24,8 @@
 #include <string.h>
 
 #include <algorithm>
+#include <mutex>
+#include <unordered_map>
 
 // ===================================================================================================
 // 1. Errors, device info, streams, arena
@@ -1451,4 +1457,315 @@ extern "C" void vdpc_f16_to_f32(float *y, const void *x, int64_t n) {
   if (n <= 0) return;
   f16_to_f32_kernel<<<grid1d(n, 256), 256, 0, g_stream>>>(y, (const __half *)x, n);
   OPCHECK("f16_to_f32");
+}
+
+// ===================================================================================================
+// 7. The Backend table (model.h): model.c's graph on the kernels above
+// ===================================================================================================
+// Tensors are fp16 device buffers (elem_size 2); every op has the semantics of the CPU table in ops.c
+// section 6, including its aliasing (res == y in linear / cross-attention, in-place norms, act, add,
+// blend, add_rows). Host <-> device traffic happens only for weights (once, at load), the inputs and
+// outputs of a forward pass, and the host timestep values of timestep_embedding.
+// Threads: like the kernels (one stream, one workspace), the backend serves one host thread at a time;
+// only the allocation bookkeeping is locked.
+static_assert((int)ACT_NONE == (int)VDPC_ACT_NONE && (int)ACT_SILU == (int)VDPC_ACT_SILU &&
+                  (int)ACT_GELU == (int)VDPC_ACT_GELU && (int)ACT_QUICK_GELU == (int)VDPC_ACT_QUICK_GELU &&
+                  (int)ACT_GEGLU == (int)VDPC_ACT_GEGLU,
+              "model.h ACT_* must equal kernels.h VDPC_ACT_*");
+
+// ----- memory: cudaMalloc / cudaFree with a held-bytes high-water mark ---------------------------------
+static std::mutex g_mem_mu;
+static std::unordered_map<void *, size_t> g_mem_size;  // live allocation -> bytes
+static size_t g_mem_held = 0, g_mem_peak = 0;
+
+static void *be_mem_alloc(size_t bytes, const char *what) {
+  void *p = NULL;
+  cudaError_t e = cudaMalloc(&p, bytes ? bytes : 256);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // not sticky: clear it before asking for the free memory
+    size_t fr = 0, tot = 0;
+    cudaMemGetInfo(&fr, &tot);
+    fprintf(stderr,
+            "vdp: error: CUDA: cannot allocate %.1f MiB for %s: %s (the GPU has %.1f MiB free of %.1f MiB; vdp holds "
+            "%.1f MiB)\n",
+            bytes / 1048576.0, what, cudaGetErrorString(e), fr / 1048576.0, tot / 1048576.0, g_mem_held / 1048576.0);
+    exit(1);
+  }
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  g_mem_size[p] = bytes;
+  g_mem_held += bytes;
+  g_mem_peak = std::max(g_mem_peak, g_mem_held);
+  return p;
+}
+
+static void be_mem_free(void *p) {
+  if (!p) return;
+  {
+    std::lock_guard<std::mutex> lk(g_mem_mu);
+    auto it = g_mem_size.find(p);
+    if (it == g_mem_size.end()) {
+      fprintf(stderr, "vdp: error: CUDA backend: freeing %p, which it did not allocate (internal error)\n", p);
+      exit(1);
+    }
+    g_mem_held -= it->second;
+    g_mem_size.erase(it);
+  }
+  CK(cudaFree(p));  // synchronizes: no queued op still uses p
+}
+
+static size_t be_mem_peak(void) {
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  return g_mem_peak;
+}
+
+// ----- host fp32 <-> device fp16 through one small fp32 staging buffer ---------------------------------
+// The conversion runs on the device (__float2half_rn: round to nearest even), in rounds of STAGE floats.
+// Copies from pageable host memory return once the host data has been read, so the caller may reuse
+// its buffer at once; a later round reuses the staging buffer only after the stream has consumed it.
+static const int64_t STAGE = (int64_t)1 << 22;  // floats per round (16 MiB)
+static float *g_stage = NULL;
+static float *stage_buf() {
+  if (!g_stage) g_stage = (float *)be_mem_alloc((size_t)STAGE * sizeof(float), "host transfer staging buffer");
+  return g_stage;
+}
+
+static void upload_f16(void *dst, const float *src, int64_t n) {
+  float *st = stage_buf();
+  for (int64_t o = 0; o < n; o += STAGE) {
+    const int64_t k = std::min(STAGE, n - o);
+    CK(cudaMemcpyAsync(st, src + o, (size_t)k * sizeof(float), cudaMemcpyHostToDevice, g_stream));
+    vdpc_f32_to_f16((__half *)dst + o, st, k);
+  }
+}
+
+static void be_to_device(void *dst, const float *src, int64_t n) {
+  if (n <= 0) return;
+  upload_f16(dst, src, n);
+  // Synchronous, like the CPU backend's memcpy: the caller's buffer (possibly pinned, e.g. the stage
+  // ring's) may change as soon as this returns. Inputs are uploaded once per forward pass.
+  vdp_cuda_sync("uploading a forward pass input");
+}
+
+static void be_to_host(float *dst, const void *src, int64_t n) {
+  if (n <= 0) return;
+  float *st = stage_buf();
+  for (int64_t o = 0; o < n; o += STAGE) {
+    const int64_t k = std::min(STAGE, n - o);
+    vdpc_f16_to_f32(st, (const __half *)src + o, k);
+    CK(cudaMemcpyAsync(dst + o, st, (size_t)k * sizeof(float), cudaMemcpyDeviceToHost, g_stream));
+  }
+  vdp_cuda_sync("downloading a forward pass output");
+}
+
+// ----- weights -----------------------------------------------------------------------------------------
+// WEIGHT_CONV: the tap-major layout of vdpc_conv_prepare_weight, from [cout, cin, kh, kw] or the temporal
+// conv's [cout, cin, 3, 1, 1] (= kh 3, kw 1). Every tensor's size is rounded up to 128 elements so that
+// each one starts 256-byte aligned in its component's allocation (the 16-byte load paths need it).
+static void conv_dims(int ndim, const int64_t *shape, int *cout, int *cin, int *kh, int *kw) {
+  if (ndim != 4 && ndim != 5) {
+    fprintf(stderr, "vdp: error: CUDA backend: a convolution weight has %d dimensions (expected 4 or 5)\n", ndim);
+    exit(1);
+  }
+  *cout = (int)shape[0], *cin = (int)shape[1], *kh = (int)shape[2];
+  *kw = (int)(ndim == 4 ? shape[3] : shape[3] * shape[4]);
+}
+
+static int64_t be_weight_elems(int kind, int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  if (kind == WEIGHT_CONV) {
+    int cout, cin, kh, kw;
+    conv_dims(ndim, shape, &cout, &cin, &kh, &kw);
+    n = vdpc_conv_weight_elems(cout, cin, kh, kw);
+  } else {
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+  }
+  return (n + 127) / 128 * 128;
+}
+
+static void be_weight_store(void *dst, const float *src, int kind, int ndim, const int64_t *shape) {
+  if (kind == WEIGHT_CONV) {
+    int cout, cin, kh, kw;
+    conv_dims(ndim, shape, &cout, &cin, &kh, &kw);
+    const int64_t n = (int64_t)cout * cin * kh * kw;
+    void *tmp = be_mem_alloc((size_t)n * sizeof(__half), "a convolution weight being re-laid-out");
+    upload_f16(tmp, src, n);
+    vdpc_conv_prepare_weight(dst, tmp, cout, cin, kh, kw);
+    vdp_cuda_sync("storing a convolution weight");
+    be_mem_free(tmp);
+  } else {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    upload_f16(dst, src, n);
+    vdp_cuda_sync("storing a weight");  // the caller frees src next; errors are attributed here
+  }
+}
+
+static void be_copy(void *dst, const void *src, int64_t n) {
+  if (n <= 0 || dst == src) return;
+  const size_t bytes = (size_t)n * sizeof(__half);
+  const char *d = (const char *)dst, *s = (const char *)src;
+  if (d < s + bytes && s < d + bytes) {  // overlapping (memmove semantics): through the workspace
+    void *ws = workspace(bytes);
+    CK(cudaMemcpyAsync(ws, src, bytes, cudaMemcpyDeviceToDevice, g_stream));
+    CK(cudaMemcpyAsync(dst, ws, bytes, cudaMemcpyDeviceToDevice, g_stream));
+  } else {
+    CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, g_stream));
+  }
+}
+
+static void be_sync(void) { vdp_cuda_sync("CUDA backend sync"); }
+
+// ----- operators without a one-to-one kernel ---------------------------------------------------------
+// Direct convolution on the tap-major weights, for what the implicit GEMM does not take: stride > 2 or
+// kernels larger than 3x3 (CLIP's patch embedding, 14x14 stride 14 — one small call per image).
+// One thread per output element, fp32 accumulation; y = conv + b + chan_add[n, co] + res.
+__global__ void conv_direct_kernel(__half *y, const __half *x, const __half *wt, const __half *b, int n, int cin,
+                                   int h, int w, int cout, int kh, int kw, int stride, int pt, int pl, int ho, int wo,
+                                   int cin8, const __half *chan_add, const __half *res) {
+  const long long plane = (long long)h * w;
+  GRID_STRIDE(i, (long long)n * cout * ho * wo) {
+    const int ox = (int)(i % wo);
+    long long t = i / wo;
+    const int oy = (int)(t % ho);
+    t /= ho;
+    const int co = (int)(t % cout), img = (int)(t / cout);
+    float acc = 0.f;
+    for (int ky = 0; ky < kh; ky++) {
+      const int iy = oy * stride - pt + ky;
+      if (iy < 0 || iy >= h) continue;
+      for (int kx = 0; kx < kw; kx++) {
+        const int ix = ox * stride - pl + kx;
+        if (ix < 0 || ix >= w) continue;
+        const __half *wr = wt + ((long long)(ky * kw + kx) * cout + co) * cin8;
+        const __half *xp = x + (long long)img * cin * plane + (long long)iy * w + ix;
+        for (int ci = 0; ci < cin; ci++) acc += __half2float(wr[ci]) * __half2float(xp[ci * plane]);
+      }
+    }
+    if (b) acc += __half2float(b[co]);
+    if (chan_add) acc += __half2float(chan_add[(long long)img * cout + co]);
+    if (res) acc += __half2float(res[i]);
+    y[i] = __float2half_rn(acc);
+  }
+}
+
+static void be_conv2d(void *y, const void *x, const void *w, const void *b, int n, int cin, int h, int wd, int cout,
+                      int kh, int kw, int stride, int pt, int pl, int pb, int pr, const void *chan_add,
+                      const void *res) {
+  if (stride >= 1 && stride <= 2 && kh <= 3 && kw <= 3) {
+    vdpc_conv2d(y, x, w, b, n, cin, h, wd, cout, kh, kw, stride, pt, pl, pb, pr, chan_add, res);
+    return;
+  }
+  const int ho = (h + pt + pb - kh) / stride + 1, wo = (wd + pl + pr - kw) / stride + 1;
+  if (n <= 0 || cin <= 0 || cout <= 0 || ho <= 0 || wo <= 0 || stride < 1) fail_shape("conv2d (direct)", "bad sizes");
+  const long long total = (long long)n * cout * ho * wo;
+  conv_direct_kernel<<<grid1d(total, 256), 256, 0, g_stream>>>(
+      (__half *)y, (const __half *)x, (const __half *)w, (const __half *)b, n, cin, h, wd, cout, kh, kw, stride, pt, pl,
+      ho, wo, (cin + 7) / 8 * 8, (const __half *)chan_add, (const __half *)res);
+  OPCHECK("conv2d (direct)");
+}
+
+static void be_act(void *y, const void *x, int64_t n, int act) {
+  if (act == ACT_NONE) {  // the CPU table's default: a copy
+    if (y != x) be_copy(y, x, n);
+    return;
+  }
+  if (act == ACT_GEGLU) fail_shape("act", "GEGLU is a linear epilogue, not an elementwise activation");
+  vdpc_act(y, x, n, act);
+}
+
+// y[g, i, :] += v[g, :] for g < groups, i < group (rows of C values)
+__global__ void add_rows_kernel(__half *y, const __half *v, long long group, int C, long long n) {
+  GRID_STRIDE(i, n) {
+    const long long r = i / C;
+    const int c = (int)(i - r * C);
+    y[i] = __float2half_rn(__half2float(y[i]) + __half2float(v[(r / group) * C + c]));
+  }
+}
+static void be_add_rows(void *y, const void *v, int groups, int64_t group, int C) {
+  const long long n = (long long)groups * group * C;
+  if (n <= 0) return;
+  add_rows_kernel<<<grid1d(n, 256), 256, 0, g_stream>>>((__half *)y, (const __half *)v, group, C, n);
+  OPCHECK("add_rows");
+}
+
+// y[r] = a[r] | b[r]: two strided copies (rows of na and nb elements into rows of na + nb)
+static void be_concat_rows(void *y, const void *a, int64_t na, const void *b, int64_t nb, int rows) {
+  if (rows <= 0) return;
+  const size_t e = sizeof(__half), pitch = (size_t)(na + nb) * e;
+  if (na > 0)
+    CK(cudaMemcpy2DAsync(y, pitch, a, (size_t)na * e, (size_t)na * e, rows, cudaMemcpyDeviceToDevice, g_stream));
+  if (nb > 0)
+    CK(cudaMemcpy2DAsync((char *)y + (size_t)na * e, pitch, b, (size_t)nb * e, (size_t)nb * e, rows,
+                         cudaMemcpyDeviceToDevice, g_stream));
+}
+
+// t is a host array: copied into a small device buffer (stream-ordered, so the next call may reuse it).
+static float *g_tbuf = NULL;
+static int g_tbuf_n = 0;
+static void be_timestep_embedding(void *y, const float *t_host, int n, int dim) {
+  if (n <= 0 || dim <= 0) return;
+  if (n > g_tbuf_n) {
+    if (g_tbuf) be_mem_free(g_tbuf);
+    g_tbuf_n = std::max(n, 1024);
+    g_tbuf = (float *)be_mem_alloc((size_t)g_tbuf_n * sizeof(float), "timestep values");
+  }
+  CK(cudaMemcpyAsync(g_tbuf, t_host, (size_t)n * sizeof(float), cudaMemcpyHostToDevice, g_stream));
+  vdpc_timestep_embedding(y, g_tbuf, n, dim);
+}
+
+// ----- the table -----------------------------------------------------------------------------------
+static Backend g_cuda_backend;
+static bool g_cuda_ok = false;
+static std::once_flag g_cuda_once;
+
+static void backend_cuda_init() {
+  if (vdp_cuda_device_count() == 0) return;
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
+  if (major < 8) {  // mma m16n8k16, cp.async: the kernels need sm_80 or newer
+    fprintf(stderr, "vdp: CUDA device %d is sm_%d%d; vdp's kernels need sm_80 or newer\n", dev, major, minor);
+    return;
+  }
+  Backend &b = g_cuda_backend;
+  memset(&b, 0, sizeof b);
+  b.name = "cuda";
+  b.elem_size = sizeof(__half);
+  b.ff_chunk_rows = (int64_t)1 << 16;  // large GEMMs; the arena is planned, so this only bounds the hidden
+  b.weight_elems = be_weight_elems;
+  b.weight_store = be_weight_store;
+  b.mem_alloc = be_mem_alloc;
+  b.mem_free = be_mem_free;
+  b.to_device = be_to_device;
+  b.to_host = be_to_host;
+  b.copy = be_copy;
+  b.sync = be_sync;
+  b.mem_peak = be_mem_peak;
+  // the kernels whose signature and semantics are the table's own
+  b.linear = vdpc_linear;
+  b.conv2d = be_conv2d;
+  b.conv_temporal = vdpc_conv_temporal;
+  b.groupnorm = vdpc_groupnorm;
+  b.layernorm = vdpc_layernorm;
+  b.attention = vdpc_attention;
+  b.cross_attn_1key = vdpc_cross_attn_1key;
+  b.act = be_act;
+  b.add = vdpc_add;
+  b.add_bcast = vdpc_add_bcast;
+  b.add_rows = be_add_rows;
+  b.concat_rows = be_concat_rows;
+  b.blend = vdpc_blend;
+  b.timestep_embedding = be_timestep_embedding;
+  b.upsample_nearest = vdpc_upsample_nearest;
+  b.transpose_0213 = vdpc_transpose_0213;
+  g_cuda_ok = true;
+}
+
+extern "C" const Backend *backend_cuda(void) {
+  std::call_once(g_cuda_once, backend_cuda_init);
+  return g_cuda_ok ? &g_cuda_backend : NULL;
 }

@@ -12,8 +12,9 @@
 
 static double float_as_decimal(float f);
 
-// Built without CUDA (or before kernels.cu provides one): no CUDA backend. kernels.cu's definition wins.
-__attribute__((weak)) const Backend *backend_cuda(void) { return NULL; }
+#ifndef VDP_CUDA
+const Backend *backend_cuda(void) { return NULL; }  // built without CUDA (kernels.cu defines it otherwise)
+#endif
 
 #include <math.h>
 #include <stdarg.h>

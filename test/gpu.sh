@@ -2,9 +2,11 @@
 # test/gpu.sh — everything the CUDA backend needs checked on a GPU machine, in one run (< 6 min on an H100):
 #   1. build ./vdp for this GPU's architecture (nvidia-smi compute_cap -> make GPU_ARCH=..)
 #   2. ldd ./vdp: libcudart and libnccl resolve
-#   3. make test-gpu: every kernel against its CPU twin (test/test_gpu_kernels.cu)
+#   3. make test-gpu: every kernel against its CPU twin (test/test_gpu_kernels.cu), then the CUDA Backend
+#      table + model graph vs the CPU backend and diffusers, and `vdp generate --device cuda` (test/gpu_pipeline.c)
 #   4. compute-sanitizer: memcheck on all kernels (small shapes), racecheck on attention and norms
-#   5. timings at the full SVD shapes (+ a device-to-device copy as the bandwidth yardstick)
+#   5. timings at the full SVD shapes (+ a device-to-device copy as the bandwidth yardstick), and one
+#      `vdp bench --device cuda` (SVD, 14 frames 576x1024, CFG: UNet ms/step, components, peak memory)
 #   6. a report in $OUT/gpu-report.md (default ./out), and a short table printed last
 # Exit status: 0 when every step passed, 1 otherwise (the timing targets are reported, not enforced).
 set -u
@@ -49,10 +51,14 @@ fi
 # 3. kernel tests (also builds build/gpu/test_gpu_kernels)
 BIN=build/gpu/test_gpu_kernels
 if [ -x ./vdp ]; then TESTCMD=(make --no-print-directory test-gpu GPU_ARCH="$cc"); else TESTCMD=(bash test/run_gpu_tests.sh); fi
-timeout 180 "${TESTCMD[@]}" 2>&1 | tee "$OUT/test-gpu.log"
+timeout 240 "${TESTCMD[@]}" 2>&1 | tee "$OUT/test-gpu.log"
 rc=${PIPESTATUS[0]}
 summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/test-gpu.log" | tail -1)
 if [ "$rc" -eq 0 ]; then note test-gpu "ok: $summary"; else note test-gpu "FAIL (rc $rc): ${summary:-no summary}"; status=1; fi
+for part in test_gpu_kernels gpu_pipeline; do  # the per-program summaries (run_gpu_tests.sh keeps their logs)
+  [ -f "build/gpu/$part.log" ] && cp "build/gpu/$part.log" "$OUT/" &&
+    note "  $part" "$(grep -E '^[0-9]+ passed, [0-9]+ failed' "build/gpu/$part.log" | tail -1)"
+done
 
 # 4. compute-sanitizer
 CS=$(command -v compute-sanitizer || true)
@@ -79,6 +85,19 @@ fi
 if [ -x "$BIN" ]; then
   timeout 120 "$BIN" --bench 2>&1 | tee "$OUT/bench.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] && note bench ok || { note bench "FAIL (see bench.log)"; status=1; }
+fi
+# 5b. the whole CUDA pipeline at the SVD shape (random weights): one JSON line
+if [ -x ./vdp ]; then
+  timeout 240 ./vdp bench --device cuda --config svd --num-frames 14 --height 576 --width 1024 --cfg 1 --runs 3 \
+    >"$OUT/vdp-bench.json" 2>"$OUT/vdp-bench.log"
+  rc=$?
+  if [ $rc -eq 0 ] && [ -s "$OUT/vdp-bench.json" ]; then
+    e2e=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("UNet %.1f ms/step (%.0f TFLOP/s), CLIP %.1f ms, encode %.1f ms, decode %.0f ms, 25-step e2e %.2f s, peak %.0f MiB" % (d["unet_ms_per_step_median"], d["unet_tflops"], d["clip_ms"], d["vae_encode_ms"], d["vae_decode_ms"], d["end_to_end_s"], d["peak_device_mib"]))' "$OUT/vdp-bench.json" 2>/dev/null || head -c 300 "$OUT/vdp-bench.json")
+    note vdp-bench "ok: $e2e"
+  else
+    tail -5 "$OUT/vdp-bench.log" | sed 's/^/   /'
+    note vdp-bench "FAIL (rc $rc, see vdp-bench.log)"; status=1
+  fi
 fi
 copy=$(awk '/^bench d2d_copy/{for(i=1;i<=NF;i++) if($i ~ /^gbs=/){sub("gbs=","",$i); print $i}}' "$OUT/bench.log" 2>/dev/null)
 table=$(awk -v copy="${copy:-0}" '
