@@ -209,10 +209,12 @@ __device__ __forceinline__ void mma16816(float d[4], const uint32_t a[4], uint32
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem), "r"(src_bytes));
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// "memory" clobbers: the compiler must not move ordinary shared-memory accesses across a commit / wait
+// (every consumer also sits behind a __syncthreads, which is a compiler barrier too; this is belt and braces).
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   __half2 h = __floats2half2_rn(lo, hi);
@@ -1161,9 +1163,12 @@ __global__ void __launch_bounds__(256) gn_apply_kernel(__half *y, const __half *
   if (vec) {
     for (long long i = b0 + 8LL * threadIdx.x; i < b1; i += 8LL * blockDim.x) {
       const int ch = g * cpg + (int)(i / hw);  // hw % 8 == 0: the 8 values share a channel
-      const float a = __half2float(gamma[ch]) * rstd, bb = __half2float(beta[ch]) - mean * a;
+      const float a = (gamma ? __half2float(gamma[ch]) : 1.0f) * rstd;
+      const float bb = (beta ? __half2float(beta[ch]) : 0.0f) - mean * a;
       float f[8];
-      h8_to_f(__ldg(reinterpret_cast<const uint4 *>(x + base + i)), f);
+      // a plain load, not __ldg: y may be x (in-place GroupNorm), and the read-only (non-coherent) path
+      // is only defined for data that no thread writes during the kernel
+      h8_to_f(*reinterpret_cast<const uint4 *>(x + base + i), f);
       uint4 u;
       uint32_t *w = reinterpret_cast<uint32_t *>(&u);
 #pragma unroll
@@ -1180,7 +1185,8 @@ __global__ void __launch_bounds__(256) gn_apply_kernel(__half *y, const __half *
   } else {
     for (long long i = b0 + threadIdx.x; i < b1; i += blockDim.x) {
       const int ch = g * cpg + (int)(i / hw);
-      const float a = __half2float(gamma[ch]) * rstd, bb = __half2float(beta[ch]) - mean * a;
+      const float a = (gamma ? __half2float(gamma[ch]) : 1.0f) * rstd;
+      const float bb = (beta ? __half2float(beta[ch]) : 0.0f) - mean * a;
       float v = __half2float(x[base + i]) * a + bb;
       if (silu) v = silu_f(v);
       y[base + i] = __float2half_rn(v);
@@ -1207,6 +1213,10 @@ extern "C" void vdpc_groupnorm(void *y, const void *x, const void *gamma, const 
                                               (const __half *)beta, nf, c, hw, groups, chunk, eps, silu, vec);
   OPCHECK("groupnorm apply");
 }
+
+// gamma / beta may be NULL (scale 1, shift 0), as in the CPU table
+__device__ __forceinline__ float ln_g(const __half *g, int i) { return g ? __half2float(g[i]) : 1.0f; }
+__device__ __forceinline__ float ln_b(const __half *b, int i) { return b ? __half2float(b[i]) : 0.0f; }
 
 // LayerNorm: one warp per row of C values (8 rows per block). Pass 1 mean, pass 2 Σ(x − mean)² (no
 // cancellation), pass 3 write; passes 2 and 3 re-read the row from L1/L2. 16-byte loads when C % 8 == 0.
@@ -1257,15 +1267,15 @@ __global__ void __launch_bounds__(256) layernorm_kernel(__half *y, const __half 
       uint32_t *w = reinterpret_cast<uint32_t *>(&u);
 #pragma unroll
       for (int e = 0; e < 8; e += 2) {
-        const float v0 = (f[e] - mean) * rstd * __half2float(gamma[i + e]) + __half2float(beta[i + e]);
-        const float v1 = (f[e + 1] - mean) * rstd * __half2float(gamma[i + e + 1]) + __half2float(beta[i + e + 1]);
+        const float v0 = (f[e] - mean) * rstd * ln_g(gamma, i + e) + ln_b(beta, i + e);
+        const float v1 = (f[e + 1] - mean) * rstd * ln_g(gamma, i + e + 1) + ln_b(beta, i + e + 1);
         w[e >> 1] = pack_half2(v0, v1);
       }
       *reinterpret_cast<uint4 *>(yr + i) = u;
     }
   } else {
     for (int i = lane; i < C; i += 32)
-      yr[i] = __float2half_rn((__half2float(xr[i]) - mean) * rstd * __half2float(gamma[i]) + __half2float(beta[i]));
+      yr[i] = __float2half_rn((__half2float(xr[i]) - mean) * rstd * ln_g(gamma, i) + ln_b(beta, i));
   }
 }
 extern "C" void vdpc_layernorm(void *y, const void *x, const void *gamma, const void *beta, int M, int C, float eps) {
@@ -1424,11 +1434,13 @@ __global__ void cfg_euler_kernel(float *x, const __half *vout, GuidanceTable gt,
     const long long b = i / per_video, r = i - b * per_video;
     const int f = (int)(r / chw);
     const float vu = __half2float(vout[i]), vc = __half2float(vout[n + i]);
-    const float v = r16(vu + r16(gt.g[f] * r16(vc - vu)));
+    const float v = r16(__fadd_rn(vu, r16(__fmul_rn(gt.g[f], r16(__fsub_rn(vc, vu))))));
     const float xs = x[i];
-    const float x0 = r16(v * c_out) + xs * c_skip;
-    const float d = (xs - x0) / sigma;
-    float xn = xs + d * (sigma_next - sigma);
+    // explicit roundings (no FMA contraction): the same fp32 operations as the host reference, so that
+    // round_f16 cannot flip an fp16 rounding against it
+    const float x0 = __fadd_rn(r16(__fmul_rn(v, c_out)), __fmul_rn(xs, c_skip));
+    const float d = __fdiv_rn(__fsub_rn(xs, x0), sigma);
+    float xn = __fadd_rn(xs, __fmul_rn(d, __fsub_rn(sigma_next, sigma)));
     if (round_f16) xn = r16(xn);
     x[i] = xn;
   }
