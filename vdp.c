@@ -30,7 +30,9 @@ static void usage(FILE *o) {
           "  --min-guidance-scale 1.0 --max-guidance-scale 3.0 --decode-chunk-size (all frames)\n"
           "  --seed 0 --device cpu|cuda --dump DIR\n"
           "  --num-videos K (seeds s, s+1, ...) or several --image; --stages S (timestep stages on a ring)\n"
-          "  --timeout SECONDS (ring liveness bound, default 60)\n",
+          "  --timeout SECONDS (ring liveness bound, default 60)\n"
+          "  --transport cpu|nccl; with nccl and --device cuda, one process per GPU stage:\n"
+          "    --rank R --world W --nccl-id-file PATH [--gpu G]\n",
           VDP_VERSION);
 }
 
@@ -135,7 +137,9 @@ static const Backend *pick_backend(const char *device) {
 // One job = K videos of the same model and parameters. The three phases are RingDenoiser callbacks, so
 // the plain loop (no --stages) and the stage ring run exactly the same code per step.
 typedef struct {
-  Models *m;
+  Models *m;              // shared by CPU stage threads; NULL when every stage loads its own (GPU stages)
+  const VdpFile *file;
+  const Backend *be;
   GenParams p;
   GenShape s;
   const char **images;
@@ -145,32 +149,56 @@ typedef struct {
   double *t_encode, *t_decode;  // per video
 } GenJob;
 
-// Each stage thread plans its own activation arena (the weights are shared, read-only).
+// What one stage works with: the job and its models. CPU stages share the weights and plan their own
+// activation arena; a GPU stage loads the weights onto its own device (the ring set it before calling).
+typedef struct {
+  GenJob *j;
+  Models *m;
+  int own;
+} StageCtx;
+
 static void *gen_stage_ctx(void *user, int stage, char *err, size_t errlen) {
   GenJob *j = user;
-  models_plan(j->m, &j->p);
-  return user;
+  StageCtx *sc = vdp_calloc(1, sizeof *sc, "stage");
+  sc->j = j, sc->m = j->m;
+  if (!sc->m) {
+    sc->m = vdp_calloc(1, sizeof *sc->m, "models"), sc->own = 1;
+    if (models_load(j->file, j->be, sc->m, WANT_ALL, err, errlen)) {
+      free(sc->m), free(sc);
+      return NULL;
+    }
+  }
+  models_plan(sc->m, &j->p);
+  return sc;
 }
-static void gen_free_stage_ctx(void *ctx) { models_thread_release(((GenJob *)ctx)->m); }
+
+static void gen_free_stage_ctx(void *ctx) {
+  StageCtx *sc = ctx;
+  models_thread_release(sc->m);
+  if (sc->own) models_free(sc->m), free(sc->m);
+  free(sc);
+}
 
 static int gen_encode(void *ctx, int video, void *cond, float *latent, char *err, size_t errlen) {
-  GenJob *j = ctx;
+  StageCtx *sc = ctx;
+  GenJob *j = sc->j;
   VdpImage img;
   const char *path = j->images[j->n_images > 1 ? video : 0];
   double t = vdp_now();
   if (image_load(path, &img, err, errlen)) return -1;
-  int rc = pipeline_encode(j->m, &j->p, &img, j->p.seed + (uint64_t)video, cond, latent, err, errlen);
+  int rc = pipeline_encode(sc->m, &j->p, &img, j->p.seed + (uint64_t)video, cond, latent, err, errlen);
   image_free(&img);
   // The CLIP image encoder is done after the last video's encode: give its memory back (a third of SVD's
-  // weights). Stage threads share the models, so only the plain loop does this.
-  if (video == j->n_videos - 1 && !j->stages) models_free_component(j->m, COMP_CLIP);
+  // weights). Only where the models are not shared with stages that still read them.
+  if (video == j->n_videos - 1 && (!j->stages || sc->own)) models_free_component(sc->m, COMP_CLIP);
   j->t_encode[video] = vdp_now() - t;
   return rc;
 }
 
 static int gen_step(void *ctx, int video, int step, const void *cond, float *latent, char *err, size_t errlen) {
-  GenJob *j = ctx;
-  pipeline_step(j->m, &j->p, step, cond, latent);
+  StageCtx *sc = ctx;
+  GenJob *j = sc->j;
+  pipeline_step(sc->m, &j->p, step, cond, latent);
   char name[64];
   snprintf(name, sizeof name, "latents_step_%d", step);
   dump_tensor(&j->p, name, latent, 5, (int64_t[]){1, j->s.F, j->s.lat_c, j->s.h, j->s.w});
@@ -182,11 +210,12 @@ static int gen_step(void *ctx, int video, int step, const void *cond, float *lat
 }
 
 static int gen_finish(void *ctx, int video, const void *cond, const float *latent, char *err, size_t errlen) {
-  GenJob *j = ctx;
+  StageCtx *sc = ctx;
+  GenJob *j = sc->j;
   double t = vdp_now();
   dump_tensor(&j->p, "final_latents", latent, 5, (int64_t[]){1, j->s.F, j->s.lat_c, j->s.h, j->s.w});
   float *frames = vdp_malloc((size_t)j->s.F * j->p.height * j->p.width * 3 * sizeof(float), "frames");
-  pipeline_decode(j->m, &j->p, latent, frames);
+  pipeline_decode(sc->m, &j->p, latent, frames);
   dump_tensor(&j->p, "frames", frames, 4, (int64_t[]){j->s.F, j->p.height, j->p.width, 3});
   char name[4096];
   numbered(name, sizeof name, j->out, video, j->n_videos);
@@ -199,7 +228,8 @@ static int gen_finish(void *ctx, int video, const void *cond, const float *laten
 int cmd_generate(int argc, char **argv) {
   const char *model = NULL, *out = NULL, *device = "cpu";
   const char *images[64];
-  int n_images = 0, num_frames = -1, decode_chunk = -1, n_videos = 1, stages = 0;
+  const char *transport = "cpu", *nccl_id_file = NULL;
+  int n_images = 0, num_frames = -1, decode_chunk = -1, n_videos = 1, stages = 0, rank = 0, world = 0, gpu = -1;
   double timeout = 60;
   GenParams p = {.height = 576, .width = 1024, .steps = 25, .fps = 7, .motion_bucket_id = 127, .noise_aug = 0.02f,
                  .min_guidance = 1.0f, .max_guidance = 3.0f, .seed = 0};
@@ -232,6 +262,11 @@ int cmd_generate(int argc, char **argv) {
     else if (!strcmp(a, "--num-videos")) n_videos = (int)parse_int(a, v, 1, 1000);
     else if (!strcmp(a, "--stages")) stages = (int)parse_int(a, v, 1, 1000);
     else if (!strcmp(a, "--timeout")) timeout = parse_float(a, v, 0.1, 1e6);
+    else if (!strcmp(a, "--transport")) transport = v;
+    else if (!strcmp(a, "--rank")) rank = (int)parse_int(a, v, 0, 1023);
+    else if (!strcmp(a, "--world")) world = (int)parse_int(a, v, 1, 1024);
+    else if (!strcmp(a, "--nccl-id-file")) nccl_id_file = v;
+    else if (!strcmp(a, "--gpu")) gpu = (int)parse_int(a, v, 0, 1023);
     else vdp_die("unknown option %s (see vdp generate --help)", a);
   }
   if (!model) vdp_die("generate: --model M.vdpw is required");
@@ -241,7 +276,21 @@ int cmd_generate(int argc, char **argv) {
   if (strcmp(ext, "npy") && strcmp(ext, "png") && strcmp(ext, "gif") && strcmp(ext, "mp4"))
     vdp_die("--out %s: unknown extension '.%s' (use .npy, .png, .gif or .mp4)", out, ext);
   const Backend *be = pick_backend(device);
-  if (be != &backend_cpu && stages > 1) vdp_die("--stages with --device cuda: the NCCL ring is not wired to the GPU pipeline yet");
+  int nccl = !strcmp(transport, "nccl");
+  if (!nccl && strcmp(transport, "cpu")) vdp_die("--transport %s: expected cpu or nccl", transport);
+  if (nccl && be == &backend_cpu) vdp_die("--transport nccl moves latents between GPUs: it needs --device cuda");
+  if (world) {  // one stage per process: --stages is the world size
+    if (!nccl) vdp_die("--rank/--world need --transport nccl");
+    if (!nccl_id_file) vdp_die("--world %d: --nccl-id-file PATH is required (rank 0 writes the NCCL id there)", world);
+    if (rank >= world) vdp_die("--rank %d: must be below --world %d", rank, world);
+    if (stages && stages != world) vdp_die("--stages %d with --world %d: one stage per process, so they must match", stages, world);
+    stages = world;
+  }
+  // The CUDA backend keeps one stream and scratch per process: GPU stages as threads of one process would
+  // share them, so a process drives one GPU stage (S = 1 in-process, or one rank per GPU).
+  if (be != &backend_cpu && stages > 1 && !world)
+    vdp_die("--stages %d with --device cuda: run one process per GPU (--transport nccl --rank R --world %d "
+            "--nccl-id-file PATH), or --stages 1", stages, stages);
   if (n_images > 1 && n_videos > 1) vdp_die("give either several --image or --num-videos, not both");
   if (n_images > 1) n_videos = n_images;
   if (stages > p.steps) vdp_die("--stages %d: more stages than --num-inference-steps %d (every stage runs at least one step)", stages, p.steps);
@@ -261,19 +310,22 @@ int cmd_generate(int argc, char **argv) {
   double t0 = vdp_now();
   VdpFile f;
   if (vdpw_open(model, &f, err, sizeof err)) vdp_die("%s", err);
+  // GPU stages of the ring load their own models on their own device (in the stage thread)
+  int per_stage = stages >= 1 && be != &backend_cpu;
   Models *m = vdp_calloc(1, sizeof *m, "models");
-  if (models_load(&f, be, m, WANT_ALL, err, sizeof err)) vdp_die("%s", err);
+  if (per_stage) m->cfg = f.cfg;  // the configuration only: gen_shape needs it
+  else if (models_load(&f, be, m, WANT_ALL, err, sizeof err)) vdp_die("%s", err);
   double t_load = vdp_now() - t0;
   p.num_frames = num_frames > 0 ? num_frames : f.cfg.unet_num_frames;
   p.decode_chunk = decode_chunk > 0 ? decode_chunk : p.num_frames;
-  GenJob j = {.m = m, .p = p, .images = images, .n_images = n_images, .n_videos = n_videos, .stages = stages,
-              .out = out, .t0 = vdp_now()};
+  GenJob j = {.m = per_stage ? NULL : m, .file = &f, .be = be, .p = p, .images = images, .n_images = n_images,
+              .n_videos = n_videos, .stages = stages, .out = out, .t0 = vdp_now()};
   if (gen_shape(m, &p, &j.s, err, sizeof err)) vdp_die("%s", err);
   for (int i = 0; i < n_images; i++)  // fail on a bad image before any work
     if (access(images[i], R_OK)) vdp_die("--image %s: %s", images[i], strerror(errno));
   fprintf(stderr, "vdp: %s: %d frames %dx%d, %d steps, guidance %s, seed %llu, %d video%s%s\n", model, j.s.F, p.width,
           p.height, p.steps, j.s.B == 2 ? "on" : "off", (unsigned long long)p.seed, n_videos, n_videos > 1 ? "s" : "",
-          stages ? ", timestep stages on CPU threads" : "");
+          !stages ? "" : nccl ? ", timestep stages over NCCL" : ", timestep stages on CPU threads");
   j.t_encode = vdp_calloc((size_t)n_videos, sizeof(double), "timings");
   j.t_decode = vdp_calloc((size_t)n_videos, sizeof(double), "timings");
   double *latency = vdp_calloc((size_t)n_videos, sizeof(double), "timings");
@@ -286,6 +338,8 @@ int cmd_generate(int argc, char **argv) {
     RingOptions o;
     ring_options_default(&o);
     o.timeout_s = timeout;
+    o.transport = nccl ? RING_NCCL : RING_CPU;
+    o.rank = rank, o.world = world, o.device = gpu, o.nccl_id_file = nccl_id_file;
     RingStats st = {.latency_s = latency};
     if (ring_run(&d, stages, n_videos, &o, &st, err, sizeof err)) {
       fprintf(stderr, "vdp: error: %s\n", err);
@@ -295,6 +349,7 @@ int cmd_generate(int argc, char **argv) {
     fprintf(stderr, "vdp: %d stages: %d videos in %.2fs (%.3f videos/s), handoff %.3f ms mean\n", stages, n_videos,
             st.run_s, st.throughput, st.handoff_mean_s * 1e3);
   } else {  // the plain loop: encode, every step, finish
+    StageCtx sc = {.j = &j, .m = m};
     models_plan(m, &p);
     fprintf(stderr, "vdp: weights %.1f MiB, activation arena %.1f MiB (%s)\n",
             (double)(m->nparams[0] + m->nparams[1] + m->nparams[2]) * m->be->elem_size / 1048576.0,
@@ -302,10 +357,10 @@ int cmd_generate(int argc, char **argv) {
     float *cond = vdp_malloc(d.cond_bytes, "conditioning"), *latent = vdp_malloc(j.s.latent_n * sizeof(float), "latent");
     for (int v = 0; v < n_videos; v++) {
       double tv = vdp_now();
-      if (gen_encode(&j, v, cond, latent, err, sizeof err)) vdp_die("%s", err);
+      if (gen_encode(&sc, v, cond, latent, err, sizeof err)) vdp_die("%s", err);
       j.t0 = vdp_now() - j.t_encode[v];
-      for (int i = 0; i < p.steps; i++) gen_step(&j, v, i, cond, latent, err, sizeof err);
-      gen_finish(&j, v, cond, latent, err, sizeof err);
+      for (int i = 0; i < p.steps; i++) gen_step(&sc, v, i, cond, latent, err, sizeof err);
+      gen_finish(&sc, v, cond, latent, err, sizeof err);
       latency[v] = vdp_now() - tv;
     }
     free(cond), free(latent);

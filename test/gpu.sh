@@ -7,6 +7,7 @@
 #   4. compute-sanitizer: memcheck on all kernels (small shapes), racecheck on attention and norms
 #   5. timings at the full SVD shapes (+ a device-to-device copy as the bandwidth yardstick), and one
 #      `vdp bench --device cuda` (SVD, 14 frames 576x1024, CFG: UNet ms/step, components, peak memory)
+#   5c. the NCCL transport of the stage ring with S = 1 (generate and sim) against the plain / CPU runs
 #   6. a report in $OUT/gpu-report.md (default ./out), and a short table printed last
 # Exit status: 0 when every step passed, 1 otherwise (the timing targets are reported, not enforced).
 set -u
@@ -99,6 +100,29 @@ if [ -x ./vdp ]; then
     note vdp-bench "FAIL (rc $rc, see vdp-bench.log)"; status=1
   fi
 fi
+# 5c. the stage ring's NCCL transport with S = 1 (a send and a receive to itself: all one GPU allows) must
+#     give the same frames as the plain CUDA run, and `vdp sim` over NCCL the same latents as over threads
+if [ -x ./vdp ]; then
+  R=$OUT/ring; mkdir -p "$R"
+  G=(--model "$R/tiny3.vdpw" --image test/data/images/test_48x40.png --height 32 --width 48 --num-inference-steps 4 --device cuda)
+  if ./vdp convert test/data/models/tiny3 "$R/tiny3.vdpw" >/dev/null 2>&1 &&
+     timeout 120 ./vdp generate "${G[@]}" --num-videos 2 --out "$R/plain.npy" >/dev/null 2>"$R/plain.log" &&
+     timeout 120 ./vdp generate "${G[@]}" --num-videos 2 --transport nccl --stages 1 --out "$R/nccl.npy" >/dev/null 2>"$R/nccl.log" &&
+     cmp -s "$R/plain_v0.npy" "$R/nccl_v0.npy" && cmp -s "$R/plain_v1.npy" "$R/nccl_v1.npy"; then
+    note nccl-generate "ok: --transport nccl --stages 1 frames byte-identical to the plain CUDA run"
+  else
+    tail -3 "$R/nccl.log" "$R/plain.log" 2>/dev/null | sed 's/^/   /'
+    note nccl-generate "FAIL (see $R/*.log)"; status=1
+  fi
+  timeout 60 ./vdp sim --transport cpu --num-videos 3 2>/dev/null | grep '^video' >"$R/sim-cpu.txt"
+  timeout 60 ./vdp sim --transport nccl --num-videos 3 2>"$R/sim-nccl.log" | grep '^video' >"$R/sim-nccl.txt"
+  if [ -s "$R/sim-cpu.txt" ] && diff <(sed 's/latency.*//' "$R/sim-cpu.txt") <(sed 's/latency.*//' "$R/sim-nccl.txt") >/dev/null; then
+    note nccl-sim "ok: vdp sim over NCCL (S=1) = over threads"
+  else
+    note nccl-sim "FAIL (see $R/sim-nccl.log)"; status=1
+  fi
+  rm -f "$R/tiny3.vdpw" "$R"/*.npy
+fi
 copy=$(awk '/^bench d2d_copy/{for(i=1;i<=NF;i++) if($i ~ /^gbs=/){sub("gbs=","",$i); print $i}}' "$OUT/bench.log" 2>/dev/null)
 table=$(awk -v copy="${copy:-0}" '
   /^bench /{
@@ -133,6 +157,10 @@ table=$(awk -v copy="${copy:-0}" '
   echo "|---|---|---|---|"
   echo "$table"
 } >"$REPORT"
+
+# The device tool brings back at most 8 files from $OUT: keep the report loose, pack every log into one archive.
+(cd "$OUT" && find . -mindepth 1 ! -name gpu-report.md ! -name logs.tgz -print0 | tar czf logs.tgz --null -T - 2>/dev/null &&
+  find . -mindepth 1 ! -name gpu-report.md ! -name logs.tgz -delete 2>/dev/null)
 
 echo
 echo "== report: $REPORT ($(( $(date +%s) - T0 )) s)"

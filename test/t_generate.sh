@@ -81,6 +81,9 @@ expect_error "unknown extension" "${COMMON[@]}" --out "$tmp/x.txt"
 expect_error "unknown option --bogus" "${COMMON[@]}" --bogus 1 --out "$tmp/x.npy"
 expect_error "more stages than" "${COMMON[@]}" --stages 5 --out "$tmp/x.npy"
 expect_error "--device tpu" "${COMMON[@]}" --device tpu --out "$tmp/x.npy"
+expect_error "it needs --device cuda" "${COMMON[@]}" --transport nccl --stages 1 --out "$tmp/x.npy"
+expect_error "need --transport nccl" "${COMMON[@]}" --rank 0 --world 2 --out "$tmp/x.npy"
+expect_error "--transport tcp" "${COMMON[@]}" --transport tcp --out "$tmp/x.npy"
 expect_error "cannot" "${COMMON[@]}" --out /nonexistent_dir_vdp/x.npy
 expect_error "GiB of memory" "${COMMON[@]}" --height 16384 --width 16384 --num-frames 1024 --out "$tmp/x.npy"
 
