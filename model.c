@@ -595,6 +595,21 @@ void models_thread_release(const Models *m) {
 
 size_t models_arena_bytes(void) { return g_arena.cap; }
 
+// GPUs pay for their first launches (module loading, kernel attributes): one UNet pass on zeros before the
+// step loop keeps that out of the first step. The CPU has nothing to warm.
+void models_warm_up(const Models *m, const GenParams *p) {
+  GenShape s;
+  char err[256];
+  if (m->be == &backend_cpu || !m->pool[COMP_UNET] || gen_shape(m, p, &s, err, sizeof err)) return;
+  size_t nin = (size_t)s.B * s.F * 2 * s.lat_c * s.h * s.w;
+  float *x = vdp_calloc(nin, sizeof(float), "warm-up input"), *y = vdp_malloc(nin / 2 * sizeof(float), "warm-up output");
+  float *ctx = vdp_calloc((size_t)s.B * s.ctx_dim, sizeof(float), "warm-up context"), ids[3 * 2] = {0};
+  unet_forward(m, x, s.B, s.F, s.h, s.w, 0.0f, ctx, ids, y);
+  m->be->sync();
+  model_flops_take();
+  free(x), free(y), free(ctx);
+}
+
 void models_plan(const Models *m, const GenParams *p) {
   GenShape s;
   char err[256];

@@ -164,6 +164,7 @@ void models_free(Models *m);
 void models_plan(const Models *m, const GenParams *p);
 void models_thread_release(const Models *m);  // frees the calling thread's arena
 size_t models_arena_bytes(void);              // the calling thread's arena size
+void models_warm_up(const Models *m, const GenParams *p);  // one UNet pass on zeros (GPU backends only)
 
 // Forward passes on host fp32 arrays (inputs are uploaded, outputs downloaded).
 void clip_forward(const Models *m, const float *pixels, float *embeds);                       // [3,S,S] -> [D]

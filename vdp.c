@@ -169,6 +169,7 @@ static void *gen_stage_ctx(void *user, int stage, char *err, size_t errlen) {
     }
   }
   models_plan(sc->m, &j->p);
+  models_warm_up(sc->m, &j->p);
   return sc;
 }
 
@@ -351,6 +352,7 @@ int cmd_generate(int argc, char **argv) {
   } else {  // the plain loop: encode, every step, finish
     StageCtx sc = {.j = &j, .m = m};
     models_plan(m, &p);
+    models_warm_up(m, &p);
     fprintf(stderr, "vdp: weights %.1f MiB, activation arena %.1f MiB (%s)\n",
             (double)(m->nparams[0] + m->nparams[1] + m->nparams[2]) * m->be->elem_size / 1048576.0,
             models_arena_bytes() / 1048576.0, m->be->name);

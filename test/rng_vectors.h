@@ -4,7 +4,7 @@
 // H100 host's CPU; re-checked against the local wheel by the script); source 'wheel': the local wheel.
 // Each case is one generator; its draws are made in order. Draws of more than 5000 elements store only
 // the first 16 bit patterns; every draw stores the FNV-1a 64 hash of its little-endian bytes.
-// Regenerate: /root/golden/venv/bin/python test/golden/make_rng_vectors.py
+// Regenerate: venv/bin/python test/golden/make_rng_vectors.py
 #ifndef RNG_VECTORS_H
 #define RNG_VECTORS_H
 #include <stdint.h>

@@ -3,7 +3,7 @@
 
 Run from the repository root:
 
-    /root/golden/venv/bin/python test/golden/make_golden.py
+    venv/bin/python test/golden/make_golden.py
 
 (see test/golden/requirements.txt for the pinned environment). Python is only needed to
 regenerate these files; vdp's build and tests read the committed results.

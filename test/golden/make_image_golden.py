@@ -3,7 +3,7 @@
 
 Run from the repository root (see test/golden/requirements.txt for the pinned environment):
 
-    /root/golden/venv/bin/python test/golden/make_image_golden.py
+    venv/bin/python test/golden/make_image_golden.py
 
 Deterministic: synthetic pictures (gradients, shapes, a little hashed noise) and fixed encoder
 settings, so two runs write identical files. What it writes:

@@ -13,7 +13,7 @@ Large draws are stored compactly: the FNV-1a 64-bit hash of the tensor's little-
 (4 bytes per float32, 2 per float16) plus the first 16 bit patterns.
 
 Run from anywhere (CPU only, deterministic; two runs give identical output):
-    /root/golden/venv/bin/python test/golden/make_rng_vectors.py [path/to/torch-rng-vectors-2.11.json]
+    venv/bin/python test/golden/make_rng_vectors.py [path/to/torch-rng-vectors-2.11.json]
 """
 import json
 import os
@@ -113,7 +113,7 @@ def main():
         "// Each case is one generator; its draws are made in order. Draws of more than "
         f"{FULL_LIMIT} elements store only",
         "// the first 16 bit patterns; every draw stores the FNV-1a 64 hash of its little-endian bytes.",
-        "// Regenerate: /root/golden/venv/bin/python test/golden/make_rng_vectors.py",
+        "// Regenerate: venv/bin/python test/golden/make_rng_vectors.py",
         "#ifndef RNG_VECTORS_H",
         "#define RNG_VECTORS_H",
         "#include <stdint.h>",
