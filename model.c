@@ -1,8 +1,10 @@
 // model.c — the model graph: CLIP image encoder, VAE (encoder + temporal decoder), the spatio-temporal
-// UNet, the Euler/Karras scheduler and the image-to-video pipeline, all built from the ops of ops.c.
+// UNet, the Euler/Karras scheduler and the image-to-video pipeline, written once on the Backend table of
+// model.h (the CPU reference in ops.c, or CUDA in kernels.cu).
 //
-// Reading order: weight binding (one description of every tensor, used both to list the tensors a
-// configuration needs and to load them) -> building blocks (resnets, attention, transformers) ->
+// Reading order: weight binding (one description of every tensor, used to list the tensors a
+// configuration needs, to load them into a backend and to make random ones) -> execution (the
+// activation arena, counted operators) -> building blocks (resnets, attention, transformers) ->
 // CLIP -> VAE -> UNet -> scheduler -> pipeline.
 //
 // Frame packing: the UNet and VAE decoder see a video batch [B, F, C, H, W] as [(B F), C, H, W]
@@ -10,25 +12,25 @@
 // of a video.
 #include "model.h"
 
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
 static double float_as_decimal(float f);
 
 #ifndef VDP_CUDA
 const Backend *backend_cuda(void) { return NULL; }  // built without CUDA (kernels.cu defines it otherwise)
 #endif
 
-#include <math.h>
-#include <stdarg.h>
-#include <stdlib.h>
-#include <string.h>
-
 // ---------------------------------------------------------------------------------------------------
 // Weight binding
 // ---------------------------------------------------------------------------------------------------
 // Every model describes its tensors once, in its bind_* function. A Binder runs that description in
-// one of three modes:
+// one of four modes:
 //   BIND_SPECS: append (name, shape) to a list  -> `vdp convert` checks checkpoints against it
-//   BIND_COUNT: add up the parameter count      -> size of the model's single allocation
-//   BIND_LOAD:  find each tensor in the .vdpw, check its shape, convert to fp32 into the allocation
+//   BIND_COUNT: add up the backend's elements   -> size of the model's single allocation
+//   BIND_LOAD:  find each tensor in the .vdpw, check its shape, store it in the backend's layout
 //   BIND_RANDOM: fill with deterministic random values (benchmarks of a named configuration)
 enum { BIND_SPECS, BIND_COUNT, BIND_LOAD, BIND_RANDOM };
 
