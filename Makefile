@@ -55,13 +55,17 @@ all: vdp
 vdp: $(BUILD)/vdp.o $(LIB_OBJ) $(CUDA_OBJ) build/last-config
 	$(CC) $(LDFLAGS) -fopenmp -o $@ $(filter %.o,$^) $(LDLIBS)
 
+$(BUILD)/gpu-arch: FORCE | $(BUILD)/test
+	@echo '$(GPU_ARCH)' | cmp -s - $@ || echo '$(GPU_ARCH)' > $@
+
 build/last-config: FORCE
 	@mkdir -p build; echo '$(BUILD) $(GPU_ARCH)' | cmp -s - $@ || echo '$(BUILD) $(GPU_ARCH)' > $@
 
 $(BUILD)/%.o: %.c vdp.h model.h ring.h | $(BUILD)/test
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/kernels.o: kernels.cu kernels.h vdp.h model.h | $(BUILD)/test
+# $(BUILD)/gpu-arch records GPU_ARCH, so changing it recompiles the kernels.
+$(BUILD)/kernels.o: kernels.cu kernels.h vdp.h model.h $(BUILD)/gpu-arch | $(BUILD)/test
 	$(NVCC) -O3 -std=c++17 $(GENCODE) -I. -Xcompiler -fPIC -c -o $@ $<
 
 $(BUILD)/test/%: test/%.c $(LIB_OBJ) $(CUDA_OBJ) vdp.h model.h ring.h | $(BUILD)/test

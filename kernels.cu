@@ -24,6 +24,7 @@ extern "C" {
 #include <string.h>
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <unordered_map>
 
@@ -43,18 +44,93 @@ extern "C" void vdp_cuda_check_(int err, const char *expr, const char *file, int
 }
 #define CK(expr) vdp_cuda_check_((int)(expr), #expr, __FILE__, __LINE__)
 
-static cudaStream_t g_stream = 0;
-static int g_sync_each = -1;  // VDP_CUDA_SYNC=1: synchronize after every op
+// ----- per-thread and per-device state ----------------------------------------------------------------
+// Several host threads may drive the backend at once, each on its own GPU (the stage ring: one thread per
+// stage, cudaSetDevice(stage) before anything else). What a thread queues work with is thread_local and
+// created lazily on the thread's first op, for the device that is current then: the stream, the scratch
+// workspace, the host-transfer staging buffer and the timestep buffer. What belongs to a device (its
+// shared-memory limit, the kernels' dynamic shared-memory attributes) is cached per device. Allocation
+// bookkeeping (section 7) is global and locked. A thread stays on one device while it holds its state:
+// vdp_cuda_thread_release() frees it (and must come before the thread switches devices or exits).
+static constexpr int kMaxDevices = 64;
+
+// Plain data, zero-initialised, no constructor or destructor: reaching it is one TLS load.
+struct ThreadState {
+  bool ready;            // created on this thread (dev, own stream)
+  int dev;               // the device that was current at creation
+  cudaStream_t own;      // created here; destroyed by vdp_cuda_thread_release
+  cudaStream_t stream;   // where this thread's ops go: own, or the one given to vdp_cuda_set_stream
+  void *ws;              // scratch (cudaMalloc, not in the mem_peak bookkeeping), ws_size bytes
+  size_t ws_size;
+  float *stage;          // section 7's host <-> device staging buffer (be_mem_alloc)
+  float *tbuf;           // section 7's timestep values (be_mem_alloc), tbuf_n floats
+  int tbuf_n;
+};
+static thread_local ThreadState t_ts;
+
+static void ts_create() {
+  ThreadState &t = t_ts;
+  int dev = 0, major = 0, minor = 0;
+  CK(cudaGetDevice(&dev));
+  if (dev < 0 || dev >= kMaxDevices) {
+    fprintf(stderr, "vdp: error: CUDA backend: device %d (this build handles devices 0..%d)\n", dev, kMaxDevices - 1);
+    exit(1);
+  }
+  // backend_cuda() checked the device current at its first call; a stage thread may be on another one.
+  CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  CK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+  if (major < 8) {
+    fprintf(stderr, "vdp: error: CUDA device %d is sm_%d%d; vdp's kernels need sm_80 or newer\n", dev, major, minor);
+    exit(1);
+  }
+  // A blocking stream: like the legacy default stream 0 it used to be, it is ordered with respect to
+  // work on stream 0 (cudaMemcpy, cudaMemset, events of callers), but two threads no longer share it.
+  CK(cudaStreamCreate(&t.own));
+  t.dev = dev;
+  t.stream = t.own;
+  t.ready = true;
+}
+static inline ThreadState &ts() {
+  if (__builtin_expect(!t_ts.ready, 0)) ts_create();
+  return t_ts;
+}
+static inline cudaStream_t cur_stream() { return ts().stream; }
+
+// The calling thread must still be on the device its state was created for (rare paths only: the
+// per-op paths do not pay for a cudaGetDevice).
+static void ts_check_device(const ThreadState &t, const char *what) {
+  int cur = -1;
+  CK(cudaGetDevice(&cur));
+  if (cur != t.dev) {
+    fprintf(stderr,
+            "vdp: error: CUDA backend: %s on device %d, but this thread's backend state is on device %d "
+            "(call vdp_cuda_thread_release() before switching devices)\n",
+            what, cur, t.dev);
+    exit(1);
+  }
+}
+
+// VDP_CUDA_SYNC=1: synchronize after every op. Read once (a thread-safe function-local static).
+static int sync_each() {
+  static const int v = [] {
+    const char *s = getenv("VDP_CUDA_SYNC");
+    return (s && s[0] == '1') ? 1 : 0;
+  }();
+  return v;
+}
 
 extern "C" void vdp_cuda_check_op(const char *what, const char *file, int line) {
   cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) die("CUDA: kernel launch of %s failed at %s:%d: %s", what, file, line, cudaGetErrorString(e));
-  if (g_sync_each < 0) {
-    const char *s = getenv("VDP_CUDA_SYNC");
-    g_sync_each = (s && s[0] == '1') ? 1 : 0;
+  if (e != cudaSuccess) {
+    int cur = -1;
+    cudaGetDevice(&cur);
+    if (t_ts.ready && cur != t_ts.dev)  // the likely cause: this thread's stream is on another device
+      fprintf(stderr, "vdp: note: this thread is on device %d but its CUDA backend state (stream) is on device %d\n",
+              cur, t_ts.dev);
+    die("CUDA: kernel launch of %s failed at %s:%d: %s", what, file, line, cudaGetErrorString(e));
   }
-  if (g_sync_each) {
-    e = cudaStreamSynchronize(g_stream);
+  if (sync_each()) {
+    e = cudaStreamSynchronize(cur_stream());
     if (e != cudaSuccess) die("CUDA: kernel %s failed at %s:%d: %s", what, file, line, cudaGetErrorString(e));
   }
 }
@@ -96,10 +172,13 @@ extern "C" void vdp_cuda_print_info(FILE *f) {
   }
 }
 
-extern "C" void vdp_cuda_set_stream(void *stream) { g_stream = (cudaStream_t)stream; }
+extern "C" void vdp_cuda_set_stream(void *stream) {
+  ThreadState &t = ts();
+  t.stream = stream ? (cudaStream_t)stream : t.own;
+}
 
 extern "C" void vdp_cuda_sync(const char *what) {
-  cudaError_t e = cudaStreamSynchronize(g_stream);
+  cudaError_t e = cudaStreamSynchronize(cur_stream());
   if (e != cudaSuccess) {
     fprintf(stderr, "vdp: error: CUDA: %s failed: %s\n", what, cudaGetErrorString(e));
     exit(1);
@@ -135,44 +214,88 @@ extern "C" size_t vdp_arena_mark(const VdpArena *a) { return a->used; }
 extern "C" void vdp_arena_release(VdpArena *a, size_t mark) {
   if (mark <= a->used) a->used = mark;
 }
+// cudaFree on the device that holds p (the calling thread may be on another one); errors are returned.
+static cudaError_t free_on_device(void *p, int dev) {
+  int cur = -1;
+  cudaError_t e = cudaGetDevice(&cur);
+  if (e != cudaSuccess) return e;
+  if (dev < 0 || dev == cur) return cudaFree(p);
+  if ((e = cudaSetDevice(dev)) != cudaSuccess) return e;
+  e = cudaFree(p);
+  cudaError_t r = cudaSetDevice(cur);
+  return e != cudaSuccess ? e : r;
+}
+// The device of a device pointer (-1 when unknown: then the current device frees it).
+static int device_of(const void *p) {
+  cudaPointerAttributes at;
+  if (cudaPointerGetAttributes(&at, p) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return at.type == cudaMemoryTypeDevice ? at.device : -1;
+}
+
 extern "C" void vdp_arena_destroy(VdpArena *a) {
-  if (a->base) cudaFree(a->base);
+  if (a->base) free_on_device(a->base, device_of(a->base));  // any thread may destroy it
   memset(a, 0, sizeof *a);
 }
 extern "C" void vdp_cuda_upload(void *dst, const void *src, size_t bytes) {
-  CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_stream));
-  CK(cudaStreamSynchronize(g_stream));
+  cudaStream_t s = cur_stream();
+  CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
+  CK(cudaStreamSynchronize(s));
 }
 extern "C" void vdp_cuda_download(void *dst, const void *src, size_t bytes) {
-  CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_stream));
-  CK(cudaStreamSynchronize(g_stream));
+  cudaStream_t s = cur_stream();
+  CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
+  CK(cudaStreamSynchronize(s));
 }
 
-// Internal scratch (GroupNorm partial statistics, cross-attention projections): grown on demand. Growing
-// frees the old buffer after a device synchronisation, so ops already queued that use it are finished.
-static void *g_ws = NULL;
-static size_t g_ws_size = 0;
+// Internal scratch (GroupNorm partial statistics, cross-attention projections), one per thread: grown on
+// demand. Growing frees the old buffer after a device synchronisation, so ops already queued that use it
+// are finished.
 static void *workspace(size_t bytes) {
-  if (bytes > g_ws_size) {
-    if (g_ws) {
+  ThreadState &t = ts();
+  if (bytes > t.ws_size) {
+    ts_check_device(t, "growing the scratch workspace");
+    if (t.ws) {
       CK(cudaDeviceSynchronize());
-      CK(cudaFree(g_ws));
+      CK(cudaFree(t.ws));
+      t.ws = NULL, t.ws_size = 0;
     }
     size_t sz = std::max(bytes, (size_t)1 << 20);
-    CK(cudaMalloc(&g_ws, sz));
-    g_ws_size = sz;
+    CK(cudaMalloc(&t.ws, sz));
+    t.ws_size = sz;
   }
-  return g_ws;
+  return t.ws;
 }
 
+// Per-device caches. Several threads may fill an entry at once: they store the same value.
+static std::atomic<int> g_smem_optin[kMaxDevices];  // 0 = not asked yet
 static int max_smem_optin() {
-  static int v = -1;
-  if (v < 0) {
-    int dev = 0;
-    CK(cudaGetDevice(&dev));
+  const int dev = ts().dev;
+  int v = g_smem_optin[dev].load(std::memory_order_relaxed);
+  if (v == 0) {
     CK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    g_smem_optin[dev].store(v, std::memory_order_relaxed);
   }
   return v;
+}
+
+// A kernel's dynamic shared-memory limit (cudaFuncAttributeMaxDynamicSharedMemorySize) is set per device,
+// raised only when a launch needs more than what is set. The fast path is one atomic load; raising is
+// locked so that two threads on one device cannot lower it (set 120 KiB, then a late 100 KiB).
+struct SmemAttr {
+  std::atomic<size_t> set[kMaxDevices];  // bytes set on each device, 0 = never
+};
+static std::mutex g_attr_mu;
+template <typename Kernel>
+static void ensure_smem(SmemAttr &a, Kernel *fn, size_t smem) {
+  const int dev = ts().dev;
+  if (a.set[dev].load(std::memory_order_acquire) >= smem) return;
+  std::lock_guard<std::mutex> lk(g_attr_mu);
+  if (a.set[dev].load(std::memory_order_relaxed) >= smem) return;
+  CK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  a.set[dev].store(smem, std::memory_order_release);
 }
 
 static inline unsigned grid1d(int64_t n, int threads, int64_t cap = 1 << 20) {
@@ -538,12 +661,9 @@ static void ig_launch(IgParams &p, const char *name) {
   const long long by = (p.cout + Mt - 1) / Mt;
   if (bx > 2147483647LL || by > 65535) fail_shape(name, "grid too large");
   const size_t smem = ig_smem(p.NPH);
-  static size_t configured = 0;
-  if (smem > configured) {
-    CK(cudaFuncSetAttribute(igemm_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    configured = smem;
-  }
-  igemm_kernel<<<dim3((unsigned)bx, (unsigned)by), ig::NT, smem, g_stream>>>(p);
+  static SmemAttr attr;
+  ensure_smem(attr, igemm_kernel, smem);
+  igemm_kernel<<<dim3((unsigned)bx, (unsigned)by), ig::NT, smem, cur_stream()>>>(p);
   OPCHECK(name);
 }
 
@@ -605,8 +725,8 @@ __global__ void prep_weight_kernel(__half *wt, const __half *w, int cout, int ci
 }
 extern "C" void vdpc_conv_prepare_weight(void *wt, const void *w, int cout, int cin, int kh, int kw) {
   const int64_t n = vdpc_conv_weight_elems(cout, cin, kh, kw);
-  prep_weight_kernel<<<grid1d(n, 256), 256, 0, g_stream>>>((__half *)wt, (const __half *)w, cout, cin, kh * kw,
-                                                           (cin + 7) / 8 * 8);
+  prep_weight_kernel<<<grid1d(n, 256), 256, 0, cur_stream()>>>((__half *)wt, (const __half *)w, cout, cin, kh * kw,
+                                                               (cin + 7) / 8 * 8);
   OPCHECK("conv_prepare_weight");
 }
 
@@ -992,25 +1112,19 @@ extern "C" void vdpc_attention(void *o, int64_t o_seq, int64_t o_row, const void
     const long long blocks = (long long)((lq + fa::BQ - 1) / fa::BQ) * heads * nseq;
     if (blocks > 2147483647LL) fail_shape("attention", "grid too large");
     const size_t smem = (size_t)(fa::BQ + 4 * fa::BKV) * fa::P * 2;
-    static bool configured = false;
-    if (!configured) {
-      CK(cudaFuncSetAttribute(flash_attn_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-      configured = true;
-    }
-    flash_attn_kernel<<<(unsigned)blocks, 256, smem, g_stream>>>(p);
+    static SmemAttr attr;  // smem is a constant: set once per device
+    ensure_smem(attr, flash_attn_kernel, smem);
+    flash_attn_kernel<<<(unsigned)blocks, 256, smem, cur_stream()>>>(p);
     OPCHECK("attention (flash, head_dim 64)");
   } else {
     const int KC = std::max(1, std::min(32, 6144 / hd));
     const size_t smem = ((size_t)KC * (hd + 1) + (size_t)KC * hd + (size_t)aw::NW * aw::QPW * hd) * 4;
-    static size_t configured = 0;
-    if (smem > 48 * 1024 && smem > configured) {
-      CK(cudaFuncSetAttribute(attn_warp_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-      configured = smem;
-    }
+    static SmemAttr attr;
+    if (smem > 48 * 1024) ensure_smem(attr, attn_warp_kernel, smem);
     const int qpb = aw::NW * aw::QPW;
     const long long blocks = (long long)((lq + qpb - 1) / qpb) * heads * nseq;
     if (blocks > 2147483647LL) fail_shape("attention", "grid too large");
-    attn_warp_kernel<<<(unsigned)blocks, 128, smem, g_stream>>>(p, KC);
+    attn_warp_kernel<<<(unsigned)blocks, 128, smem, cur_stream()>>>(p, KC);
     OPCHECK("attention (warp per query)");
   }
 }
@@ -1036,8 +1150,8 @@ extern "C" void vdpc_cross_attn_1key(void *y, const void *res, const void *ctx, 
   vdpc_linear(vv, ctx, wv, NULL, nctx, ctx_dim, C, VDPC_ACT_NONE, NULL);
   vdpc_linear(oo, vv, wo, bo, nctx, C, C, VDPC_ACT_NONE, NULL);
   const long long rows = (long long)nctx * rows_per_ctx;
-  bcast_rows_kernel<<<grid1d(rows * C, 256), 256, 0, g_stream>>>((__half *)y, (const __half *)res, oo, rows, C,
-                                                                  rows_per_ctx);
+  bcast_rows_kernel<<<grid1d(rows * C, 256), 256, 0, cur_stream()>>>((__half *)y, (const __half *)res, oo, rows, C,
+                                                                      rows_per_ctx);
   OPCHECK("cross_attn_1key");
 }
 
@@ -1207,10 +1321,10 @@ extern "C" void vdpc_groupnorm(void *y, const void *x, const void *gamma, const 
   const int vec = hw % 8 == 0 && aligned16(x) && aligned16(y);
   Stat *part = (Stat *)workspace(sizeof(Stat) * rows * groups * splits);
   dim3 grid(splits, groups, (unsigned)rows);
-  gn_stats_kernel<<<grid, 256, 0, g_stream>>>(part, (const __half *)x, c, hw, groups, chunk, vec);
+  gn_stats_kernel<<<grid, 256, 0, cur_stream()>>>(part, (const __half *)x, c, hw, groups, chunk, vec);
   OPCHECK("groupnorm stats");
-  gn_apply_kernel<<<grid, 256, 0, g_stream>>>((__half *)y, (const __half *)x, part, (const __half *)gamma,
-                                              (const __half *)beta, nf, c, hw, groups, chunk, eps, silu, vec);
+  gn_apply_kernel<<<grid, 256, 0, cur_stream()>>>((__half *)y, (const __half *)x, part, (const __half *)gamma,
+                                                  (const __half *)beta, nf, c, hw, groups, chunk, eps, silu, vec);
   OPCHECK("groupnorm apply");
 }
 
@@ -1281,8 +1395,8 @@ __global__ void __launch_bounds__(256) layernorm_kernel(__half *y, const __half 
 extern "C" void vdpc_layernorm(void *y, const void *x, const void *gamma, const void *beta, int M, int C, float eps) {
   if (M <= 0 || C <= 0) fail_shape("layernorm", "bad sizes");
   const int vec = C % 8 == 0 && aligned16(x) && aligned16(y);
-  layernorm_kernel<<<(unsigned)((M + 7) / 8), 256, 0, g_stream>>>((__half *)y, (const __half *)x, (const __half *)gamma,
-                                                                   (const __half *)beta, M, C, eps, vec);
+  layernorm_kernel<<<(unsigned)((M + 7) / 8), 256, 0, cur_stream()>>>(
+      (__half *)y, (const __half *)x, (const __half *)gamma, (const __half *)beta, M, C, eps, vec);
   OPCHECK("layernorm");
 }
 
@@ -1297,7 +1411,7 @@ __global__ void act_kernel(__half *y, const __half *x, long long n, int act) {
 }
 extern "C" void vdpc_act(void *y, const void *x, int64_t n, int act) {
   if (n <= 0) return;
-  act_kernel<<<grid1d(n, 256), 256, 0, g_stream>>>((__half *)y, (const __half *)x, n, act);
+  act_kernel<<<grid1d(n, 256), 256, 0, cur_stream()>>>((__half *)y, (const __half *)x, n, act);
   OPCHECK("act");
 }
 __global__ void add_kernel(__half *y, const __half *a, const __half *b, long long n) {
@@ -1305,7 +1419,7 @@ __global__ void add_kernel(__half *y, const __half *a, const __half *b, long lon
 }
 extern "C" void vdpc_add(void *y, const void *a, const void *b, int64_t n) {
   if (n <= 0) return;
-  add_kernel<<<grid1d(n, 256), 256, 0, g_stream>>>((__half *)y, (const __half *)a, (const __half *)b, n);
+  add_kernel<<<grid1d(n, 256), 256, 0, cur_stream()>>>((__half *)y, (const __half *)a, (const __half *)b, n);
   OPCHECK("add");
 }
 __global__ void add_bcast_kernel(__half *y, const __half *v, long long rc, long long inner) {
@@ -1314,7 +1428,7 @@ __global__ void add_bcast_kernel(__half *y, const __half *v, long long rc, long 
 extern "C" void vdpc_add_bcast(void *y, const void *v, int rows, int C, int64_t inner) {
   const long long rc = (long long)rows * C;
   if (rc <= 0 || inner <= 0) return;
-  add_bcast_kernel<<<grid1d(rc * inner, 256), 256, 0, g_stream>>>((__half *)y, (const __half *)v, rc, inner);
+  add_bcast_kernel<<<grid1d(rc * inner, 256), 256, 0, cur_stream()>>>((__half *)y, (const __half *)v, rc, inner);
   OPCHECK("add_bcast");
 }
 __global__ void blend_kernel(__half *y, const __half *a, const __half *b, float alpha, long long n) {
@@ -1322,7 +1436,7 @@ __global__ void blend_kernel(__half *y, const __half *a, const __half *b, float 
 }
 extern "C" void vdpc_blend(void *y, const void *a, const void *b, float alpha, int64_t n) {
   if (n <= 0) return;
-  blend_kernel<<<grid1d(n, 256), 256, 0, g_stream>>>((__half *)y, (const __half *)a, (const __half *)b, alpha, n);
+  blend_kernel<<<grid1d(n, 256), 256, 0, cur_stream()>>>((__half *)y, (const __half *)a, (const __half *)b, alpha, n);
   OPCHECK("blend");
 }
 __global__ void geglu_kernel(__half *y, const __half *x, long long M, int H) {
@@ -1335,7 +1449,7 @@ __global__ void geglu_kernel(__half *y, const __half *x, long long M, int H) {
 }
 extern "C" void vdpc_geglu(void *y, const void *x, int M, int H) {
   if (M <= 0 || H <= 0) return;
-  geglu_kernel<<<grid1d((long long)M * H, 256), 256, 0, g_stream>>>((__half *)y, (const __half *)x, M, H);
+  geglu_kernel<<<grid1d((long long)M * H, 256), 256, 0, cur_stream()>>>((__half *)y, (const __half *)x, M, H);
   OPCHECK("geglu");
 }
 // [cos(t·f_k) | sin(t·f_k)], f_k = exp(−ln(10000)·k/half), fp32 with accurate cosf/sinf.
@@ -1355,7 +1469,7 @@ __global__ void temb_kernel(__half *y, const float *t, int n, int dim) {
 }
 extern "C" void vdpc_timestep_embedding(void *y, const float *t, int n, int dim) {
   if (n <= 0 || dim <= 0) return;
-  temb_kernel<<<grid1d((long long)n * dim, 256), 256, 0, g_stream>>>((__half *)y, t, n, dim);
+  temb_kernel<<<grid1d((long long)n * dim, 256), 256, 0, cur_stream()>>>((__half *)y, t, n, dim);
   OPCHECK("timestep_embedding");
 }
 // PyTorch's nearest source index: identity and exact ×2 special-cased, else floor(dst·(float)in/out) clamped.
@@ -1378,7 +1492,8 @@ __global__ void upsample_kernel(__half *y, const __half *x, long long nc, int h,
 extern "C" void vdpc_upsample_nearest(void *y, const void *x, int n, int c, int h, int w, int ho, int wo) {
   const long long nc = (long long)n * c;
   if (nc <= 0 || ho <= 0 || wo <= 0) return;
-  upsample_kernel<<<grid1d(nc * ho * wo, 256), 256, 0, g_stream>>>((__half *)y, (const __half *)x, nc, h, w, ho, wo);
+  upsample_kernel<<<grid1d(nc * ho * wo, 256), 256, 0, cur_stream()>>>((__half *)y, (const __half *)x, nc, h, w, ho,
+                                                                       wo);
   OPCHECK("upsample_nearest");
 }
 // [A, B, C, D] -> [A, C, B, D]. D == 1: 32×32 tiles through shared memory (coalesced on both sides),
@@ -1412,11 +1527,11 @@ __global__ void transpose_gen_kernel(__half *y, const __half *x, long long A, in
 extern "C" void vdpc_transpose_0213(void *y, const void *x, int A, int B, int C, int64_t D) {
   if (A <= 0 || B <= 0 || C <= 0 || D <= 0) return;
   if (D == 1 && A <= 65535 && (B + 31) / 32 <= 65535) {
-    transpose_tile_kernel<<<dim3((C + 31) / 32, (B + 31) / 32, A), dim3(32, 8), 0, g_stream>>>((__half *)y,
-                                                                                               (const __half *)x, B, C);
+    transpose_tile_kernel<<<dim3((C + 31) / 32, (B + 31) / 32, A), dim3(32, 8), 0, cur_stream()>>>(
+        (__half *)y, (const __half *)x, B, C);
   } else {
-    transpose_gen_kernel<<<grid1d((long long)A * B * C * D, 256), 256, 0, g_stream>>>((__half *)y, (const __half *)x,
-                                                                                      A, B, C, D);
+    transpose_gen_kernel<<<grid1d((long long)A * B * C * D, 256), 256, 0, cur_stream()>>>(
+        (__half *)y, (const __half *)x, A, B, C, D);
   }
   OPCHECK("transpose_0213");
 }
@@ -1452,9 +1567,8 @@ extern "C" void vdpc_cfg_euler(float *x, const void *vout, const float *g, int B
   GuidanceTable gt;
   for (int f = 0; f < 64; f++) gt.g[f] = f < F ? g[f] : 0.f;
   const float c_out = -sigma / sqrtf(sigma * sigma + 1.0f), c_skip = 1.0f / (sigma * sigma + 1.0f);
-  cfg_euler_kernel<<<grid1d((long long)B * F * chw, 256), 256, 0, g_stream>>>(x, (const __half *)vout, gt, B, F, chw,
-                                                                               sigma, sigma_next, c_out, c_skip,
-                                                                               round_f16);
+  cfg_euler_kernel<<<grid1d((long long)B * F * chw, 256), 256, 0, cur_stream()>>>(
+      x, (const __half *)vout, gt, B, F, chw, sigma, sigma_next, c_out, c_skip, round_f16);
   OPCHECK("cfg_euler");
 }
 
@@ -1462,12 +1576,12 @@ __global__ void f32_to_f16_kernel(__half *y, const float *x, long long n) { GRID
 __global__ void f16_to_f32_kernel(float *y, const __half *x, long long n) { GRID_STRIDE(i, n) y[i] = __half2float(x[i]); }
 extern "C" void vdpc_f32_to_f16(void *y, const float *x, int64_t n) {
   if (n <= 0) return;
-  f32_to_f16_kernel<<<grid1d(n, 256), 256, 0, g_stream>>>((__half *)y, x, n);
+  f32_to_f16_kernel<<<grid1d(n, 256), 256, 0, cur_stream()>>>((__half *)y, x, n);
   OPCHECK("f32_to_f16");
 }
 extern "C" void vdpc_f16_to_f32(float *y, const void *x, int64_t n) {
   if (n <= 0) return;
-  f16_to_f32_kernel<<<grid1d(n, 256), 256, 0, g_stream>>>(y, (const __half *)x, n);
+  f16_to_f32_kernel<<<grid1d(n, 256), 256, 0, cur_stream()>>>(y, (const __half *)x, n);
   OPCHECK("f16_to_f32");
 }
 
@@ -1478,51 +1592,77 @@ extern "C" void vdpc_f16_to_f32(float *y, const void *x, int64_t n) {
 // section 6, including its aliasing (res == y in linear / cross-attention, in-place norms, act, add,
 // blend, add_rows). Host <-> device traffic happens only for weights (once, at load), the inputs and
 // outputs of a forward pass, and the host timestep values of timestep_embedding.
-// Threads: like the kernels (one stream, one workspace), the backend serves one host thread at a time;
-// only the allocation bookkeeping is locked.
+// Threads: several host threads may use the table at once, each on its own device (section 1: each
+// thread's ops go to its own stream, with its own scratch, staging and timestep buffers). mem_alloc'd
+// memory may be freed by any thread (it is freed on the device that holds it); the bookkeeping is locked.
 static_assert((int)ACT_NONE == (int)VDPC_ACT_NONE && (int)ACT_SILU == (int)VDPC_ACT_SILU &&
                   (int)ACT_GELU == (int)VDPC_ACT_GELU && (int)ACT_QUICK_GELU == (int)VDPC_ACT_QUICK_GELU &&
                   (int)ACT_GEGLU == (int)VDPC_ACT_GEGLU,
               "model.h ACT_* must equal kernels.h VDPC_ACT_*");
 
 // ----- memory: cudaMalloc / cudaFree with a held-bytes high-water mark ---------------------------------
+// Bytes held and their peak, over all devices (mem_peak) and per device (vdp_cuda_mem_peak_device).
+struct MemRec {
+  size_t bytes;
+  int dev;  // the device it was allocated on: where be_mem_free frees it, whichever thread calls
+};
 static std::mutex g_mem_mu;
-static std::unordered_map<void *, size_t> g_mem_size;  // live allocation -> bytes
+static std::unordered_map<void *, MemRec> g_mem_size;  // live allocation -> size, device
 static size_t g_mem_held = 0, g_mem_peak = 0;
+static size_t g_dev_held[kMaxDevices], g_dev_peak[kMaxDevices];
 
 static void *be_mem_alloc(size_t bytes, const char *what) {
+  int dev = 0;  // cudaMalloc allocates on the calling thread's current device
+  CK(cudaGetDevice(&dev));
+  if (dev < 0 || dev >= kMaxDevices) {
+    fprintf(stderr, "vdp: error: CUDA backend: device %d (this build handles devices 0..%d)\n", dev, kMaxDevices - 1);
+    exit(1);
+  }
   void *p = NULL;
   cudaError_t e = cudaMalloc(&p, bytes ? bytes : 256);
   if (e != cudaSuccess) {
     cudaGetLastError();  // not sticky: clear it before asking for the free memory
-    size_t fr = 0, tot = 0;
+    size_t fr = 0, tot = 0, held = 0;
     cudaMemGetInfo(&fr, &tot);
+    {
+      std::lock_guard<std::mutex> lk(g_mem_mu);
+      held = g_dev_held[dev];
+    }
     fprintf(stderr,
-            "vdp: error: CUDA: cannot allocate %.1f MiB for %s: %s (the GPU has %.1f MiB free of %.1f MiB; vdp holds "
-            "%.1f MiB)\n",
-            bytes / 1048576.0, what, cudaGetErrorString(e), fr / 1048576.0, tot / 1048576.0, g_mem_held / 1048576.0);
+            "vdp: error: CUDA: cannot allocate %.1f MiB for %s on device %d: %s (the GPU has %.1f MiB free of %.1f "
+            "MiB; vdp holds %.1f MiB there)\n",
+            bytes / 1048576.0, what, dev, cudaGetErrorString(e), fr / 1048576.0, tot / 1048576.0, held / 1048576.0);
     exit(1);
   }
   std::lock_guard<std::mutex> lk(g_mem_mu);
-  g_mem_size[p] = bytes;
+  g_mem_size[p] = MemRec{bytes, dev};
   g_mem_held += bytes;
   g_mem_peak = std::max(g_mem_peak, g_mem_held);
+  g_dev_held[dev] += bytes;
+  g_dev_peak[dev] = std::max(g_dev_peak[dev], g_dev_held[dev]);
   return p;
+}
+
+// Takes p out of the bookkeeping: its device, or -1 when be_mem_alloc did not allocate it.
+static int mem_untrack(void *p) {
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  auto it = g_mem_size.find(p);
+  if (it == g_mem_size.end()) return -1;
+  const int dev = it->second.dev;
+  g_mem_held -= it->second.bytes;
+  g_dev_held[dev] -= it->second.bytes;
+  g_mem_size.erase(it);
+  return dev;
 }
 
 static void be_mem_free(void *p) {
   if (!p) return;
-  {
-    std::lock_guard<std::mutex> lk(g_mem_mu);
-    auto it = g_mem_size.find(p);
-    if (it == g_mem_size.end()) {
-      fprintf(stderr, "vdp: error: CUDA backend: freeing %p, which it did not allocate (internal error)\n", p);
-      exit(1);
-    }
-    g_mem_held -= it->second;
-    g_mem_size.erase(it);
+  const int dev = mem_untrack(p);
+  if (dev < 0) {
+    fprintf(stderr, "vdp: error: CUDA backend: freeing %p, which it did not allocate (internal error)\n", p);
+    exit(1);
   }
-  CK(cudaFree(p));  // synchronizes: no queued op still uses p
+  CK(free_on_device(p, dev));  // synchronizes that device: no queued op still uses p
 }
 
 static size_t be_mem_peak(void) {
@@ -1530,22 +1670,32 @@ static size_t be_mem_peak(void) {
   return g_mem_peak;
 }
 
-// ----- host fp32 <-> device fp16 through one small fp32 staging buffer ---------------------------------
+extern "C" size_t vdp_cuda_mem_peak_device(int dev) {
+  if (dev < 0 || dev >= kMaxDevices) return 0;
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  return g_dev_peak[dev];
+}
+
+// ----- host fp32 <-> device fp16 through one small fp32 staging buffer per thread -----------------------
 // The conversion runs on the device (__float2half_rn: round to nearest even), in rounds of STAGE floats.
 // Copies from pageable host memory return once the host data has been read, so the caller may reuse
 // its buffer at once; a later round reuses the staging buffer only after the stream has consumed it.
 static const int64_t STAGE = (int64_t)1 << 22;  // floats per round (16 MiB)
-static float *g_stage = NULL;
 static float *stage_buf() {
-  if (!g_stage) g_stage = (float *)be_mem_alloc((size_t)STAGE * sizeof(float), "host transfer staging buffer");
-  return g_stage;
+  ThreadState &t = ts();
+  if (!t.stage) {
+    ts_check_device(t, "allocating the host transfer staging buffer");
+    t.stage = (float *)be_mem_alloc((size_t)STAGE * sizeof(float), "host transfer staging buffer");
+  }
+  return t.stage;
 }
 
 static void upload_f16(void *dst, const float *src, int64_t n) {
   float *st = stage_buf();
+  const cudaStream_t s = cur_stream();
   for (int64_t o = 0; o < n; o += STAGE) {
     const int64_t k = std::min(STAGE, n - o);
-    CK(cudaMemcpyAsync(st, src + o, (size_t)k * sizeof(float), cudaMemcpyHostToDevice, g_stream));
+    CK(cudaMemcpyAsync(st, src + o, (size_t)k * sizeof(float), cudaMemcpyHostToDevice, s));
     vdpc_f32_to_f16((__half *)dst + o, st, k);
   }
 }
@@ -1561,10 +1711,11 @@ static void be_to_device(void *dst, const float *src, int64_t n) {
 static void be_to_host(float *dst, const void *src, int64_t n) {
   if (n <= 0) return;
   float *st = stage_buf();
+  const cudaStream_t s = cur_stream();
   for (int64_t o = 0; o < n; o += STAGE) {
     const int64_t k = std::min(STAGE, n - o);
     vdpc_f16_to_f32(st, (const __half *)src + o, k);
-    CK(cudaMemcpyAsync(dst + o, st, (size_t)k * sizeof(float), cudaMemcpyDeviceToHost, g_stream));
+    CK(cudaMemcpyAsync(dst + o, st, (size_t)k * sizeof(float), cudaMemcpyDeviceToHost, s));
   }
   vdp_cuda_sync("downloading a forward pass output");
 }
@@ -1616,12 +1767,13 @@ static void be_copy(void *dst, const void *src, int64_t n) {
   if (n <= 0 || dst == src) return;
   const size_t bytes = (size_t)n * sizeof(__half);
   const char *d = (const char *)dst, *s = (const char *)src;
+  const cudaStream_t st = cur_stream();
   if (d < s + bytes && s < d + bytes) {  // overlapping (memmove semantics): through the workspace
     void *ws = workspace(bytes);
-    CK(cudaMemcpyAsync(ws, src, bytes, cudaMemcpyDeviceToDevice, g_stream));
-    CK(cudaMemcpyAsync(dst, ws, bytes, cudaMemcpyDeviceToDevice, g_stream));
+    CK(cudaMemcpyAsync(ws, src, bytes, cudaMemcpyDeviceToDevice, st));
+    CK(cudaMemcpyAsync(dst, ws, bytes, cudaMemcpyDeviceToDevice, st));
   } else {
-    CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, g_stream));
+    CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st));
   }
 }
 
@@ -1670,7 +1822,7 @@ static void be_conv2d(void *y, const void *x, const void *w, const void *b, int 
   const int ho = (h + pt + pb - kh) / stride + 1, wo = (wd + pl + pr - kw) / stride + 1;
   if (n <= 0 || cin <= 0 || cout <= 0 || ho <= 0 || wo <= 0 || stride < 1) fail_shape("conv2d (direct)", "bad sizes");
   const long long total = (long long)n * cout * ho * wo;
-  conv_direct_kernel<<<grid1d(total, 256), 256, 0, g_stream>>>(
+  conv_direct_kernel<<<grid1d(total, 256), 256, 0, cur_stream()>>>(
       (__half *)y, (const __half *)x, (const __half *)w, (const __half *)b, n, cin, h, wd, cout, kh, kw, stride, pt, pl,
       ho, wo, (cin + 7) / 8 * 8, (const __half *)chan_add, (const __half *)res);
   OPCHECK("conv2d (direct)");
@@ -1696,7 +1848,7 @@ __global__ void add_rows_kernel(__half *y, const __half *v, long long group, int
 static void be_add_rows(void *y, const void *v, int groups, int64_t group, int C) {
   const long long n = (long long)groups * group * C;
   if (n <= 0) return;
-  add_rows_kernel<<<grid1d(n, 256), 256, 0, g_stream>>>((__half *)y, (const __half *)v, group, C, n);
+  add_rows_kernel<<<grid1d(n, 256), 256, 0, cur_stream()>>>((__half *)y, (const __half *)v, group, C, n);
   OPCHECK("add_rows");
 }
 
@@ -1704,25 +1856,50 @@ static void be_add_rows(void *y, const void *v, int groups, int64_t group, int C
 static void be_concat_rows(void *y, const void *a, int64_t na, const void *b, int64_t nb, int rows) {
   if (rows <= 0) return;
   const size_t e = sizeof(__half), pitch = (size_t)(na + nb) * e;
-  if (na > 0)
-    CK(cudaMemcpy2DAsync(y, pitch, a, (size_t)na * e, (size_t)na * e, rows, cudaMemcpyDeviceToDevice, g_stream));
+  const cudaStream_t s = cur_stream();
+  if (na > 0) CK(cudaMemcpy2DAsync(y, pitch, a, (size_t)na * e, (size_t)na * e, rows, cudaMemcpyDeviceToDevice, s));
   if (nb > 0)
     CK(cudaMemcpy2DAsync((char *)y + (size_t)na * e, pitch, b, (size_t)nb * e, (size_t)nb * e, rows,
-                         cudaMemcpyDeviceToDevice, g_stream));
+                         cudaMemcpyDeviceToDevice, s));
 }
 
-// t is a host array: copied into a small device buffer (stream-ordered, so the next call may reuse it).
-static float *g_tbuf = NULL;
-static int g_tbuf_n = 0;
+// t is a host array: copied into a small device buffer of the calling thread (stream-ordered, so the next
+// call on this thread may reuse it).
 static void be_timestep_embedding(void *y, const float *t_host, int n, int dim) {
   if (n <= 0 || dim <= 0) return;
-  if (n > g_tbuf_n) {
-    if (g_tbuf) be_mem_free(g_tbuf);
-    g_tbuf_n = std::max(n, 1024);
-    g_tbuf = (float *)be_mem_alloc((size_t)g_tbuf_n * sizeof(float), "timestep values");
+  ThreadState &t = ts();
+  if (n > t.tbuf_n) {
+    ts_check_device(t, "allocating the timestep buffer");
+    if (t.tbuf) be_mem_free(t.tbuf);  // be_mem_free synchronizes: queued embeddings are done with it
+    t.tbuf = NULL, t.tbuf_n = 0;
+    const int cap = std::max(n, 1024);
+    t.tbuf = (float *)be_mem_alloc((size_t)cap * sizeof(float), "timestep values");
+    t.tbuf_n = cap;
   }
-  CK(cudaMemcpyAsync(g_tbuf, t_host, (size_t)n * sizeof(float), cudaMemcpyHostToDevice, g_stream));
-  vdpc_timestep_embedding(y, g_tbuf, n, dim);
+  CK(cudaMemcpyAsync(t.tbuf, t_host, (size_t)n * sizeof(float), cudaMemcpyHostToDevice, t.stream));
+  vdpc_timestep_embedding(y, t.tbuf, n, dim);
+}
+
+// ----- releasing a thread's state -------------------------------------------------------------------
+// Frees what the calling thread created (section 1): waits for its queued work, frees its scratch,
+// staging and timestep buffers, destroys its stream. Clean-up after a failure must not die: errors are
+// cleared and ignored (a device with a sticky error cannot be used any more anyway). The next op on
+// this thread creates fresh state for the device current then.
+extern "C" void vdp_cuda_thread_release(void) {
+  ThreadState &t = t_ts;
+  if (!t.ready) return;  // nothing was created on this thread (a CPU thread, or released already)
+  int cur = -1;
+  const bool switched = cudaGetDevice(&cur) == cudaSuccess && cur != t.dev && cudaSetDevice(t.dev) == cudaSuccess;
+  cudaStreamSynchronize(t.stream);  // a stream given to vdp_cuda_set_stream must still exist here
+  if (t.stream != t.own) cudaStreamSynchronize(t.own);
+  if (t.ws) cudaFree(t.ws);
+  // the mem_alloc'd buffers leave the bookkeeping, without dying if their cudaFree fails
+  if (t.stage) free_on_device(t.stage, mem_untrack(t.stage));
+  if (t.tbuf) free_on_device(t.tbuf, mem_untrack(t.tbuf));
+  if (t.own) cudaStreamDestroy(t.own);
+  cudaGetLastError();
+  if (switched) cudaSetDevice(cur);
+  memset(&t, 0, sizeof t);
 }
 
 // ----- the table -----------------------------------------------------------------------------------

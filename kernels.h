@@ -4,9 +4,20 @@
 // passed as `void *` so that C code needs no CUDA header; every kernel accumulates in fp32, GroupNorm /
 // LayerNorm statistics and softmax are fp32, and the latents of the sampler (vdpc_cfg_euler) are fp32.
 // Layouts are those of vdp.h (row-major, NCHW, frames packed into the batch: row = b*F + f).
-// Every op launches asynchronously on the stream set by vdp_cuda_set_stream (default stream 0) and
-// writes every element of its output. In-place (y == x / y == res) is allowed where vdp.h allows it.
+// Every op launches asynchronously on the calling thread's stream (see "threads" below) and writes
+// every element of its output. In-place (y == x / y == res) is allowed where vdp.h allows it.
 // Errors (bad launch, unsupported shape) are fatal: a message naming the op and the file/line, exit(1).
+//
+// Threads: several host threads may use the backend at once, each driving its own GPU (cudaSetDevice on
+// the thread before its first op). Each thread has its own state, created by its first op for the device
+// current then: a stream (a blocking stream: ordered with work on the legacy default stream 0, like
+// stream 0 itself was), a scratch workspace, a host-transfer staging buffer and a timestep buffer.
+// Per-device caches (shared-memory limits, kernel attributes) and the allocation bookkeeping are shared
+// and locked. A thread keeps one device while it holds its state; vdp_cuda_thread_release() frees the
+// state and must be called before the thread switches devices, and before it ends (nothing frees it at
+// thread exit: a thread that ends without it leaks its stream and buffers until the process ends).
+// Two threads on one device also work (own streams, own buffers). Device memory from the Backend's
+// mem_alloc may be freed by any thread (it is freed on the device that holds it).
 #ifndef VDP_KERNELS_H
 #define VDP_KERNELS_H
 
@@ -30,11 +41,19 @@ void vdp_cuda_check_op(const char *what, const char *file, int line);
 int vdp_cuda_device_count(void);      // 0 when there is no driver or no device (never dies)
 void vdp_cuda_print_info(FILE *f);    // one line per device (name, sm, memory, SMs) + CUDA/NCCL versions
 int vdp_nccl_version(void);           // ncclGetVersion (e.g. 22703 for 2.27.3); -1 on failure
-void vdp_cuda_set_stream(void *stream);   // a cudaStream_t; NULL = the default stream
-void vdp_cuda_sync(const char *what);     // cudaStreamSynchronize + check, naming `what` on failure
+// The calling thread's stream from now on: a cudaStream_t of the thread's device, which must outlive its
+// use (until vdp_cuda_set_stream(NULL) or vdp_cuda_thread_release); NULL = the thread's own stream.
+void vdp_cuda_set_stream(void *stream);
+void vdp_cuda_sync(const char *what);     // cudaStreamSynchronize(this thread's stream) + check
+// Frees the calling thread's state (waits for its queued work; frees its workspace, staging and timestep
+// buffers; destroys its own stream). Call it after the thread's last op, or before it switches devices;
+// a no-op on a thread that never used the backend. Never fails (errors of the clean-up are ignored).
+void vdp_cuda_thread_release(void);
+size_t vdp_cuda_mem_peak_device(int dev);  // peak bytes the Backend's mem_alloc held on device dev
 
 // ----- memory -------------------------------------------------------------------------------------
-// Arena: one cudaMalloc, bump allocation (256-byte aligned), release back to a mark. Not thread-safe.
+// Arena: one cudaMalloc, bump allocation (256-byte aligned), release back to a mark. One thread at a time
+// uses an arena; vdp_arena_destroy may run on any thread (it frees on the arena's device).
 typedef struct {
   char *base;
   size_t cap, used, peak;

@@ -2,6 +2,9 @@
 // Results go to stdout, progress and diagnostics to stderr.
 #include "model.h"
 #include "ring.h"
+#ifdef VDP_CUDA
+#include "kernels.h"
+#endif
 
 #include <errno.h>
 #include <limits.h>
@@ -149,6 +152,13 @@ typedef struct {
   double *t_encode, *t_decode;  // per video
 } GenJob;
 
+// A GPU stage thread's CUDA stream and scratch go when the stage does.
+static void cuda_thread_release(void) {
+#ifdef VDP_CUDA
+  vdp_cuda_thread_release();
+#endif
+}
+
 // What one stage works with: the job and its models. CPU stages share the weights and plan their own
 // activation arena; a GPU stage loads the weights onto its own device (the ring set it before calling).
 typedef struct {
@@ -164,7 +174,8 @@ static void *gen_stage_ctx(void *user, int stage, char *err, size_t errlen) {
   if (!sc->m) {
     sc->m = vdp_calloc(1, sizeof *sc->m, "models"), sc->own = 1;
     if (models_load(j->file, j->be, sc->m, WANT_ALL, err, errlen)) {
-      free(sc->m), free(sc);
+      models_free(sc->m), free(sc->m), free(sc);
+      cuda_thread_release();
       return NULL;
     }
   }
@@ -176,7 +187,7 @@ static void *gen_stage_ctx(void *user, int stage, char *err, size_t errlen) {
 static void gen_free_stage_ctx(void *ctx) {
   StageCtx *sc = ctx;
   models_thread_release(sc->m);
-  if (sc->own) models_free(sc->m), free(sc->m);
+  if (sc->own) models_free(sc->m), free(sc->m), cuda_thread_release();
   free(sc);
 }
 
@@ -287,11 +298,10 @@ int cmd_generate(int argc, char **argv) {
     if (stages && stages != world) vdp_die("--stages %d with --world %d: one stage per process, so they must match", stages, world);
     stages = world;
   }
-  // The CUDA backend keeps one stream and scratch per process: GPU stages as threads of one process would
-  // share them, so a process drives one GPU stage (S = 1 in-process, or one rank per GPU).
-  if (be != &backend_cpu && stages > 1 && !world)
-    vdp_die("--stages %d with --device cuda: run one process per GPU (--transport nccl --rank R --world %d "
-            "--nccl-id-file PATH), or --stages 1", stages, stages);
+  // GPU stages hand latents between GPUs: one GPU per stage, over NCCL (one process driving all visible
+  // GPUs, or one stage per process with --rank/--world).
+  if (be != &backend_cpu && stages > 1 && !nccl)
+    vdp_die("--stages %d with --device cuda: add --transport nccl (one GPU per stage)", stages);
   if (n_images > 1 && n_videos > 1) vdp_die("give either several --image or --num-videos, not both");
   if (n_images > 1) n_videos = n_images;
   if (stages > p.steps) vdp_die("--stages %d: more stages than --num-inference-steps %d (every stage runs at least one step)", stages, p.steps);
