@@ -106,6 +106,14 @@ static int stage_values(Binder *b, const VdpTensorSpec *s, int64_t numel, float 
       dst[i] = t->dtype == VDP_F16 ? half_to_float(h) : bf16_to_float(h);
     }
   }
+  // A NaN or infinity in a weight (damaged bytes, or a broken checkpoint) would turn every output frame
+  // into NaN without a word: refuse it here, naming the tensor.
+  for (int64_t i = 0; i < numel; i++)
+    if (!isfinite(dst[i])) {
+      snprintf(b->err, b->errlen, "%s: tensor %s holds a non-finite value (%g) at element %lld: the file is damaged, "
+               "or so is the checkpoint it was converted from", b->file->path, s->name, (double)dst[i], (long long)i);
+      return -1;
+    }
   return 0;
 }
 
@@ -419,10 +427,32 @@ static int check_limits(const VdpConfig *cfg, char *err, size_t errlen) {
              VDP_MAX_LEVELS, MAX_LAYERS - 1, MAX_CLIP_LAYERS);
     return -1;
   }
-  for (int i = 0; i < cfg->unet_levels; i++)
+  int L = cfg->unet_levels;
+  for (int i = 0; i < L; i++) {
     if (cfg->unet_transformer_layers[i] < 1 || cfg->unet_transformer_layers[i] > MAX_TF_LAYERS) {
       snprintf(err, errlen, "transformer_layers_per_block[%d] = %d outside 1..%d", i, cfg->unet_transformer_layers[i],
                MAX_TF_LAYERS);
+      return -1;
+    }
+    // The UNet has one context [B, D] (the CLIP token): every level with attention reads the same width.
+    int attn = cfg->unet_down_attn[i] || cfg->unet_up_attn[L - 1 - i] || i == L - 1;
+    if (attn && cfg->unet_cross_dim[i] != cfg->unet_cross_dim[L - 1]) {
+      snprintf(err, errlen, "cross_attention_dim[%d] = %d differs from the mid block's %d (one context for all levels)",
+               i, cfg->unet_cross_dim[i], cfg->unet_cross_dim[L - 1]);
+      return -1;
+    }
+  }
+  // Every GroupNorm of the graph has 32 groups (diffusers hard-codes them for these models).
+  for (int i = 0; i < L; i++)
+    if (cfg->unet_block_out[i] < 32 || cfg->unet_block_out[i] % 32) {
+      snprintf(err, errlen, "unet block_out_channels[%d] = %d: must be a positive multiple of 32 (GroupNorm groups)", i,
+               cfg->unet_block_out[i]);
+      return -1;
+    }
+  for (int i = 0; i < cfg->vae_levels; i++)
+    if (cfg->vae_block_out[i] < 32 || cfg->vae_block_out[i] % 32) {
+      snprintf(err, errlen, "vae block_out_channels[%d] = %d: must be a positive multiple of 32 (GroupNorm groups)", i,
+               cfg->vae_block_out[i]);
       return -1;
     }
   return 0;
@@ -452,7 +482,8 @@ static int bind_components(const VdpConfig *cfg, const VdpFile *f, const Backend
     Binder b = {.mode = BIND_COUNT, .prefix = COMPONENTS[i].prefix, .be = be, .err = err, .errlen = errlen};
     COMPONENTS[i].fn(&b, cfg, dst[i]);
     m->nparams[i] = b.params;
-    m->pool[i] = be->mem_alloc(b.used * be->elem_size, COMPONENTS[i].prefix);
+    static const char *what[3] = {"the UNet weights", "the VAE weights", "the image encoder weights"};
+    m->pool[i] = be->mem_alloc(b.used * be->elem_size, what[i]);
     b = (Binder){.mode = mode, .prefix = COMPONENTS[i].prefix, .file = f, .be = be, .pool = m->pool[i], .err = err,
                  .errlen = errlen};
     COMPONENTS[i].fn(&b, cfg, dst[i]);
@@ -807,6 +838,7 @@ static void *tstm_fwd(const TSTM *t, const void *x, int B, int F, int H, int W, 
 
   // frame-position embedding: time_pos_embed(sinusoid(f)), f = 0..F-1, the same for every video
   float fidx[1024];
+  if (F > 1024) vdp_die("unet: %d frames, at most 1024", F);
   for (int f = 0; f < F; f++) fidx[f] = (float)f;
   void *pe0 = t_alloc((int64_t)F * C), *pe1 = t_alloc((int64_t)F * 4 * C), *pe = t_alloc((int64_t)F * C);
   timestep_embedding(pe0, fidx, F, C);
@@ -1009,7 +1041,9 @@ static void unet_pass(const Models *m, void *args) {
   add_rows(emb, temb, 1, N, T);
   act(emb, emb, (int64_t)N * T, ACT_SILU);
   t_free(ts), t_free(t1), t_free(temb), t_free(idsin), t_free(a1), t_free(aug);
-  void *ctx = upload(ua->ctx, (int64_t)B * cfg->unet_cross_dim[0]);
+  // ctx [B, D]: D is the cross-attention width of the levels with attention; the mid block (last level)
+  // always has it, while level 0 may have none and an unrelated cross_attention_dim[0] entry.
+  void *ctx = upload(ua->ctx, (int64_t)B * cfg->unet_cross_dim[u->levels - 1]);
 
   // skips: every down-path output, consumed last-in-first-out by the up path
   void *skip[1 + VDP_MAX_LEVELS * MAX_LAYERS];
@@ -1145,6 +1179,13 @@ int gen_shape(const Models *m, const GenParams *p, GenShape *s, char *err, size_
   if (p->min_guidance > 1.0f && p->max_guidance <= 1.0f) {  // diffusers would encode without and denoise with CFG
     snprintf(err, errlen, "--min-guidance-scale %g > 1 with --max-guidance-scale %g <= 1: guidance would be on for some "
              "frames but the unconditional inputs were never made (diffusers fails here too)", p->min_guidance,
+             p->max_guidance);
+    return -1;
+  }
+  if (p->num_frames == 1 && p->min_guidance <= 1.0f && p->max_guidance > 1.0f) {  // linspace(min, max, 1) = [min]
+    snprintf(err, errlen, "--num-frames 1: the one frame gets --min-guidance-scale %g only (a linspace of one value), so "
+             "guidance would be off although --max-guidance-scale %g > 1 made the unconditional inputs (diffusers fails "
+             "here); use --min-guidance-scale > 1 for guidance, or --max-guidance-scale 1 for none", p->min_guidance,
              p->max_guidance);
     return -1;
   }

@@ -858,8 +858,9 @@ static void cpu_weight_store(void *dst, const float *src, int kind, int ndim, co
 static void *cpu_mem_alloc(size_t bytes, const char *what) {
   long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
   if (pages > 0 && psize > 0 && bytes > (size_t)pages * (size_t)psize)
-    vdp_die("%s needs %.1f GiB but this machine has %.1f GiB of memory (try fewer frames, a smaller size or "
-            "--decode-chunk-size)", what, bytes / 1073741824.0, (double)pages * psize / 1073741824.0);
+    vdp_die("%s needs %.1f GiB but this machine has %.1f GiB of memory%s", what, bytes / 1073741824.0,
+            (double)pages * psize / 1073741824.0,
+            strcmp(what, "activation arena") ? "" : " (try fewer frames, a smaller size or --decode-chunk-size)");
   return vdp_malloc(bytes, what);
 }
 static void cpu_mem_free(void *p) { free(p); }
@@ -883,13 +884,17 @@ static void cpu_linear(void *y, const void *x, const void *w, const void *b, int
   int wide = act == ACT_GEGLU ? 2 * N : N;
   float *t = (act == ACT_GEGLU || res) ? vdp_malloc((size_t)M * wide * sizeof(float), "linear scratch") : y;
   op_linear(t, x, w, b, M, K, wide);
+  float *r = t;  // act(x·wᵀ + b) [M, N], before the residual
   if (act == ACT_GEGLU) {
-    float *g = res ? t : y;  // in place over the first half when a residual still has to be added
-    op_geglu(g, t, M, N);
+    // Never in place: op_geglu's threads write row m over input row m/2, which another thread may still
+    // have to read. With a residual (which may be y) the result goes to its own buffer.
+    r = res ? vdp_malloc((size_t)M * N * sizeof(float), "linear scratch") : y;
+    op_geglu(r, t, M, N);
   } else {
     cpu_act(t, t, (int64_t)M * N, act);
   }
-  if (res) op_add(y, t, res, (int64_t)M * N);
+  if (res) op_add(y, r, res, (int64_t)M * N);
+  if (r != y && r != t) free(r);
   if (t != y) free(t);
 }
 

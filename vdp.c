@@ -33,7 +33,8 @@ static void usage(FILE *o) {
           "  --min-guidance-scale 1.0 --max-guidance-scale 3.0 --decode-chunk-size (all frames)\n"
           "  --seed 0 --device cpu|cuda --dump DIR\n"
           "  --num-videos K (seeds s, s+1, ...) or several --image; --stages S (timestep stages on a ring)\n"
-          "  --timeout SECONDS (ring liveness bound, default 60)\n"
+          "  --timeout SECONDS (ring liveness bound: the longest one encode, step or decode may take;\n"
+          "    default 60 with --transport nccl, 86400 on CPU threads, where one step can take minutes)\n"
           "  --transport cpu|nccl; with nccl and --device cuda, one process per GPU stage:\n"
           "    --rank R --world W --nccl-id-file PATH [--gpu G]\n",
           VDP_VERSION);
@@ -173,7 +174,8 @@ static void *gen_stage_ctx(void *user, int stage, char *err, size_t errlen) {
   sc->j = j, sc->m = j->m;
   if (!sc->m) {
     sc->m = vdp_calloc(1, sizeof *sc->m, "models"), sc->own = 1;
-    if (models_load(j->file, j->be, sc->m, WANT_ALL, err, errlen)) {
+    // only stage 0 encodes and decodes: the other stages need the UNet alone
+    if (models_load(j->file, j->be, sc->m, stage == 0 ? WANT_ALL : 1 << COMP_UNET, err, errlen)) {
       models_free(sc->m), free(sc->m), free(sc);
       cuda_thread_release();
       return NULL;
@@ -242,7 +244,7 @@ int cmd_generate(int argc, char **argv) {
   const char *images[64];
   const char *transport = "cpu", *nccl_id_file = NULL;
   int n_images = 0, num_frames = -1, decode_chunk = -1, n_videos = 1, stages = 0, rank = 0, world = 0, gpu = -1;
-  double timeout = 60;
+  double timeout = 0;  // 0: not given
   GenParams p = {.height = 576, .width = 1024, .steps = 25, .fps = 7, .motion_bucket_id = 127, .noise_aug = 0.02f,
                  .min_guidance = 1.0f, .max_guidance = 3.0f, .seed = 0};
   for (int i = 1; i < argc; i++) {
@@ -291,6 +293,12 @@ int cmd_generate(int argc, char **argv) {
   int nccl = !strcmp(transport, "nccl");
   if (!nccl && strcmp(transport, "cpu")) vdp_die("--transport %s: expected cpu or nccl", transport);
   if (nccl && be == &backend_cpu) vdp_die("--transport nccl moves latents between GPUs: it needs --device cuda");
+  // Flags that only mean something for the ring: refuse them where they would be silently ignored.
+  if (nccl && !stages && !world) vdp_die("--transport nccl hands latents between stages: give --stages S (or --rank/--world)");
+  if (!world && (rank || gpu >= 0))
+    vdp_die("--rank/--gpu pick this process's stage and GPU in a --world run; without --world use "
+            "CUDA_VISIBLE_DEVICES to choose the GPU");
+  if (timeout > 0 && !stages && !world) vdp_die("--timeout bounds the stage ring's waits: it needs --stages S");
   if (world) {  // one stage per process: --stages is the world size
     if (!nccl) vdp_die("--rank/--world need --transport nccl");
     if (!nccl_id_file) vdp_die("--world %d: --nccl-id-file PATH is required (rank 0 writes the NCCL id there)", world);
@@ -348,7 +356,9 @@ int cmd_generate(int argc, char **argv) {
   if (stages >= 1) {
     RingOptions o;
     ring_options_default(&o);
-    o.timeout_s = timeout;
+    // The liveness bound must exceed the longest callback. A CPU step of the real SVD takes minutes, and
+    // in-process stage threads cannot vanish unnoticed, so CPU threads default to a day.
+    o.timeout_s = timeout > 0 ? timeout : nccl ? 60 : 86400;
     o.transport = nccl ? RING_NCCL : RING_CPU;
     o.rank = rank, o.world = world, o.device = gpu, o.nccl_id_file = nccl_id_file;
     RingStats st = {.latency_s = latency};
@@ -411,7 +421,11 @@ static int cmd_bench(int argc, char **argv) {
   int F = -1, H = 576, W = 1024, cfg_on = 1, runs = 5, steps = 25, chunk = -1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (i + 1 >= argc) vdp_die("%s: missing value", a);
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      usage(stdout);
+      return 0;
+    }
+    if (i + 1 >= argc) vdp_die("%s: missing value (see vdp --help)", a);
     const char *v = argv[++i];
     if (!strcmp(a, "--config")) config = v;
     else if (!strcmp(a, "--num-frames")) F = (int)parse_int(a, v, 1, 1024);
@@ -434,7 +448,8 @@ static int cmd_bench(int argc, char **argv) {
   if (F < 0) F = c.unet_num_frames;
   if (chunk < 0) chunk = F;
   GenParams p = {.height = H, .width = W, .num_frames = F, .steps = steps, .fps = 7, .motion_bucket_id = 127,
-                 .noise_aug = 0.02f, .min_guidance = 1.0f, .max_guidance = cfg_on ? 3.0f : 1.0f, .decode_chunk = chunk};
+                 .noise_aug = 0.02f, .min_guidance = cfg_on ? 3.0f : 1.0f, .max_guidance = cfg_on ? 3.0f : 1.0f,
+                 .decode_chunk = chunk};  // the scales only decide the batch (B = 2 with --cfg 1), also for 1 frame
   char err[512];
   Models *m = vdp_calloc(1, sizeof *m, "models");
   fprintf(stderr, "bench: random %s weights (%s) on %s...\n", config, all ? "UNet, VAE, CLIP" : "UNet", be->name);

@@ -85,6 +85,16 @@ expect_error "it needs --device cuda" "${COMMON[@]}" --transport nccl --stages 1
 expect_error "need --transport nccl" "${COMMON[@]}" --rank 0 --world 2 --out "$tmp/x.npy"
 expect_error "--transport tcp" "${COMMON[@]}" --transport tcp --out "$tmp/x.npy"
 expect_error "cannot" "${COMMON[@]}" --out /nonexistent_dir_vdp/x.npy
+expect_error "--num-frames 1" "${COMMON[@]}" --num-frames 1 --out "$tmp/x.npy"  # linspace(1, 3, 1) = [1]: no guidance
+expect_error "in a --world run" "${COMMON[@]}" --gpu 0 --out "$tmp/x.npy"       # would be ignored
+expect_error "it needs --stages" "${COMMON[@]}" --timeout 5 --out "$tmp/x.npy"   # would be ignored
+# damaged weight bytes (NaN halves in the middle of the data) are named, not turned into NaN frames
+cp "$M" "$tmp/nan.vdpw"
+sz=$(stat -c %s "$M")
+for off in $(( (sz / 2) & ~1 )) $(( (sz / 3) & ~1 )); do
+  printf '\xff\x7f' | dd of="$tmp/nan.vdpw" bs=1 seek="$off" conv=notrunc 2>/dev/null
+done
+expect_error "non-finite value" "${COMMON[@]}" --model "$tmp/nan.vdpw" --out "$tmp/x.npy"
 expect_error "GiB of memory" "${COMMON[@]}" --height 16384 --width 16384 --num-frames 1024 --out "$tmp/x.npy"
 
 [ $fails -eq 0 ]

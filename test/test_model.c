@@ -1,0 +1,221 @@
+// test_model.c — properties of the model graph (model.c) on random tiny configurations, no fixtures:
+//   1. the UNet's batch packing: video b of a B = 2 call equals a B = 1 call on video b alone (each video
+//      has its own sample, CLIP token and added time ids), and identical videos give identical halves;
+//      on a configuration the golden fixtures do not cover: 4 levels, layers_per_block 3,
+//      transformer_layers_per_block 2 on some levels, level 0 without attention (so its
+//      cross_attention_dim is unused and differs), odd latent sizes (the up path must meet 5x7 -> 3x4 ->
+//      2x2 skips), one frame;
+//   2. the activation arena: models_plan sizes it for the whole job (later passes do not grow it), and a
+//      pass does not depend on what an earlier pass left in the arena (run, other pass, run again:
+//      bit-identical);
+//   3. the CPU backend table's contract: linear with GEGLU and a residual (also res == y), on 2 threads;
+//   4. gen_shape / the model's limits refuse what cannot run (one frame with guidance that diffusers would
+//      switch off mid-way, VAE widths that are not multiples of the 32 GroupNorm groups).
+#include "../model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static int n_fail = 0;
+
+static void check(int ok, const char *name, const char *fmt, double a, double b) {
+  if (!ok) n_fail++;
+  printf("%s - %s ", ok ? "ok" : "FAIL", name);
+  printf(fmt, a, b);
+  printf("\n");
+}
+
+// max|a - b| / max(1, max|b|); NaN anywhere -> infinity
+static double rel_err(const float *a, const float *b, size_t n) {
+  double md = 0, mr = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(a[i]) || !isfinite(b[i])) return INFINITY;
+    double d = fabs((double)a[i] - b[i]);
+    if (d > md) md = d;
+    if (fabs(b[i]) > mr) mr = fabs(b[i]);
+  }
+  return md / (mr > 1 ? mr : 1);
+}
+
+static void fill(float *x, size_t n, uint64_t seed, float scale) {
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (size_t i = 0; i < n; i++) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    x[i] = scale * ((float)((s >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f);
+  }
+}
+
+// A small configuration off the fixtures' beaten path (see the top of the file).
+static void tiny_config(VdpConfig *c) {
+  config_preset("svd", c);  // scheduler, CLIP normalisation, ...
+  const int bo[4] = {32, 32, 32, 64}, da[4] = {0, 1, 1, 0}, ua[4] = {0, 1, 1, 0}, hd[4] = {1, 2, 4, 2};
+  const int tl[4] = {1, 2, 1, 2}, cd[4] = {8, 24, 24, 24};  // level 0: no attention, its cross dim unused
+  c->unet_levels = 4;
+  for (int i = 0; i < 4; i++) {
+    c->unet_block_out[i] = bo[i], c->unet_down_attn[i] = da[i], c->unet_up_attn[i] = ua[i];
+    c->unet_heads[i] = hd[i], c->unet_transformer_layers[i] = tl[i], c->unet_cross_dim[i] = cd[i];
+  }
+  c->unet_layers_per_block = 3, c->unet_addition_time_embed_dim = 16, c->unet_proj_class_in_dim = 48;
+  c->unet_num_frames = 3;
+  c->vae_levels = 2, c->vae_block_out[0] = c->vae_block_out[1] = 32, c->vae_layers_per_block = 1;
+  c->clip_hidden = 32, c->clip_intermediate = 40, c->clip_layers = 2, c->clip_heads = 2, c->clip_patch = 32;
+  c->clip_image_size = 64, c->clip_projection_dim = 24;
+}
+
+typedef struct {
+  int B, F, h, w, D;
+  float *x, *ctx, *ids, *out;
+} UCall;
+
+static void ucall_init(UCall *u, const VdpConfig *c, int B, int F, int h, int w, uint64_t seed) {
+  u->B = B, u->F = F, u->h = h, u->w = w, u->D = c->clip_projection_dim;
+  size_t nx = (size_t)B * F * c->unet_in_channels * h * w;
+  u->x = malloc(nx * sizeof(float)), u->ctx = malloc((size_t)B * u->D * sizeof(float));
+  u->ids = malloc((size_t)B * 3 * sizeof(float));
+  u->out = malloc((size_t)B * F * c->unet_out_channels * h * w * sizeof(float));
+  fill(u->x, nx, seed, 1.0f), fill(u->ctx, (size_t)B * u->D, seed + 1, 1.0f);
+  for (int b = 0; b < B; b++) u->ids[3 * b] = 6 - b, u->ids[3 * b + 1] = 127 - 40 * b, u->ids[3 * b + 2] = 0.02f + 0.03f * b;
+}
+static void ucall_free(UCall *u) { free(u->x), free(u->ctx), free(u->ids), free(u->out); }
+static void ucall_run(const Models *m, UCall *u, float t) {
+  unet_forward(m, u->x, u->B, u->F, u->h, u->w, t, u->ctx, u->ids, u->out);
+}
+
+// Video b of a B = 2 call against B = 1 calls; identical videos -> identical halves.
+static void batch_checks(const Models *m, int F, int h, int w) {
+  const VdpConfig *c = &m->cfg;
+  char name[128];
+  UCall two, one;
+  ucall_init(&two, c, 2, F, h, w, 11);
+  ucall_run(m, &two, 0.7f);
+  size_t vin = (size_t)F * c->unet_in_channels * h * w, vout = (size_t)F * c->unet_out_channels * h * w;
+  double worst = 0;
+  for (int b = 0; b < 2; b++) {
+    ucall_init(&one, c, 1, F, h, w, 99);
+    memcpy(one.x, two.x + b * vin, vin * sizeof(float));
+    memcpy(one.ctx, two.ctx + b * two.D, (size_t)two.D * sizeof(float));
+    memcpy(one.ids, two.ids + 3 * b, 3 * sizeof(float));
+    ucall_run(m, &one, 0.7f);
+    double e = rel_err(two.out + b * vout, one.out, vout);
+    worst = e > worst ? e : worst;
+    ucall_free(&one);
+  }
+  snprintf(name, sizeof name, "unet F=%d %dx%d: video b of a B=2 call == B=1 call on video b", F, h, w);
+  check(worst <= 1e-5, name, "(err %.2e, tol %.0e)", worst, 1e-5);
+
+  // identical videos: copy video 0 over video 1
+  memcpy(two.x + vin, two.x, vin * sizeof(float));
+  memcpy(two.ctx + two.D, two.ctx, (size_t)two.D * sizeof(float));
+  memcpy(two.ids + 3, two.ids, 3 * sizeof(float));
+  ucall_run(m, &two, 0.7f);
+  double e = rel_err(two.out + vout, two.out, vout);
+  snprintf(name, sizeof name, "unet F=%d %dx%d: identical videos give identical halves", F, h, w);
+  check(e <= 1e-6, name, "(err %.2e, tol %.0e)", e, 1e-6);
+  ucall_free(&two);
+}
+
+// backend_cpu.linear(y, x, GEGLU, res) against op_linear + op_geglu + op_add, res separate and res == y.
+static void geglu_residual_check(void) {
+#ifdef _OPENMP
+  omp_set_num_threads(2);  // the in-place GEGLU race needs two threads
+#endif
+  int M = 4096, K = 16, N = 64;
+  float *x = malloc(sizeof(float) * M * K), *w = malloc(sizeof(float) * 2 * N * K), *b = malloc(sizeof(float) * 2 * N);
+  float *res = malloc(sizeof(float) * M * N), *y = malloc(sizeof(float) * M * N), *ref = malloc(sizeof(float) * M * N);
+  float *t = malloc(sizeof(float) * M * 2 * N);
+  fill(x, (size_t)M * K, 1, 1.0f), fill(w, (size_t)2 * N * K, 2, 0.3f), fill(b, (size_t)2 * N, 3, 0.1f);
+  fill(res, (size_t)M * N, 4, 0.5f);
+  op_linear(t, x, w, b, M, K, 2 * N);
+  op_geglu(ref, t, M, N);
+  op_add(ref, ref, res, (int64_t)M * N);
+  backend_cpu.linear(y, x, w, b, M, K, N, ACT_GEGLU, res);
+  double e1 = rel_err(y, ref, (size_t)M * N);
+  memcpy(y, res, sizeof(float) * M * N);
+  backend_cpu.linear(y, x, w, b, M, K, N, ACT_GEGLU, y);
+  double e2 = rel_err(y, ref, (size_t)M * N);
+  check(e1 <= 1e-6 && e2 <= 1e-6, "cpu backend: linear GEGLU + residual (res apart, res == y)", "(err %.2e, %.2e)", e1, e2);
+  free(x), free(w), free(b), free(res), free(y), free(ref), free(t);
+}
+
+int main(void) {
+  geglu_residual_check();
+
+  VdpConfig c;
+  tiny_config(&c);
+  char err[512];
+  Models m;
+  if (models_random(&c, &backend_cpu, &m, WANT_ALL, err, sizeof err)) {
+    printf("FAIL - models_random: %s\n", err);
+    return 1;
+  }
+
+  // 1. batch packing, odd sizes, one frame
+  batch_checks(&m, 3, 8, 8);
+  batch_checks(&m, 2, 5, 7);  // 5x7 -> 3x4 -> 2x2 -> 1x1: the upsamplers must meet the skips' sizes
+  batch_checks(&m, 1, 6, 4);
+
+  // 2. the arena: planned once for the job; passes independent of earlier arena contents
+  GenParams p = {.height = 40, .width = 56, .num_frames = 3, .steps = 2, .fps = 7, .motion_bucket_id = 127,
+                 .noise_aug = 0.02f, .min_guidance = 1.0f, .max_guidance = 3.0f, .decode_chunk = 2};
+  GenShape s;
+  if (gen_shape(&m, &p, &s, err, sizeof err)) {
+    printf("FAIL - gen_shape: %s\n", err);
+    return 1;
+  }
+  models_thread_release(&m);
+  models_plan(&m, &p);
+  size_t planned = models_arena_bytes();
+  UCall u;
+  ucall_init(&u, &c, s.B, s.F, s.h, s.w, 5);
+  ucall_run(&m, &u, 0.3f);
+  size_t nout = (size_t)s.B * s.F * c.unet_out_channels * s.h * s.w;
+  float *first = malloc(nout * sizeof(float));
+  memcpy(first, u.out, nout * sizeof(float));
+  float *img = malloc((size_t)3 * p.height * p.width * sizeof(float)), *mean = malloc(s.latent_n * sizeof(float));
+  float *pix = malloc((size_t)3 * c.clip_image_size * c.clip_image_size * sizeof(float)), emb[64];
+  float *frames = malloc((size_t)2 * 3 * p.height * p.width * sizeof(float));
+  fill(img, (size_t)3 * p.height * p.width, 7, 1.0f), fill(pix, (size_t)3 * c.clip_image_size * c.clip_image_size, 8, 1.0f);
+  clip_forward(&m, pix, emb);
+  vae_encode(&m, img, p.height, p.width, mean);
+  vae_decode_chunk(&m, u.out, 2, s.h, s.w, frames);  // fills the arena with other values
+  ucall_run(&m, &u, 0.3f);
+  check(models_arena_bytes() == planned, "models_plan sized the arena for every pass of the job",
+        "(planned %.0f bytes, now %.0f)", (double)planned, (double)models_arena_bytes());
+  check(!memcmp(first, u.out, nout * sizeof(float)), "a UNet pass after other passes is bit-identical to the first",
+        "(err %.2e%.0s)", rel_err(u.out, first, nout), 0);
+  free(first), free(img), free(mean), free(pix), free(frames);
+  ucall_free(&u);
+
+  // 3. refusals
+  GenParams q = p;
+  q.num_frames = 1, q.min_guidance = 1.0f, q.max_guidance = 3.0f;
+  int rc = gen_shape(&m, &q, &s, err, sizeof err);
+  check(rc != 0 && strstr(err, "--num-frames 1"), "gen_shape refuses 1 frame with min guidance <= 1 < max",
+        "(rc %.0f%.0s)", rc, 0);
+  if (rc == 0 || !strstr(err, "--num-frames 1")) printf("#   message: %s\n", rc ? err : "(none)");
+  q.min_guidance = 2.0f;
+  rc = gen_shape(&m, &q, &s, err, sizeof err);
+  check(rc == 0 && s.B == 2, "gen_shape accepts 1 frame with min guidance > 1 (guidance on)", "(rc %.0f, B %.0f)", rc, s.B);
+  q.min_guidance = q.max_guidance = 1.0f;
+  rc = gen_shape(&m, &q, &s, err, sizeof err);
+  check(rc == 0 && s.B == 1, "gen_shape accepts 1 frame without guidance", "(rc %.0f, B %.0f)", rc, s.B);
+  models_thread_release(&m);
+  models_free(&m);
+
+  VdpConfig bad = c;
+  bad.vae_block_out[0] = bad.vae_block_out[1] = 16, bad.vae_norm_groups = 16;  // the graph's GroupNorms have 32 groups
+  Models m2;
+  rc = models_random(&bad, &backend_cpu, &m2, WANT_ALL, err, sizeof err);
+  check(rc != 0 && strstr(err, "32"), "VAE width 16 refused (GroupNorm has 32 groups)", "(rc %.0f%.0s)", rc, 0);
+  if (rc == 0 || !strstr(err, "32")) printf("#   message: %s\n", rc ? err : "(none)");
+  models_free(&m2);
+  VdpSpecList l = {0};
+  rc = model_expected_tensors(&bad, &l, err, sizeof err);
+  check(rc != 0, "model_expected_tensors (vdp convert) refuses it too", "(rc %.0f%.0s)", rc, 0);
+  speclist_free(&l);
+  return n_fail ? 1 : 0;
+}
