@@ -27,6 +27,7 @@
 // Output: "ok - NAME ..." / "FAIL - NAME ...", "# info ..." lines, then "N passed, N failed".
 #include "../kernels.h"
 #include "../model.h"
+#include "golden_rule.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -111,26 +112,11 @@ static Backend em_backend(void) {
 // Comparison (the one rule above)
 // ---------------------------------------------------------------------------------------------------
 static double compare(const char *what, const float *got, const float *ref, int64_t n, int exact, int info) {
-  double maxdiff = 0, maxref = 0;
-  int64_t differ = 0, nonfinite = 0;
-  for (int64_t i = 0; i < n; i++) {
-    if (!isfinite(got[i])) nonfinite++;
-    double d = fabs((double)got[i] - (double)ref[i]);
-    if (d > maxdiff || d != d) maxdiff = d;
-    if (fabs(ref[i]) > maxref) maxref = fabs(ref[i]);
-    if (memcmp(&got[i], &ref[i], 4)) differ++;
-  }
-  double err = maxdiff / (maxref > 1 ? maxref : 1);
-  int ok = nonfinite == 0 && (exact ? differ == 0 : err <= TOL);
-  const char *tag = info ? "# info -" : ok ? "ok -" : "FAIL -";
+  GoldenDiff d = golden_diff(got, ref, n);
+  int ok = golden_ok(&d, exact, TOL);
   if (!info) ok ? n_pass++ : n_fail++;
-  if (exact)
-    printf("%s %s bit-exact: %lld of %lld values differ (max abs diff %.3g)\n", tag, what, (long long)differ,
-           (long long)n, maxdiff);
-  else
-    printf("%s %s err=%.3g (tol %.0e; max|diff| %.3g, max|ref| %.3g, n=%lld%s)\n", tag, what, err, TOL, maxdiff, maxref,
-           (long long)n, nonfinite ? ", NON-FINITE" : "");
-  return err;
+  golden_print(info ? "# info -" : ok ? "ok -" : "FAIL -", what, &d, exact, TOL);
+  return d.err;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 // i.e. absolute for values of order one (frames in [0,1]: the 1e-3 max-abs bar) and relative
 // for large ones (latents scaled by sigma up to 700). The random draws are held to bit equality.
 #include "../model.h"
+#include "golden_rule.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -42,26 +43,12 @@ static int64_t numel(const int64_t *shape, int ndim) {
   return n;
 }
 
-// The tolerance rule (see the top of the file). exact = bitwise equality required.
+// The tolerance rule (golden_rule.h). exact = bitwise equality required.
 static void compare(const char *what, const float *got, const float *ref, int64_t n, int exact) {
-  double maxdiff = 0, maxref = 0;
-  int64_t differ = 0, nonfinite = 0;
-  for (int64_t i = 0; i < n; i++) {
-    if (!isfinite(got[i])) nonfinite++;
-    double d = fabs((double)got[i] - (double)ref[i]);
-    if (d > maxdiff || d != d) maxdiff = d;
-    if (fabs(ref[i]) > maxref) maxref = fabs(ref[i]);
-    if (memcmp(&got[i], &ref[i], 4)) differ++;
-  }
-  double err = maxdiff / (maxref > 1 ? maxref : 1);
-  int ok = nonfinite == 0 && (exact ? differ == 0 : err <= TOL);
+  GoldenDiff d = golden_diff(got, ref, n);
+  int ok = golden_ok(&d, exact, TOL);
   if (!ok) n_fail++;
-  if (exact)
-    printf("%s - %s bit-exact: %lld of %lld values differ (max abs diff %.3g)\n", ok ? "ok" : "FAIL", what,
-           (long long)differ, (long long)n, maxdiff);
-  else
-    printf("%s - %s err=%.3g (tol %.0e; max|diff| %.3g, max|ref| %.3g, n=%lld%s)\n", ok ? "ok" : "FAIL", what, err, TOL,
-           maxdiff, maxref, (long long)n, nonfinite ? ", NON-FINITE" : "");
+  golden_print(ok ? "ok -" : "FAIL -", what, &d, exact, TOL);
 }
 
 static int run(const char *cmd) {
