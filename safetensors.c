@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -447,15 +448,13 @@ static int cmp_st_begin(const void *a, const void *b) {
   return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
 
+// bsearch comparator for tables sorted by name whose elements start with their name (StTensor, VdpTensor).
+int name_key_cmp(const void *key, const void *elem) { return strcmp(key, (const char *)elem); }
+_Static_assert(offsetof(StTensor, name) == 0, "name_key_cmp needs the name first");
+_Static_assert(offsetof(VdpTensor, name) == 0, "name_key_cmp needs the name first");
+
 const StTensor *st_find(const StHeader *h, const char *name) {
-  int lo = 0, hi = h->n - 1;
-  while (lo <= hi) {
-    int mid = lo + (hi - lo) / 2, c = strcmp(h->t[mid].name, name);
-    if (!c) return &h->t[mid];
-    if (c < 0) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return NULL;
+  return h->n ? bsearch(name, h->t, (size_t)h->n, sizeof *h->t, name_key_cmp) : NULL;
 }
 
 // Reads one tensor entry {"dtype", "shape", "data_offsets"} of the header into t.

@@ -229,6 +229,7 @@ typedef struct {
 // Opens a file and validates its header (names, dtypes, shapes, offsets inside the file, no overlaps).
 int st_open(const char *path, StFile *f, char *err, size_t errlen);
 void st_close(StFile *f);
+int name_key_cmp(const void *key, const void *elem);  // bsearch over tables sorted by a leading name
 const StTensor *st_find(const StHeader *h, const char *name);  // binary search, NULL when absent
 // The header of a file held in buf (at least its first 8 + N bytes; the file is file_size bytes long).
 int st_parse_mem(const uint8_t *buf, size_t len, uint64_t file_size, StHeader *h, char *err, size_t errlen);

@@ -1079,14 +1079,7 @@ void vdpw_close(VdpFile *f) {
 }
 
 const VdpTensor *vdpw_find(const VdpFile *f, const char *name) {
-  int lo = 0, hi = f->n_tensors - 1;
-  while (lo <= hi) {
-    int mid = lo + (hi - lo) / 2, c = strcmp(f->tensors[mid].name, name);
-    if (!c) return &f->tensors[mid];
-    if (c < 0) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return NULL;
+  return f->n_tensors > 0 ? bsearch(name, f->tensors, (size_t)f->n_tensors, sizeof *f->tensors, name_key_cmp) : NULL;
 }
 
 // ---------------------------------------------------------------------------------------------------
