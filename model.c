@@ -1345,9 +1345,14 @@ void pipeline_decode(const Models *m, const GenParams *p, const float *latent, f
   float *z = hbuf((int64_t)s.latent_n), *dec = hbuf((int64_t)s.F * oc * npix);
   for (size_t i = 0; i < s.latent_n; i++) z[i] = inv * latent[i];
   dump_tensor(p, "vae_decode_in", z, 4, (int64_t[]){s.F, s.lat_c, s.h, s.w});
+  int chunks = (s.F + p->decode_chunk - 1) / p->decode_chunk;
+  double t0 = vdp_now();
   for (int f0 = 0; f0 < s.F; f0 += p->decode_chunk) {  // each chunk is decoded as its own short video
     int n = s.F - f0 < p->decode_chunk ? s.F - f0 : p->decode_chunk;
     vae_decode_chunk(m, z + f0 * plane, n, s.h, s.w, dec + (int64_t)f0 * oc * npix);
+    if (!p->quiet && chunks > 1)  // decoding is long on the CPU at full size: say where it is
+      fprintf(stderr, "decode: frames %d-%d (chunk %d/%d)  elapsed %.1fs\n", f0, f0 + n - 1, f0 / p->decode_chunk + 1,
+              chunks, vdp_now() - t0);
   }
   dump_tensor(p, "vae_decode_out", dec, 4, (int64_t[]){s.F, oc, H, W});
   for (int f = 0; f < s.F; f++)  // f c h w -> f h w c, x·0.5 + 0.5 clamped to [0,1]
