@@ -599,11 +599,8 @@ int st_parse_buffer(const uint8_t *buf, size_t len, char *err, size_t errlen) {
   return rc;
 }
 
-// Opens a safetensors file: reads and validates the header; the data stays on disk (read with pread).
-int st_open(const char *path, StFile *f, char *err, size_t errlen) {
-  memset(f, 0, sizeof *f);
-  f->fd = -1;
-  snprintf(f->path, sizeof f->path, "%s", path);
+// Opens a regular file for reading; its size in *size. -1 with a message naming the path otherwise.
+int open_regular(const char *path, uint64_t *size, char *err, size_t errlen) {
   int fd = open(path, O_RDONLY);
   if (fd < 0) return errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
   struct stat st;
@@ -611,7 +608,18 @@ int st_open(const char *path, StFile *f, char *err, size_t errlen) {
     close(fd);
     return errf(err, errlen, "%s: not a regular file", path);
   }
-  uint64_t size = (uint64_t)st.st_size;
+  *size = (uint64_t)st.st_size;
+  return fd;
+}
+
+// Opens a safetensors file: reads and validates the header; the data stays on disk (read with pread).
+int st_open(const char *path, StFile *f, char *err, size_t errlen) {
+  memset(f, 0, sizeof *f);
+  f->fd = -1;
+  snprintf(f->path, sizeof f->path, "%s", path);
+  uint64_t size;
+  int fd = open_regular(path, &size, err, errlen);
+  if (fd < 0) return -1;
   uint8_t head[8];
   if (size < 8 || pread_full(fd, head, 8, 0)) {
     close(fd);

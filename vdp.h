@@ -173,6 +173,7 @@ void err_prefix(char *err, size_t errlen, const char *prefix);  // err = "PREFIX
 uint64_t rd_u64(const uint8_t *p);                              // little-endian u64 at any alignment
 int mul_checked(uint64_t a, uint64_t b, uint64_t limit, uint64_t *out);  // *out = a*b, or -1 when > limit
 void fmt_dims(char *buf, size_t n, int ndim, const int64_t *shape);      // "[2,3,4]" for messages
+int open_regular(const char *path, uint64_t *size, char *err, size_t errlen);  // fd of a regular file, or -1
 int pread_full(int fd, void *dst, size_t n, uint64_t off);      // pread looping over short reads; -1 on error/EOF
 
 // Strict JSON (valid UTF-8 only; duplicate keys, \u0000 and text after the value refused; depth, node

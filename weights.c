@@ -1048,14 +1048,10 @@ fail:
 // vdpw_parse leaves path empty (the caller owns the buffer); vdpw_open sets it and owns the mapping.
 int vdpw_open(const char *path, VdpFile *f, char *err, size_t errlen) {
   memset(f, 0, sizeof *f);
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) return errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return errf(err, errlen, "%s: not a regular file", path);
-  }
-  size_t size = (size_t)st.st_size;
+  uint64_t fsize;
+  int fd = open_regular(path, &fsize, err, errlen);
+  if (fd < 0) return -1;
+  size_t size = (size_t)fsize;
   if (size < VDPW_HEADER) {
     close(fd);
     return errf(err, errlen, "%s: file too short (%zu bytes) for a .vdpw header", path, size);
