@@ -27,7 +27,7 @@
 // Output: "ok - NAME ..." / "FAIL - NAME ...", "# info ..." lines, then "N passed, N failed".
 #include "../kernels.h"
 #include "../model.h"
-#include "golden_rule.h"
+#include "golden.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -117,6 +117,12 @@ static double compare(const char *what, const float *got, const float *ref, int6
   if (!info) ok ? n_pass++ : n_fail++;
   golden_print(info ? "# info -" : ok ? "ok -" : "FAIL -", what, &d, exact, TOL);
   return d.err;
+}
+
+static const char *convert_or_fail(const char *model) {
+  const char *vdpw = convert_model(tmpdir, model);
+  if (!vdpw) printf("FAIL - convert %s\n", model), n_fail++;
+  return vdpw;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -378,40 +384,6 @@ static double case_num(const char *casedir, const char *key, double def) {
   double v = strtod(p + strlen(pat), &end);
   return end == p + strlen(pat) ? def : v;
 }
-// "key": "string" from case.json
-static int case_str(const char *casedir, const char *key, char *out, size_t n) {
-  char path[1200], buf[16384], pat[96];
-  snprintf(path, sizeof path, "%s/case.json", casedir);
-  FILE *f = fopen(path, "rb");
-  if (!f) return -1;
-  size_t len = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[len] = 0;
-  snprintf(pat, sizeof pat, "\"%s\"", key);
-  char *p = strstr(buf, pat);
-  if (!p || !(p = strchr(p + strlen(pat), '"'))) return -1;
-  char *e = strchr(p + 1, '"');
-  if (!e || (size_t)(e - p) >= n) return -1;
-  snprintf(out, n, "%.*s", (int)(e - p - 1), p + 1);
-  return 0;
-}
-static int case_model(const char *casedir, char *model, size_t n) { return case_str(casedir, "model", model, n); }
-static const char *convert_model(const char *model) {  // fp32 .vdpw, cached per model
-  static char done[8][256], out[8][512];
-  static int n = 0;
-  for (int i = 0; i < n; i++)
-    if (!strcmp(done[i], model)) return out[i];
-  if (n == 8) return NULL;
-  snprintf(done[n], sizeof done[n], "%s", model);
-  snprintf(out[n], sizeof out[n], "%s/model%d.vdpw", tmpdir, n);
-  char cmd[2048];
-  snprintf(cmd, sizeof cmd, "./vdp convert %s %s --dtype fp32 >/dev/null 2>&1", model, out[n]);
-  if (system(cmd)) {
-    printf("FAIL - convert %s (%s)\n", model, cmd), n_fail++;
-    return NULL;
-  }
-  return out[n++];
-}
 
 // got (tested backend) vs ref (CPU backend): checked; got vs diffusers' golden: info
 static void compare3(const char *name, const char *what, const float *got, const float *cpu, const float *golden,
@@ -504,8 +476,8 @@ static void run_models(void) {
     char casedir[600], model[256], err[1024];
     snprintf(casedir, sizeof casedir, "%s/%.200s", root, names[i]);
     struct stat st;
-    if (stat(casedir, &st) || !S_ISDIR(st.st_mode) || case_model(casedir, model, sizeof model)) continue;
-    const char *vdpw = convert_model(model);
+    if (stat(casedir, &st) || !S_ISDIR(st.st_mode) || case_str(casedir, "model", model, sizeof model)) continue;
+    const char *vdpw = convert_or_fail(model);
     if (!vdpw) continue;
     VdpFile f;
     Models *mg = vdp_calloc(1, sizeof *mg, "models"), *mr = vdp_calloc(1, sizeof *mr, "models");
@@ -530,11 +502,11 @@ static void run_pipeline_inproc(const char *case_name) {
   char casedir[512], model[256], image[512], err[1024];
   snprintf(casedir, sizeof casedir, "test/data/golden/%s", case_name);
   printf("# 3a. the pipeline in-process on %s (%s): frames vs diffusers\n", G->name, case_name);
-  if (case_model(casedir, model, sizeof model) || case_str(casedir, "image", image, sizeof image)) {
+  if (case_str(casedir, "model", model, sizeof model) || case_str(casedir, "image", image, sizeof image)) {
     printf("FAIL - pipeline: cannot read %s/case.json\n", casedir), n_fail++;
     return;
   }
-  const char *vdpw = convert_model(model);
+  const char *vdpw = convert_or_fail(model);
   if (!vdpw) return;
   GenParams p = {.height = (int)case_num(casedir, "height", 0), .width = (int)case_num(casedir, "width", 0),
                  .num_frames = (int)case_num(casedir, "num_frames", 0),
@@ -589,7 +561,7 @@ static void run_generate(const char *case_name) {
   printf("# 3b. ./vdp generate --device %s on %s: frames vs diffusers, noises bit-exact\n", device, case_name);
   snprintf(path, sizeof path, "%s/args.txt", casedir);
   FILE *f = fopen(path, "rb");
-  if (!f || !fgets(line, sizeof line, f) || case_model(casedir, model, sizeof model)) {
+  if (!f || !fgets(line, sizeof line, f) || case_str(casedir, "model", model, sizeof model)) {
     printf("FAIL - generate: cannot read %s or its case.json\n", path), n_fail++;
     if (f) fclose(f);
     return;
@@ -598,7 +570,7 @@ static void run_generate(const char *case_name) {
   line[strcspn(line, "\r\n")] = 0;
   char *args = strchr(line, '\t');
   args = args ? args + 1 : line;
-  const char *vdpw = convert_model(model);
+  const char *vdpw = convert_or_fail(model);
   if (!vdpw) return;
   snprintf(dump, sizeof dump, "%s/dump_%s", tmpdir, case_name);
   snprintf(cmd, sizeof cmd, "./vdp generate --device %s --model %s --out %s/%s.npy --dump %s %s >%s/gen.log 2>&1", device,

@@ -61,7 +61,7 @@ tally "$LOG1" "${PIPESTATUS[0]}"
 
 # 2. the Backend table and the pipeline (needs ./vdp for convert / generate)
 PBIN=$OUTDIR/gpu_pipeline
-if newer "$PBIN" test/gpu_pipeline.c test/golden_rule.h "$BUILD/kernels.o" $LIB_OBJ kernels.h model.h vdp.h; then
+if newer "$PBIN" test/gpu_pipeline.c test/golden.h "$BUILD/kernels.o" $LIB_OBJ kernels.h model.h vdp.h; then
   if ! "$CC" -std=c11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -fopenmp -D_GNU_SOURCE -I. \
       -o "$PBIN" test/gpu_pipeline.c $LIB_OBJ "$BUILD/kernels.o" -L"$CUDA_HOME/lib64" -Wl,-rpath,"$CUDA_HOME/lib64" \
       -lcudart -lnccl -lstdc++ -lpng -ljpeg -lm -lpthread; then

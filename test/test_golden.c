@@ -12,7 +12,7 @@
 // i.e. absolute for values of order one (frames in [0,1]: the issue's 1e-3 max-abs bar) and relative
 // for large ones (latents scaled by sigma up to 700). The random draws are held to bit equality.
 #include "../model.h"
-#include "golden_rule.h"
+#include "golden.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -43,7 +43,7 @@ static int64_t numel(const int64_t *shape, int ndim) {
   return n;
 }
 
-// The tolerance rule (golden_rule.h). exact = bitwise equality required.
+// The tolerance rule (golden.h). exact = bitwise equality required.
 static void compare(const char *what, const float *got, const float *ref, int64_t n, int exact) {
   GoldenDiff d = golden_diff(got, ref, n);
   int ok = golden_ok(&d, exact, TOL);
@@ -55,41 +55,6 @@ static int run(const char *cmd) {
   int rc = system(cmd);
   if (rc != 0) printf("# command failed (status %d): %s\n", rc, cmd);
   return rc;
-}
-
-// model path "test/data/models/tiny3" from case.json
-static int case_model(const char *casedir, char *model, size_t n) {
-  char path[2048];
-  snprintf(path, sizeof path, "%s/case.json", casedir);
-  FILE *f = fopen(path, "rb");
-  if (!f) return -1;
-  char buf[8192];
-  size_t len = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[len] = 0;
-  char *p = strstr(buf, "\"model\"");
-  if (!p || !(p = strchr(p + 7, '"'))) return -1;
-  char *e = strchr(p + 1, '"');
-  if (!e || (size_t)(e - p) >= n) return -1;
-  snprintf(model, n, "%.*s", (int)(e - p - 1), p + 1);
-  return 0;
-}
-
-static const char *convert_model(const char *model) {  // cached per model
-  static char done[8][256], out[8][512];
-  static int n = 0;
-  for (int i = 0; i < n; i++)
-    if (!strcmp(done[i], model)) return out[i];
-  if (n == 8) return NULL;
-  snprintf(done[n], sizeof done[n], "%s", model);
-  snprintf(out[n], sizeof out[n], "%s/model%d.vdpw", tmpdir, n);
-  char cmd[2048];
-  snprintf(cmd, sizeof cmd, "./vdp convert %s %s --dtype fp32 2>/dev/null", model, out[n]);
-  if (run(cmd)) {
-    printf("FAIL - convert %s\n", model), n_fail++;
-    return NULL;
-  }
-  return out[n++];
 }
 
 static void check_components(const char *casedir, const char *name, const Models *m) {
@@ -218,12 +183,15 @@ int main(void) {
     snprintf(casedir, sizeof casedir, "%s/%.200s", root, names[i]);
     struct stat st;
     if (stat(casedir, &st) || !S_ISDIR(st.st_mode)) continue;
-    if (case_model(casedir, model, sizeof model)) {
+    if (case_str(casedir, "model", model, sizeof model)) {
       printf("FAIL - %s: no model in case.json\n", names[i]), n_fail++;
       continue;
     }
-    const char *vdpw = convert_model(model);
-    if (!vdpw) continue;
+    const char *vdpw = convert_model(tmpdir, model);
+    if (!vdpw) {
+      printf("FAIL - convert %s\n", model), n_fail++;
+      continue;
+    }
     char err[1024];
     VdpFile f;
     Models *m = vdp_calloc(1, sizeof *m, "models");
