@@ -596,17 +596,51 @@ static void t_free(const void *p) {
 static void *at(const void *p, int64_t i) { return (char *)p + i * (int64_t)g_be->elem_size; }  // element offset
 
 typedef void (*PassFn)(const Models *m, void *args);
-static void run_pass(const Models *m, PassFn fn, void *args) {
+
+// Peaks already measured on this thread: (pass, models, configuration, shape) -> bytes. The step loop
+// repeats one UNet shape, so its dry run happens once, not every step.
+typedef struct {
+  PassFn fn;
+  const Models *m;
+  uint64_t cfg_hash;
+  int shape[4];
+  size_t need;
+} PlanEntry;
+static _Thread_local PlanEntry g_plans[16];
+static _Thread_local int g_n_plans;
+
+static uint64_t cfg_hash(const VdpConfig *c) {  // FNV-1a over the configuration's bytes
+  const unsigned char *p = (const unsigned char *)c;
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < sizeof *c; i++) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+// Runs one forward pass: plans its peak with a dry run unless this shape was measured before, grows the
+// arena if needed (only before the step loop when models_plan ran), then runs it for real.
+static void run_pass(const Models *m, PassFn fn, void *args, const int shape[4]) {
   const Backend *prev = g_be;
   g_be = m->be;
   Arena *a = &g_arena;
   if (g_arena_be && g_arena_be != m->be) models_thread_release(m);  // the block belongs to another backend
-  char *base = a->base;
-  size_t cap = a->cap;
-  a->base = PLAN_BASE, a->cap = SIZE_MAX, a->planning = 1, a->peak = 0, a->n_used = 0;
-  fn(m, args);  // dry run: the peak of this pass
-  size_t need = a->peak;
-  a->base = base, a->cap = cap, a->planning = 0, a->n_used = 0;
+  uint64_t h = cfg_hash(&m->cfg);
+  PlanEntry *e = NULL;
+  for (int i = 0; i < g_n_plans && !e; i++)
+    if (g_plans[i].fn == fn && g_plans[i].m == m && g_plans[i].cfg_hash == h && !memcmp(g_plans[i].shape, shape, sizeof g_plans[i].shape))
+      e = &g_plans[i];
+  size_t need;
+  if (e) {
+    need = e->need;
+  } else {
+    char *base = a->base;
+    size_t cap = a->cap;
+    a->base = PLAN_BASE, a->cap = SIZE_MAX, a->planning = 1, a->peak = 0, a->n_used = 0;
+    fn(m, args);  // dry run: the peak of this pass
+    need = a->peak;
+    a->base = base, a->cap = cap, a->planning = 0, a->n_used = 0;
+    e = &g_plans[g_n_plans < 16 ? g_n_plans++ : 15];
+    *e = (PlanEntry){fn, m, h, {shape[0], shape[1], shape[2], shape[3]}, need};
+  }
   if (need > a->cap) {
     if (a->base) g_arena_be->mem_free(a->base);
     a->base = m->be->mem_alloc(need, "activation arena");
@@ -621,6 +655,7 @@ static void run_pass(const Models *m, PassFn fn, void *args) {
 
 void models_thread_release(const Models *m) {
   if (g_arena.base && g_arena_be) g_arena_be->mem_free(g_arena.base);
+  g_n_plans = 0;  // the models these peaks were measured for may go too
   free(g_arena.used);
   memset(&g_arena, 0, sizeof g_arena);
   g_arena_be = NULL;
@@ -924,7 +959,7 @@ static void clip_pass(const Models *m, void *args) {
 }
 
 void clip_forward(const Models *m, const float *pixels, float *embeds) {
-  run_pass(m, clip_pass, &(ClipArgs){pixels, embeds});
+  run_pass(m, clip_pass, &(ClipArgs){pixels, embeds}, (const int[4]){0});
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -963,7 +998,7 @@ static void encode_pass(const Models *m, void *args) {
 }
 
 void vae_encode(const Models *m, const float *img, int H, int W, float *mean) {
-  run_pass(m, encode_pass, &(EncArgs){img, H, W, mean});
+  run_pass(m, encode_pass, &(EncArgs){img, H, W, mean}, (const int[4]){H, W});
 }
 
 // Temporal decoder for one chunk of n frames: z [n, latent, h, w] -> frames [n, 3, H, W]
@@ -1005,7 +1040,7 @@ static void decode_pass(const Models *m, void *args) {
 }
 
 void vae_decode_chunk(const Models *m, const float *z, int n, int h, int w, float *out) {
-  run_pass(m, decode_pass, &(DecArgs){z, n, h, w, out});
+  run_pass(m, decode_pass, &(DecArgs){z, n, h, w, out}, (const int[4]){n, h, w});
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1103,7 +1138,7 @@ static void unet_pass(const Models *m, void *args) {
 
 void unet_forward(const Models *m, const float *sample, int B, int F, int h, int w, float t, const float *ctx,
                   const float *ids, float *out) {
-  run_pass(m, unet_pass, &(UNetArgs){sample, ctx, ids, B, F, h, w, t, out});
+  run_pass(m, unet_pass, &(UNetArgs){sample, ctx, ids, B, F, h, w, t, out}, (const int[4]){B, F, h, w});
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1296,10 +1331,9 @@ void pipeline_step(const Models *m, const GenParams *p, int i, const float *cond
   char err[256];
   if (gen_shape(m, p, &s, err, sizeof err)) vdp_die("%s", err);
   CondView cv = cond_view(&s, (float *)cond);
-  float *sig = hbuf(p->steps + 1), *ts = hbuf(p->steps);
+  float sig[1001], ts[1000];  // steps <= 1000 (gen_shape)
   scheduler_karras(&m->cfg, p->steps, sig, ts);
   float sigma = sig[i], next = sig[i + 1], t = ts[i];
-  free(sig), free(ts);
 
   // UNet input: [B, F, 2·lat_c, h, w] = cat(latent / sqrt(σ²+1), image latents) on channels
   int64_t plane = (int64_t)s.lat_c * s.h * s.w;  // one frame's latent
