@@ -86,18 +86,14 @@ static void str_printf(Str *b, const char *fmt, ...) {
 
 // Reads a whole small file (config.json) into a NUL-terminated buffer; refuses files over `max`.
 static int read_small_file(const char *path, char **buf, size_t *len, size_t max, char *err, size_t errlen) {
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) return errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  uint64_t size;
+  int fd = open_regular(path, &size, err, errlen);
+  if (fd < 0) return -1;
+  if (size > max) {
     close(fd);
-    return errf(err, errlen, "%s: not a regular file", path);
+    return errf(err, errlen, "%s: file too large (%llu bytes, limit %zu)", path, (unsigned long long)size, max);
   }
-  if ((uint64_t)st.st_size > max) {
-    close(fd);
-    return errf(err, errlen, "%s: file too large (%lld bytes, limit %zu)", path, (long long)st.st_size, max);
-  }
-  size_t n = (size_t)st.st_size, got = 0;
+  size_t n = (size_t)size, got = 0;
   char *p = vdp_malloc(n + 1, path);
   while (got < n) {
     ssize_t r = read(fd, p + got, n - got);

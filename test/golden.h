@@ -12,6 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+static inline int64_t numel(const int64_t *shape, int ndim) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= shape[i];
+  return n;
+}
+
 typedef struct {
   double err, maxdiff, maxref;
   long long n, differ, nonfinite;  // values, values not bit-identical, non-finite values in got

@@ -363,11 +363,6 @@ static float *load(const char *dir, const char *name, int64_t *shape, int *ndim)
   }
   return x;
 }
-static int64_t numel(const int64_t *s, int nd) {
-  int64_t n = 1;
-  for (int i = 0; i < nd; i++) n *= s[i];
-  return n;
-}
 // "key": value from case.json (a number), or def
 static double case_num(const char *casedir, const char *key, double def) {
   char path[1200], buf[16384], pat[96];

@@ -37,11 +37,6 @@ static float *load(const char *dir, const char *name, int64_t *shape, int *ndim,
   return x;
 }
 
-static int64_t numel(const int64_t *shape, int ndim) {
-  int64_t n = 1;
-  for (int i = 0; i < ndim; i++) n *= shape[i];
-  return n;
-}
 
 // The tolerance rule (golden.h). exact = bitwise equality required.
 static void compare(const char *what, const float *got, const float *ref, int64_t n, int exact) {
