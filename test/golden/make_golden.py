@@ -24,6 +24,9 @@ test/golden/make_image_golden.py, called at the end when present):
                            root, without --model/--out/--dump)
   test/data/golden/unet_only/  one standalone UNet forward of the tiny3 model
   test/data/golden/MANIFEST.sha256  checksums of every file above (reproducibility check)
+  test/data/sgm/           the single-file SGM checkpoint svd_mini.safetensors and the diffusers
+                           folder svd_mini/ of the same weights, with their own MANIFEST.sha256
+                           (`make_golden.py --sgm-only` writes only these; see write_sgm_fixtures)
 
 Models:
   tiny   diffusers' own pipeline-test configuration (svd-spec.md section 6.1).
@@ -304,7 +307,7 @@ def round_to_fp16(model):
             assert torch.equal(p.half().float(), p) and torch.isfinite(p).all(), name
 
 
-def save_model(name, comps, perturb_seed):
+def save_model(name, comps, perturb_seed, root=MODELS):
     """Perturb, round to fp16-representable values, assemble the pipeline and save only the
     "fp16" variant weight files (*.fp16.safetensors), like the published SVD repos.
 
@@ -316,7 +319,7 @@ def save_model(name, comps, perturb_seed):
         round_to_fp16(comps[comp])
         comps[comp].eval()
     pipe = StableVideoDiffusionPipeline(**comps)
-    out = MODELS / name
+    out = root / name
     if out.exists():
         shutil.rmtree(out)
     # Save from an fp16 copy; the in-memory pipeline stays float32 for the reference runs.
@@ -347,10 +350,10 @@ def save_model(name, comps, perturb_seed):
     return pipe
 
 
-def load_fp16_variant(name, pipe):
+def load_fp16_variant(name, pipe, root=MODELS):
     """Load the written folder like a user would (fp16 variant files, computed in float32) and
     assert it holds the same weights and configs as the in-memory pipeline."""
-    loaded = StableVideoDiffusionPipeline.from_pretrained(MODELS / name, variant="fp16",
+    loaded = StableVideoDiffusionPipeline.from_pretrained(root / name, variant="fp16",
                                                           dtype=torch.float32)
     loaded.set_progress_bar_config(disable=True)
     for comp in ("unet", "vae", "image_encoder"):
@@ -360,6 +363,333 @@ def load_fp16_variant(name, pipe):
             assert got[k].dtype == torch.float32 and torch.equal(got[k], ref[k]), \
                 f"{name}/{comp}/{k}: reloaded weight differs"
     return loaded
+
+
+# --------------------------------------------------------------------------------------------
+# Single-file SGM checkpoints (vdp convert FILE.safetensors, sgm.c)
+# --------------------------------------------------------------------------------------------
+# SGM = Stability's generative-models, whose layout ComfyUI's svd.safetensors / svd_xt.safetensors
+# use. The files are written here by walking diffusers' module structure and placing each module
+# where SGM's constructors put the same module (sgm/modules/diffusionmodules/video_model.py
+# VideoUNet, .../model.py Encoder/Decoder, sgm/modules/autoencoding/temporal_ae.py VideoDecoder,
+# open_clip VisionTransformer): block counters advance like SGM's loops do, independently of the C
+# table in sgm.c, which derives SGM names from diffusers names.
+#
+# None of the existing fixtures is a model SGM can hold with SVD's settings: SVD's VideoUNet uses
+# 64-channel attention heads (tiny: 8 heads over 32 channels; tiny3: 1/2/16 heads per level),
+# OpenCLIP's head width is 64 outside ViT-H/bigG (both tiny CLIPs have 32-wide towers with 4 and 2
+# heads), LDM's decoder has a 2-resnet middle (tiny's VAE layers_per_block 1). So the SGM test
+# model `svd_mini` follows the published SVD conventions in everything the weights do not store
+# (heads of 64 channels, OpenCLIP head width 64, exact GELU, VAE layers_per_block 2, scaling factor
+# 0.18215, the published scheduler and CLIP mean/std, sample_size 96, num_frames 14 for a file name
+# without "xt"); its diffusers folder is written next to the SGM file, so the two convert to
+# identical .vdpw files. Sizes are the smallest that keep every mapping rule's kind in use:
+# two UNet levels (32 -> 64: 1x1 skip connections, a downsample, an upsample) with attention in
+# the mid block only (the smallest width with a 64-channel head is 64, and each transformer of
+# that width costs ~240k parameters), a 2-level VAE of width 32, a 2-layer 64-wide CLIP.
+# Only the fp16 SGM file is stored (3 MB); the fp32 case is made by test/test_sgm.c, which upcasts
+# it tensor by tensor without renaming anything (an fp32 copy would add 6 MB).
+SGM = DATA / "sgm"
+P_UNET = "model.diffusion_model."
+P_VENC = "conditioner.embedders.3.encoder."
+P_VDEC = "first_stage_model."
+P_CLIP = "conditioner.embedders.0.open_clip.model.visual."
+
+
+def build_svd_mini():
+    torch.manual_seed(0)
+    unet = UNetSpatioTemporalConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=96, in_channels=8,
+        out_channels=4, down_block_types=("DownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "UpBlockSpatioTemporal"),
+        cross_attention_dim=16, num_attention_heads=(1, 1),
+        projection_class_embeddings_input_dim=24, addition_time_embed_dim=8, num_frames=14)
+    scheduler = svd_scheduler()
+    torch.manual_seed(0)
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=[32, 32], in_channels=3, out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 2, latent_channels=4, layers_per_block=2,
+        sample_size=32)
+    torch.manual_seed(0)
+    clip_cfg = CLIPVisionConfig(hidden_size=64, projection_dim=16, num_hidden_layers=2,
+                                num_attention_heads=1, image_size=32, intermediate_size=128,
+                                patch_size=8, hidden_act="gelu", layer_norm_eps=1e-5)
+    image_encoder = CLIPVisionModelWithProjection(clip_cfg)
+    torch.manual_seed(0)
+    feature_extractor = CLIPImageProcessor(crop_size=32, size=32)
+    return dict(unet=unet, scheduler=scheduler, vae=vae, image_encoder=image_encoder,
+                feature_extractor=feature_extractor)
+
+
+class SgmWriter:
+    """Collects SGM-named tensors, remembering which diffusers parameters were placed, so that
+    every parameter is placed exactly once (asserted by done())."""
+
+    def __init__(self, *models):
+        self.names = {}
+        for prefix, m in models:
+            for n, p in m.named_parameters():
+                self.names[id(p)] = f"{prefix}.{n}"
+        self.placed = set()
+        self.out = {}
+
+    def put(self, name, tensor, *params):
+        assert name not in self.out, f"SGM name {name} written twice"
+        self.out[name] = tensor.detach().clone().contiguous()
+        for p in params:
+            key = self.names[id(p)]
+            assert key not in self.placed, f"{key} placed twice"
+            self.placed.add(key)
+
+    def param(self, name, p):
+        self.put(name, p, p)
+
+    def module(self, prefix, m, rename=()):
+        """Every parameter of module m under prefix, local names renamed by (old, new) prefixes."""
+        for n, p in m.named_parameters():
+            for old, new in rename:
+                if n.startswith(old):
+                    n = new + n[len(old):]
+                    break
+            self.param(f"{prefix}.{n}", p)
+
+    def done(self):
+        missing = sorted(set(self.names.values()) - self.placed)
+        assert not missing, f"diffusers parameters not placed in the SGM file: {missing[:5]}"
+        return self.out
+
+
+def sgm_video_resblock(w, prefix, r):
+    """diffusers SpatioTemporalResBlock -> SGM VideoResBlock (UNet): the spatial ResBlock is the
+    module itself (in_layers: GroupNorm, SiLU, conv; emb_layers: SiLU, linear; out_layers:
+    GroupNorm, SiLU, dropout, conv), the temporal one its time_stack."""
+    for part, pre in ((r.spatial_res_block, prefix), (r.temporal_res_block, prefix + ".time_stack")):
+        w.module(f"{pre}.in_layers.0", part.norm1)
+        w.module(f"{pre}.in_layers.2", part.conv1)
+        w.module(f"{pre}.emb_layers.1", part.time_emb_proj)
+        w.module(f"{pre}.out_layers.0", part.norm2)
+        w.module(f"{pre}.out_layers.3", part.conv2)
+        if getattr(part, "conv_shortcut", None) is not None:
+            w.module(f"{pre}.skip_connection", part.conv_shortcut)
+    w.param(f"{prefix}.time_mixer.mix_factor", r.time_mixer.mix_factor)
+
+
+def sgm_video_transformer(w, prefix, t):
+    """TransformerSpatioTemporalModel -> SpatialVideoTransformer: same module names except the
+    temporal blocks (time_stack) and the frame-position MLP (nn.Sequential: 0 and 2)."""
+    w.module(prefix, t, rename=(("temporal_transformer_blocks.", "time_stack."),
+                                ("time_pos_embed.linear_1.", "time_pos_embed.0."),
+                                ("time_pos_embed.linear_2.", "time_pos_embed.2.")))
+
+
+def sgm_unet(w, u):
+    P = P_UNET
+    w.module(P + "input_blocks.0.0", u.conv_in)
+    w.module(P + "time_embed.0", u.time_embedding.linear_1)
+    w.module(P + "time_embed.2", u.time_embedding.linear_2)
+    w.module(P + "label_emb.0.0", u.add_embedding.linear_1)
+    w.module(P + "label_emb.0.2", u.add_embedding.linear_2)
+    k = 1                                                 # input_blocks[0] is conv_in
+    for blk in u.down_blocks:
+        attns = getattr(blk, "attentions", None)
+        for j, res in enumerate(blk.resnets):
+            sgm_video_resblock(w, f"{P}input_blocks.{k}.0", res)
+            if attns is not None:
+                sgm_video_transformer(w, f"{P}input_blocks.{k}.1", attns[j])
+            k += 1
+        if blk.downsamplers is not None:
+            w.module(f"{P}input_blocks.{k}.0.op", blk.downsamplers[0].conv)
+            k += 1
+    sgm_video_resblock(w, P + "middle_block.0", u.mid_block.resnets[0])
+    sgm_video_transformer(w, P + "middle_block.1", u.mid_block.attentions[0])
+    sgm_video_resblock(w, P + "middle_block.2", u.mid_block.resnets[1])
+    k = 0
+    for blk in u.up_blocks:
+        attns = getattr(blk, "attentions", None)
+        for j, res in enumerate(blk.resnets):
+            sgm_video_resblock(w, f"{P}output_blocks.{k}.0", res)
+            pos = 1
+            if attns is not None:
+                sgm_video_transformer(w, f"{P}output_blocks.{k}.1", attns[j])
+                pos = 2
+            if j == len(blk.resnets) - 1 and blk.upsamplers is not None:
+                w.module(f"{P}output_blocks.{k}.{pos}.conv", blk.upsamplers[0].conv)
+            k += 1
+    w.module(P + "out.0", u.conv_norm_out)
+    w.module(P + "out.2", u.conv_out)
+
+
+def sgm_ldm_attn(w, prefix, a, norm):
+    """diffusers Attention (Linear q/k/v/out) -> LDM AttnBlock (1x1 convolutions)."""
+    w.module(prefix + ".norm", norm)
+    for lin, name in ((a.to_q, "q"), (a.to_k, "k"), (a.to_v, "v"), (a.to_out[0], "proj_out")):
+        w.put(f"{prefix}.{name}.weight", lin.weight[:, :, None, None], lin.weight)
+        w.param(f"{prefix}.{name}.bias", lin.bias)
+
+
+def sgm_ldm_resnet(w, prefix, r):
+    for n in ("norm1", "conv1", "norm2", "conv2"):
+        w.module(f"{prefix}.{n}", getattr(r, n))
+    if r.conv_shortcut is not None:
+        w.module(f"{prefix}.nin_shortcut", r.conv_shortcut)
+
+
+def sgm_encoder(w, prefix, enc):
+    w.module(prefix + ".conv_in", enc.conv_in)
+    for i, blk in enumerate(enc.down_blocks):
+        for j, r in enumerate(blk.resnets):
+            sgm_ldm_resnet(w, f"{prefix}.down.{i}.block.{j}", r)
+        if blk.downsamplers is not None:
+            w.module(f"{prefix}.down.{i}.downsample.conv", blk.downsamplers[0].conv)
+    mid = enc.mid_block
+    sgm_ldm_resnet(w, f"{prefix}.mid.block_1", mid.resnets[0])
+    a = mid.attentions[0]
+    sgm_ldm_attn(w, f"{prefix}.mid.attn_1", a, a.group_norm)
+    sgm_ldm_resnet(w, f"{prefix}.mid.block_2", mid.resnets[1])
+    w.module(prefix + ".norm_out", enc.conv_norm_out)
+    w.module(prefix + ".conv_out", enc.conv_out)
+
+
+def sgm_vae_resblock(w, prefix, r):
+    """SpatioTemporalResBlock (temporal decoder) -> SGM temporal_ae.VideoResBlock."""
+    sgm_ldm_resnet(w, prefix, r.spatial_res_block)
+    t = r.temporal_res_block
+    for n, s in (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
+                 ("conv2", "out_layers.3")):
+        w.module(f"{prefix}.time_stack.{s}", getattr(t, n))
+    w.param(f"{prefix}.mix_factor", r.time_mixer.mix_factor)
+
+
+def sgm_vae(w, vae):
+    sgm_encoder(w, P_VENC + "encoder", vae.encoder)
+    w.module(P_VENC + "quant_conv", vae.quant_conv)
+    d, D = vae.decoder, P_VDEC + "decoder"
+    w.module(D + ".conv_in", d.conv_in)
+    sgm_vae_resblock(w, D + ".mid.block_1", d.mid_block.resnets[0])
+    a = d.mid_block.attentions[0]
+    sgm_ldm_attn(w, D + ".mid.attn_1", a, a.group_norm)
+    sgm_vae_resblock(w, D + ".mid.block_2", d.mid_block.resnets[1])
+    L = len(d.up_blocks)
+    for i, blk in enumerate(d.up_blocks):                 # diffusers runs the deepest level first
+        lvl = L - 1 - i
+        for j, r in enumerate(blk.resnets):
+            sgm_vae_resblock(w, f"{D}.up.{lvl}.block.{j}", r)
+        if blk.upsamplers is not None:
+            w.module(f"{D}.up.{lvl}.upsample.conv", blk.upsamplers[0].conv)
+    w.module(D + ".norm_out", d.conv_norm_out)
+    w.module(D + ".conv_out", d.conv_out)
+    w.module(D + ".conv_out.time_mix_conv", d.time_conv_out)
+
+
+def sgm_clip(w, enc):
+    v, P = enc.vision_model, P_CLIP
+    w.param(P + "conv1.weight", v.embeddings.patch_embedding.weight)
+    w.param(P + "class_embedding", v.embeddings.class_embedding)
+    w.param(P + "positional_embedding", v.embeddings.position_embedding.weight)
+    w.module(P + "ln_pre", v.pre_layrnorm)
+    for i, layer in enumerate(v.encoder.layers):
+        R, a = f"{P}transformer.resblocks.{i}", layer.self_attn
+        w.module(R + ".ln_1", layer.layer_norm1)
+        qkv = (a.q_proj, a.k_proj, a.v_proj)
+        w.put(R + ".attn.in_proj_weight", torch.cat([m.weight for m in qkv]), *[m.weight for m in qkv])
+        w.put(R + ".attn.in_proj_bias", torch.cat([m.bias for m in qkv]), *[m.bias for m in qkv])
+        w.module(R + ".attn.out_proj", a.out_proj)
+        w.module(R + ".ln_2", layer.layer_norm2)
+        w.module(R + ".mlp.c_fc", layer.mlp.fc1)
+        w.module(R + ".mlp.c_proj", layer.mlp.fc2)
+    w.module(P + "ln_post", v.post_layernorm)
+    w.put(P + "proj", enc.visual_projection.weight.t(), enc.visual_projection.weight)
+
+
+def sgm_state_dict(pipe, seed):
+    """The SGM checkpoint of a pipeline, with what real files also hold and vdp must ignore: the
+    OpenCLIP text-tower leftovers (SGM deletes only model.transformer), first_stage_model.encoder
+    (the training-time encoder; here the mapped encoder's values negated, so that reading it
+    instead of conditioner.embedders.3 would change the converted tensors) and the unused
+    post_quant_conv of conditioner.embedders.3's AutoencoderKLModeOnly."""
+    w = SgmWriter(("unet", pipe.unet), ("vae", pipe.vae), ("image_encoder", pipe.image_encoder))
+    sgm_unet(w, pipe.unet)
+    sgm_vae(w, pipe.vae)
+    sgm_clip(w, pipe.image_encoder)
+    sd = w.done()
+    extra = SgmWriter(("vae", pipe.vae))
+    sgm_encoder(extra, P_VDEC + "encoder", pipe.vae.encoder)
+    for k, t in extra.out.items():
+        sd[k] = -t
+    g = torch.Generator("cpu").manual_seed(seed)
+    W = pipe.image_encoder.config.hidden_size
+    D = pipe.image_encoder.config.projection_dim
+    T = "conditioner.embedders.0.open_clip.model."
+    lat = pipe.vae.config.latent_channels
+    for name, shape in ((T + "positional_embedding", [8, W]), (T + "text_projection", [W, D]),
+                        (T + "logit_scale", []), (T + "token_embedding.weight", [10, W]),
+                        (T + "ln_final.weight", [W]), (T + "ln_final.bias", [W]),
+                        (P_VENC + "post_quant_conv.weight", [lat, lat, 1, 1]),
+                        (P_VENC + "post_quant_conv.bias", [lat])):
+        sd[name] = torch.randn(shape, generator=g, dtype=torch.float32).half().float()
+    return sd
+
+
+def write_sgm_published_header(path):
+    """The safetensors header (no data) of an SGM file with the published SVD-XT shapes: the
+    modules are built on the meta device with the published configurations (diffusers'
+    UNetSpatioTemporalConditionModel defaults, the published VAE and CLIP configs), placed like
+    write_sgm_fixtures places them, plus the leftovers with ViT-H/14's text-tower shapes.
+    test/test_sgm.c pads it with a sparse data area and checks the configuration sgm.c infers
+    against the published one (heads, attention pattern, depths, CLIP heads)."""
+    with torch.device("meta"):
+        unet = UNetSpatioTemporalConditionModel(sample_size=96)
+        vae = AutoencoderKLTemporalDecoder(
+            block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
+            latent_channels=4, layers_per_block=2)
+        enc = CLIPVisionModelWithProjection(CLIPVisionConfig(
+            hidden_size=1280, intermediate_size=5120, num_attention_heads=16, num_hidden_layers=32,
+            patch_size=14, image_size=224, projection_dim=1024, hidden_act="gelu"))
+    w = SgmWriter(("unet", unet), ("vae", vae), ("image_encoder", enc))
+    sgm_unet(w, unet)
+    sgm_vae(w, vae)
+    sgm_clip(w, enc)
+    shapes = {k: list(t.shape) for k, t in w.done().items()}
+    extra = SgmWriter(("vae", vae))
+    sgm_encoder(extra, P_VDEC + "encoder", vae.encoder)
+    shapes.update({k: list(t.shape) for k, t in extra.out.items()})
+    T = "conditioner.embedders.0.open_clip.model."
+    shapes.update({T + "positional_embedding": [77, 1024], T + "text_projection": [1024, 1024],
+                   T + "logit_scale": [], T + "token_embedding.weight": [49408, 1024],
+                   T + "ln_final.weight": [1024], T + "ln_final.bias": [1024]})
+    header, off = {}, 0
+    for k in sorted(shapes):
+        n = 2 * int(np.prod(shapes[k], dtype=np.int64))
+        header[k] = {"dtype": "F16", "shape": shapes[k], "data_offsets": [off, off + n]}
+        off += n
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text)
+    print(f"  {path.relative_to(REPO)}: header of {len(header)} tensors, {off / 1e9:.2f} GB of fp16 "
+          f"data not stored")
+
+
+def write_sgm_fixtures():
+    from safetensors.torch import load_file, save_file
+    print("SGM fixtures:")
+    SGM.mkdir(parents=True, exist_ok=True)
+    pipe = save_model("svd_mini", build_svd_mini(), perturb_seed=300, root=SGM)
+    load_fp16_variant("svd_mini", pipe, root=SGM)
+    n = {c: sum(p.numel() for p in getattr(pipe, c).parameters()) for c in ("unet", "vae", "image_encoder")}
+    sd = sgm_state_dict(pipe, seed=301)
+    path = SGM / "svd_mini.safetensors"
+    save_file({k: v.half() for k, v in sd.items()}, str(path))
+    back = load_file(str(path))
+    for k, t in sd.items():
+        assert torch.equal(back[k].float(), t), f"{k}: fp16 file value differs (not fp16-exact)"
+    print(f"  svd_mini: params {n}; {path.relative_to(REPO)}: {len(sd)} tensors, "
+          f"{path.stat().st_size / 1e6:.2f} MB")
+    write_sgm_published_header(SGM / "svd_xt_shapes.header")
+    lines = []
+    for p in sorted(SGM.rglob("*")):
+        if p.is_file() and p.name != "MANIFEST.sha256":
+            lines.append(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(SGM).as_posix()}")
+    (SGM / "MANIFEST.sha256").write_text("\n".join(lines) + "\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -749,6 +1079,15 @@ def main():
         print("running make_image_golden.main()")
         make_image_golden.main()
 
+    # Last, so that nothing above sees a different RNG state: the SGM single-file fixtures.
+    write_sgm_fixtures()
+
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--sgm-only"]:
+        setup_determinism()
+        write_sgm_fixtures()
+    elif sys.argv[1:]:
+        sys.exit("usage: make_golden.py [--sgm-only]")
+    else:
+        main()
