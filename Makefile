@@ -29,7 +29,7 @@ ifeq ($(CUDA),0)
   HAVE_NVCC :=
 endif
 
-LIB_SRC  = util.c safetensors.c weights.c ops.c model.c rng.c image.c ring.c
+LIB_SRC  = util.c safetensors.c sgm.c weights.c ops.c model.c rng.c image.c ring.c
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC = $(wildcard test/test_*.c)
 TEST_BIN = $(TEST_SRC:test/%.c=$(BUILD)/test/%)

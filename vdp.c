@@ -21,6 +21,7 @@ static void usage(FILE *o) {
           "\n"
           "usage:\n"
           "  vdp convert SRC_DIR OUT.vdpw [--dtype fp16|fp32]   diffusers SVD folder -> .vdpw\n"
+          "  vdp convert FILE.safetensors OUT.vdpw [...]        single-file SGM checkpoint (ComfyUI) -> .vdpw\n"
           "  vdp info FILE.vdpw                                 configuration and parameter counts\n"
           "  vdp generate --model M.vdpw --image IN.png --out OUT.{npy,png,gif,mp4} [options]\n"
           "  vdp sim --stages S [options]                       the stage ring with a dummy denoiser\n"

@@ -3,7 +3,7 @@
 // Reading order (top-down, like llama2.c's run.c):
 //   1. config        VdpConfig: every size of the UNet, VAE, CLIP image encoder and scheduler
 //   2. weights       the .vdpw file (weights/FORMAT.md), `vdp convert` / `vdp info` (weights.c);
-//                    JSON and safetensors readers (safetensors.c)
+//                    JSON and safetensors readers (safetensors.c); single-file SGM checkpoints (sgm.c)
 //   3. ops           the CPU reference operators, plain fp32 C, and the CPU backend table           (ops.c)
 //   4. models        model.h: the Backend table, CLIP, VAE, UNet written once on it; the tensor list
 //                    they need; the planned activation arena                                        (model.c)
@@ -238,6 +238,35 @@ void st_header_free(StHeader *h);
 // Test/fuzzing entry point: parses a whole file held in memory and touches every tensor's first and
 // last byte (so the sanitizers see out-of-range offsets).
 int st_parse_buffer(const uint8_t *buf, size_t len, char *err, size_t errlen);
+
+// ---------------------------------------------------------------------------------------------------
+// 2c. Single-file SGM checkpoints (sgm.c): svd.safetensors / svd_xt.safetensors as ComfyUI and Stability's
+// generative-models keep them, read as the diffusers tensors `vdp convert` writes
+// ---------------------------------------------------------------------------------------------------
+typedef struct {
+  char name[160];              // the diffusers name, "image_encoder.vision_model.encoder.layers.0.self_attn.q_proj.weight"
+  char sgm[ST_MAX_NAME + 1];   // the SGM tensor it comes from, "conditioner.embedders.0.open_clip.model.visual.transformer..."
+  int op;                      // how (sgm.c: same, 1x1 conv -> linear, a third of a fused in_proj, transposed)
+  StTensor view;               // dtype, the diffusers shape, numel and the file bytes it reads ([begin, end))
+} SgmTensor;
+typedef struct {
+  VdpConfig cfg;               // inferred from the tensor shapes and the published models' facts
+  int n;                       // one SgmTensor per tensor the models need, sorted by name
+  SgmTensor *t;
+  int n_ignored;               // tensors of the file no model uses (text tower, training encoder, ...)
+} SgmMap;
+// Reads an SGM checkpoint's header: refuses what is not an SVD image-to-video checkpoint (saying what it
+// looks like), infers the configuration (printed to `log` with where each value came from, when log is
+// not NULL), maps every tensor the models need and checks its name, shape and dtype; an unknown tensor
+// inside the mapped modules is an error, the rest is counted as ignored. num_frames > 0 overrides the
+// default (25 when the file name contains "xt", else 14). Returns 0, or -1 with a message.
+int sgm_map(const StHeader *h, const char *path, int num_frames, SgmMap *m, FILE *log, char *err, size_t errlen);
+const SgmTensor *sgm_find(const SgmMap *m, const char *name);  // by diffusers name, NULL when absent
+void sgm_map_free(SgmMap *m);
+// Elements [e0, e0+n) of a mapped tensor in its source dtype, in the diffusers layout, from the file fd.
+int sgm_read(int fd, const SgmTensor *t, uint64_t e0, size_t n, void *dst);
+// Fuzzing entry point: parses a whole file held in memory and maps it (touching every view's bytes).
+int sgm_parse_buffer(const uint8_t *buf, size_t len, char *err, size_t errlen);
 
 // ---------------------------------------------------------------------------------------------------
 // 3. CPU operators (ops.c). fp32, row-major, multithreaded with OpenMP. Every output is fully written.

@@ -31,6 +31,9 @@
 // Non-static entry points outside vdp.h (test/test_weights.c calls vdpw_convert).
 int vdpw_convert(const char *src_dir, const char *out_path, int out_dtype, int variant, int verbose, char *err,
                  size_t errlen);
+// The same with a single-file SGM checkpoint as the source too (sgm.c); num_frames > 0 overrides its default.
+int vdpw_convert_src(const char *src, const char *out_path, int out_dtype, int variant, int num_frames, int verbose,
+                     char *err, size_t errlen);
 int config_to_text(const VdpConfig *c, char **text, size_t *len);
 int config_from_text(const char *text, size_t len, VdpConfig *c, char *err, size_t errlen);
 
@@ -1114,6 +1117,7 @@ typedef struct {
   VdpTensor t;
   const StTensor *src;
   int comp;
+  const SgmTensor *sgm;  // single-file SGM source: read through sgm_read
 } OutTensor;
 
 // Converts n elements from src (dtype sdt) to dst (dtype ddt). Returns the index of the first value that
@@ -1152,6 +1156,11 @@ static int write_zeros(FILE *fp, uint64_t n) {
 }
 
 int vdpw_convert(const char *src_dir, const char *out_path, int out_dtype, int variant, int verbose, char *err, size_t errlen) {
+  return vdpw_convert_src(src_dir, out_path, out_dtype, variant, 0, verbose, err, errlen);
+}
+
+int vdpw_convert_src(const char *src_dir, const char *out_path, int out_dtype, int variant, int num_frames, int verbose,
+                     char *err, size_t errlen) {
   VdpConfig cfg;
   VdpSpecList list = {0};
   const VdpTensorSpec **exp = NULL;
@@ -1163,8 +1172,23 @@ int vdpw_convert(const char *src_dir, const char *out_path, int out_dtype, int v
   int rc = -1, nopen = 0;
   snprintf(tmp, sizeof tmp, "%s.tmp", out_path);
   double t0 = vdp_now();
+  // A file instead of a folder: a single-file SGM checkpoint (sgm.c maps and checks it).
+  struct stat sst;
+  int single = stat(src_dir, &sst) == 0 && S_ISREG(sst.st_mode);
+  StFile sgf = {.fd = -1};
+  SgmMap sgm = {0};
 
-  if (config_from_diffusers(src_dir, &cfg, err, errlen)) goto out;
+  size_t sl = strlen(src_dir);
+  if (!single && sl > 12 && !strcmp(src_dir + sl - 12, ".safetensors") && stat(src_dir, &sst)) {
+    errf(err, errlen, "%s: not found (a single-file checkpoint, or a diffusers folder)", src_dir);
+    goto out;
+  }
+  if (single) {
+    if (st_open(src_dir, &sgf, err, errlen) || sgm_map(&sgf.h, src_dir, num_frames, &sgm, verbose ? stderr : NULL, err, errlen))
+      goto out;
+    cfg = sgm.cfg;
+  } else if (config_from_diffusers(src_dir, &cfg, err, errlen))
+    goto out;
   if (config_validate(&cfg, err, errlen)) {
     err_prefix(err, errlen, src_dir);
     goto out;
@@ -1172,7 +1196,7 @@ int vdpw_convert(const char *src_dir, const char *out_path, int out_dtype, int v
   if (expected_sorted(&cfg, &list, &exp, err, errlen)) goto out;
 
   // Open each component's file and check it against the expected tensors of that component.
-  for (int c = 0; c < 3; c++) {
+  for (int c = 0; c < 3 && !single; c++) {
     char path[1024];
     const char *which;
     if (pick_file(src_dir, c, variant, path, sizeof path, &which, err, errlen)) goto out;
@@ -1190,7 +1214,11 @@ int vdpw_convert(const char *src_dir, const char *out_path, int out_dtype, int v
   for (int i = 0; i < list.n; i++) {
     const char *nm = exp[i]->name;
     const StTensor *t = NULL;
-    for (int c = 0; c < 3; c++) {
+    if (single) {
+      ot[i].sgm = sgm_find(&sgm, nm);
+      t = ot[i].sgm ? &ot[i].sgm->view : NULL;
+    }
+    for (int c = 0; c < 3 && !single; c++) {
       size_t pl = strlen(COMPS[c].prefix);
       if (!strncmp(nm, COMPS[c].prefix, pl) && nm[pl] == '.') t = st_find(&sf[c].h, nm + pl + 1), ot[i].comp = c;
     }
@@ -1200,7 +1228,7 @@ int vdpw_convert(const char *src_dir, const char *out_path, int out_dtype, int v
     else if (t->dtype < 0) diff_add(&d.dtype, &d.n_dtype, "%s: %s", nm, t->dtype_str);
   }
   // Tensors of the files that no model uses (old transformers versions saved the position_ids buffer).
-  for (int c = 0; c < 3; c++) {
+  for (int c = 0; c < 3 && !single; c++) {
     const StHeader *h = &sf[c].h;
     for (int i = 0; i < h->n; i++) {
       if (c == 2 && !strcmp(h->t[i].name, "vision_model.embeddings.position_ids")) continue;
@@ -1277,8 +1305,9 @@ int vdpw_convert(const char *src_dir, const char *out_path, int out_dtype, int v
     at = t->offset;
     for (uint64_t e0 = 0; e0 < s->numel; e0 += CHUNK) {
       size_t n = (size_t)(s->numel - e0 < CHUNK ? s->numel - e0 : CHUNK);
-      if (pread_full(sf[ot[i].comp].fd, inbuf, n * (size_t)ssz, s->begin + e0 * (uint64_t)ssz)) {
-        errf(err, errlen, "%s: read error in tensor '%s'", sf[ot[i].comp].path, s->name);
+      if (single ? sgm_read(sgf.fd, ot[i].sgm, e0, n, inbuf)
+                 : pread_full(sf[ot[i].comp].fd, inbuf, n * (size_t)ssz, s->begin + e0 * (uint64_t)ssz)) {
+        errf(err, errlen, "%s: read error in tensor '%s'", single ? src_dir : sf[ot[i].comp].path, s->name);
         goto out;
       }
       int64_t bad = convert_elems(outbuf, out_dtype, inbuf, sdt, n);
@@ -1333,6 +1362,8 @@ out:
   if (fp) fclose(fp);
   if (rc) unlink(tmp);
   for (int c = 0; c < nopen; c++) st_close(&sf[c]);
+  st_close(&sgf);
+  sgm_map_free(&sgm);
   free(inbuf), free(outbuf), free(cfgtext), free(ot), free(exp);
   speclist_free(&list);
   return rc;
@@ -1341,28 +1372,41 @@ out:
 static void convert_usage(void) {
   fprintf(stderr,
           "usage: vdp convert SRC_DIR OUT.vdpw [--dtype fp16|fp32] [--variant auto|fp32|fp16]\n"
+          "       vdp convert FILE.safetensors OUT.vdpw [--dtype fp16|fp32] [--num-frames N]\n"
           "  SRC_DIR    a diffusers StableVideoDiffusionPipeline folder (model_index.json, unet/, vae/, ...)\n"
+          "  FILE       a single-file SGM checkpoint (svd.safetensors, svd_xt.safetensors, svd_xt_1_1.safetensors\n"
+          "             as ComfyUI and Stability's generative-models use them); the configuration is inferred\n"
           "  --dtype    storage type of the output (default fp16)\n"
-          "  --variant  source files: fp32 = *.safetensors, fp16 = *.fp16.safetensors,\n"
-          "             auto (default) = the plain file when present, else the fp16 variant\n");
+          "  --variant  (folder) source files: fp32 = *.safetensors, fp16 = *.fp16.safetensors,\n"
+          "             auto (default) = the plain file when present, else the fp16 variant\n"
+          "  --num-frames  (file) default frame count stored in the output (default 25 when the file name\n"
+          "             contains \"xt\", else 14)\n");
 }
 
 int cmd_convert(int argc, char **argv) {
   const char *pos[2] = {NULL, NULL};
-  int npos = 0, dtype = VDP_F16, variant = VARIANT_AUTO;
+  int npos = 0, dtype = VDP_F16, variant = VARIANT_AUTO, num_frames = 0, variant_given = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       convert_usage();
       return 0;
     }
-    if (!strcmp(a, "--dtype") || !strcmp(a, "--variant")) {
+    if (!strcmp(a, "--dtype") || !strcmp(a, "--variant") || !strcmp(a, "--num-frames")) {
       if (i + 1 >= argc) {
         fprintf(stderr, "vdp: error: %s needs a value\n", a);
         return 2;
       }
       const char *v = argv[++i];
-      if (!strcmp(a, "--dtype")) {
+      if (!strcmp(a, "--num-frames")) {
+        char *end;
+        long nf = strtol(v, &end, 10);
+        if (end == v || *end || nf < 1 || nf > MAX_LAYERS) {
+          fprintf(stderr, "vdp: error: --num-frames must be an integer in 1..%d, not '%s'\n", MAX_LAYERS, v);
+          return 2;
+        }
+        num_frames = (int)nf;
+      } else if (!strcmp(a, "--dtype")) {
         if (!strcmp(v, "fp16")) dtype = VDP_F16;
         else if (!strcmp(v, "fp32")) dtype = VDP_F32;
         else {
@@ -1370,6 +1414,7 @@ int cmd_convert(int argc, char **argv) {
           return 2;
         }
       } else {
+        variant_given = 1;
         if (!strcmp(v, "auto")) variant = VARIANT_AUTO;
         else if (!strcmp(v, "fp32")) variant = VARIANT_FP32;
         else if (!strcmp(v, "fp16")) variant = VARIANT_FP16;
@@ -1396,8 +1441,21 @@ int cmd_convert(int argc, char **argv) {
     convert_usage();
     return 2;
   }
+  // Flags that would be ignored are refused: --variant picks files of a folder, --num-frames sets what a
+  // folder's unet/config.json holds.
+  struct stat st;
+  int single = stat(pos[0], &st) == 0 && S_ISREG(st.st_mode);
+  if (single && variant_given) {
+    fprintf(stderr, "vdp: error: --variant picks the files of a diffusers folder; %s is a single file\n", pos[0]);
+    return 2;
+  }
+  if (!single && num_frames) {
+    fprintf(stderr, "vdp: error: --num-frames applies to a single-file checkpoint; a diffusers folder's unet/config.json "
+                    "sets num_frames\n");
+    return 2;
+  }
   char err[4096];
-  if (vdpw_convert(pos[0], pos[1], dtype, variant, 1, err, sizeof err)) {
+  if (vdpw_convert_src(pos[0], pos[1], dtype, variant, num_frames, 1, err, sizeof err)) {
     fprintf(stderr, "vdp: error: %s\n", err);
     return 1;
   }

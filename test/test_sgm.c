@@ -1,0 +1,466 @@
+// test_sgm.c — single-file SGM checkpoints (sgm.c) against the diffusers folder of the same model.
+// test/data/sgm/svd_mini.safetensors and test/data/sgm/svd_mini/ are written by test/golden/make_golden.py
+// from one set of weights (the SGM file by walking diffusers' modules, independently of sgm.c's table).
+//   1. the SGM file (fp16, and an fp32 copy made here) and the folder convert to .vdpw files whose
+//      tensors are byte-identical name by name, with the same configuration
+//   2. the frame count default (file name with / without "xt") and its override
+//   3. malformed and non-SVD files: each one clean error naming what is wrong, no output left behind
+//   4. the configuration inferred from the published SVD / SVD-XT shapes (test/data/sgm/svd_xt_shapes.header,
+//      a header without data, padded here with a sparse data area) is the published one
+#include "vdp.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "model.h"  // config_preset: the published configurations
+
+int vdpw_convert(const char *src_dir, const char *out_path, int out_dtype, int variant, int verbose, char *err,
+                 size_t errlen);
+int vdpw_convert_src(const char *src, const char *out_path, int out_dtype, int variant, int num_frames, int verbose,
+                     char *err, size_t errlen);
+int config_to_text(const VdpConfig *c, char **text, size_t *len);
+
+static const char *SGM_FILE = "test/data/sgm/svd_mini.safetensors", *SGM_DIR = "test/data/sgm/svd_mini";
+static char g_tmp[256];
+static int n_fail = 0, n_ok = 0;
+
+static void check(int cond, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void check(int cond, const char *name, const char *fmt, ...) {
+  char msg[1200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  printf("%s - %s %s\n", cond ? "ok" : "FAIL", name, msg);
+  cond ? n_ok++ : n_fail++;
+}
+
+static const char *tmp(const char *name) {
+  static char buf[8][512];
+  static int k;
+  char *b = buf[k++ % 8];
+  snprintf(b, 512, "%s/%s", g_tmp, name);
+  return b;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Rewriting a safetensors file: every tensor as (name, dtype, shape, bytes), edited, packed again.
+// ---------------------------------------------------------------------------------------------------
+typedef struct {
+  char name[ST_MAX_NAME + 1];
+  char dtype[12];
+  int ndim;
+  int64_t shape[VDP_MAX_DIMS];
+  uint8_t *data;
+  size_t nbytes;
+  int drop;
+} Ed;
+typedef struct {
+  Ed *t;
+  int n;
+} Eds;
+
+static int load_eds(const char *path, Eds *e) {
+  FILE *fp = fopen(path, "rb");
+  if (!fp) return -1;
+  fseek(fp, 0, SEEK_END);
+  long size = ftell(fp);
+  fseek(fp, 0, SEEK_SET);
+  uint8_t *buf = malloc((size_t)size);
+  size_t got = fread(buf, 1, (size_t)size, fp);
+  fclose(fp);
+  StHeader h;
+  char err[512];
+  if (got != (size_t)size || st_parse_mem(buf, (size_t)size, (uint64_t)size, &h, err, sizeof err)) {
+    free(buf);
+    return -1;
+  }
+  e->n = h.n;
+  e->t = calloc((size_t)h.n + 8, sizeof *e->t);  // room for added tensors
+  for (int i = 0; i < h.n; i++) {
+    Ed *d = &e->t[i];
+    const StTensor *s = &h.t[i];
+    snprintf(d->name, sizeof d->name, "%s", s->name);
+    snprintf(d->dtype, sizeof d->dtype, "%s", s->dtype_str);
+    d->ndim = s->ndim;
+    memcpy(d->shape, s->shape, sizeof d->shape);
+    d->nbytes = (size_t)(s->end - s->begin);
+    d->data = malloc(d->nbytes + 1);
+    memcpy(d->data, buf + s->begin, d->nbytes);
+  }
+  st_header_free(&h);
+  free(buf);
+  return 0;
+}
+
+static void free_eds(Eds *e) {
+  for (int i = 0; i < e->n; i++) free(e->t[i].data);
+  free(e->t);
+  memset(e, 0, sizeof *e);
+}
+
+static Ed *ed_find(Eds *e, const char *name) {
+  for (int i = 0; i < e->n; i++)
+    if (!strcmp(e->t[i].name, name)) return &e->t[i];
+  return NULL;
+}
+
+static Ed *ed_add(Eds *e, const char *name, const char *dtype, int ndim, const int64_t *shape) {
+  Ed *d = &e->t[e->n++];
+  memset(d, 0, sizeof *d);
+  snprintf(d->name, sizeof d->name, "%s", name);
+  snprintf(d->dtype, sizeof d->dtype, "%s", dtype);
+  d->ndim = ndim;
+  size_t n = strcmp(dtype, "F32") ? 2 : 4;
+  for (int k = 0; k < ndim; k++) d->shape[k] = shape[k], n *= (size_t)shape[k];
+  d->nbytes = n;
+  d->data = calloc(n + 1, 1);
+  return d;
+}
+
+static int write_eds(const char *path, const Eds *e) {
+  size_t cap = 1 << 20, k = 0;
+  char *js = malloc(cap);
+  uint64_t off = 0;
+  k += (size_t)snprintf(js + k, cap - k, "{");
+  for (int i = 0, first = 1; i < e->n; i++) {
+    const Ed *d = &e->t[i];
+    if (d->drop) continue;
+    if (k + 512 > cap) js = realloc(js, cap *= 2);
+    k += (size_t)snprintf(js + k, cap - k, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", first ? "" : ",", d->name, d->dtype);
+    for (int j = 0; j < d->ndim; j++) k += (size_t)snprintf(js + k, cap - k, "%s%lld", j ? "," : "", (long long)d->shape[j]);
+    k += (size_t)snprintf(js + k, cap - k, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+                          (unsigned long long)(off + d->nbytes));
+    off += d->nbytes;
+    first = 0;
+  }
+  k += (size_t)snprintf(js + k, cap - k, "}");
+  while (k % 8) js[k++] = ' ';
+  FILE *fp = fopen(path, "wb");
+  if (!fp) return -1;
+  uint64_t hl = k;
+  int bad = fwrite(&hl, 8, 1, fp) != 1 || fwrite(js, 1, k, fp) != k;
+  for (int i = 0; i < e->n && !bad; i++)
+    if (!e->t[i].drop) bad = fwrite(e->t[i].data, 1, e->t[i].nbytes, fp) != e->t[i].nbytes;
+  free(js);
+  return fclose(fp) || bad ? -1 : 0;
+}
+
+// F16 -> F32 (exact), nothing renamed: the fp32 checkpoint of the same weights.
+static void upcast(Eds *e) {
+  for (int i = 0; i < e->n; i++) {
+    Ed *d = &e->t[i];
+    if (strcmp(d->dtype, "F16")) continue;
+    size_t n = d->nbytes / 2;
+    float *f = malloc(4 * n + 1);
+    for (size_t j = 0; j < n; j++) {
+      uint16_t h;
+      memcpy(&h, d->data + 2 * j, 2);
+      f[j] = half_to_float(h);
+    }
+    free(d->data);
+    d->data = (uint8_t *)f;
+    d->nbytes = 4 * n;
+    strcpy(d->dtype, "F32");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 1. SGM file == diffusers folder
+// ---------------------------------------------------------------------------------------------------
+// Tensors of two .vdpw files, name by name: returns how many are identical (dtype, shape, bytes); the
+// first difference goes to why.
+static int same_tensors(const char *a, const char *b, int *n, char *why, size_t wl) {
+  VdpFile fa, fb;
+  char err[1024];
+  why[0] = 0;
+  if (vdpw_open(a, &fa, err, sizeof err)) return snprintf(why, wl, "%s", err), -1;
+  if (vdpw_open(b, &fb, err, sizeof err)) return vdpw_close(&fa), snprintf(why, wl, "%s", err), -1;
+  int same = 0;
+  *n = fa.n_tensors;
+  if (fa.n_tensors != fb.n_tensors) snprintf(why, wl, "%d vs %d tensors", fa.n_tensors, fb.n_tensors);
+  for (int i = 0; i < fa.n_tensors; i++) {
+    const VdpTensor *x = &fa.tensors[i], *y = vdpw_find(&fb, x->name);
+    int eq = y && x->dtype == y->dtype && x->ndim == y->ndim && x->nbytes == y->nbytes &&
+             !memcmp(x->shape, y->shape, sizeof x->shape) && !memcmp(x->data, y->data, x->nbytes);
+    if (eq) same++;
+    else if (!why[0]) snprintf(why, wl, "first difference: %s%s", x->name, y ? "" : " (absent)");
+  }
+  char *ta, *tb;
+  size_t la, lb;
+  config_to_text(&fa.cfg, &ta, &la);
+  config_to_text(&fb.cfg, &tb, &lb);
+  if ((la != lb || memcmp(ta, tb, la)) && !why[0]) snprintf(why, wl, "configurations differ");
+  if (la != lb || memcmp(ta, tb, la)) same = -1;
+  free(ta), free(tb);
+  vdpw_close(&fa), vdpw_close(&fb);
+  return same;
+}
+
+static void test_same_as_folder(void) {
+  char err[4096], why[600];
+  int n = 0;
+  // The fp32 SGM file: the fp16 one upcast tensor by tensor (make_golden.py stores only fp16).
+  Eds e = {0};
+  int have = !load_eds(SGM_FILE, &e);
+  check(have, "sgm_fixture_read", "%s: %d tensors", SGM_FILE, e.n);
+  if (!have) return;
+  upcast(&e);
+  check(!write_eds(tmp("svd_mini_fp32.safetensors"), &e), "sgm_fp32_copy", "written");
+  free_eds(&e);
+  char fp32[512];
+  snprintf(fp32, sizeof fp32, "%s", tmp("svd_mini_fp32.safetensors"));
+  const char *srcs[2] = {SGM_FILE, fp32};
+  for (int d = 0; d < 2; d++) {
+    int dt = d ? VDP_F32 : VDP_F16;
+    const char *dn = d ? "fp32" : "fp16";
+    char ref[64];
+    snprintf(ref, sizeof ref, "folder_%s.vdpw", dn);
+    if (vdpw_convert(SGM_DIR, tmp(ref), dt, 0, 0, err, sizeof err)) {
+      check(0, "sgm_folder_convert", "%s", err);
+      continue;
+    }
+    for (int s = 0; s < 2; s++) {
+      char out[64], name[64];
+      snprintf(out, sizeof out, "sgm%d_%s.vdpw", s, dn);
+      snprintf(name, sizeof name, "sgm_%s_source_to_%s", s ? "fp32" : "fp16", dn);
+      if (vdpw_convert_src(srcs[s], tmp(out), dt, 0, 0, 0, err, sizeof err)) {
+        check(0, name, "convert failed: %s", err);
+        continue;
+      }
+      int same = same_tensors(tmp(out), tmp(ref), &n, why, sizeof why);
+      check(same == n && n > 0, name, "%d of %d tensors byte-identical to the folder's, same configuration %s", same, n, why);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 2. Frame count
+// ---------------------------------------------------------------------------------------------------
+static void test_num_frames(void) {
+  char err[4096];
+  char abs[4096];
+  if (!realpath(SGM_FILE, abs)) {
+    check(0, "sgm_num_frames", "realpath %s failed", SGM_FILE);
+    return;
+  }
+  const struct {
+    const char *name;
+    int override, want;
+  } cases[] = {{"svd_mini.safetensors", 0, 14}, {"svd_mini_xt.safetensors", 0, 25}, {"SVD_XT_1_1.safetensors", 0, 25},
+               {"svd_mini_xt.safetensors", 9, 9}};
+  for (int i = 0; i < 4; i++) {
+    const char *p = tmp(cases[i].name);
+    unlink(p);
+    if (symlink(abs, p)) {
+      check(0, "sgm_num_frames", "symlink %s", p);
+      continue;
+    }
+    StFile f;
+    SgmMap m;
+    int rc = st_open(p, &f, err, sizeof err);
+    if (!rc) rc = sgm_map(&f.h, p, cases[i].override, &m, NULL, err, sizeof err);
+    check(!rc && m.cfg.unet_num_frames == cases[i].want, "sgm_num_frames", "%s%s: %d (want %d) %s", cases[i].name,
+          cases[i].override ? " --num-frames 9" : "", rc ? -1 : m.cfg.unet_num_frames, cases[i].want, rc ? err : "");
+    if (!rc) sgm_map_free(&m), st_close(&f);
+    unlink(p);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 3. Malformed and non-SVD files
+// ---------------------------------------------------------------------------------------------------
+// Converts `file` and expects a clean failure whose message holds every string in want (NULL-ended),
+// and no output (nor its temporary) left behind.
+static void expect_fail(const char *name, const char *file, const char *const *want) {
+  char err[4096] = "";
+  const char *out = tmp("bad.vdpw");
+  char outtmp[600];
+  snprintf(outtmp, sizeof outtmp, "%s.tmp", out);
+  int rc = vdpw_convert_src(file, out, VDP_F16, 0, 0, 0, err, sizeof err);
+  int has = 1;
+  const char *miss = "";
+  for (int i = 0; want[i]; i++)
+    if (!strstr(err, want[i])) has = 0, miss = want[i];
+  struct stat st;
+  int left = !stat(out, &st) || !stat(outtmp, &st);
+  check(rc == -1 && has && !left, name, "%s%s%s| %.600s", rc ? "" : "succeeded! ", has ? "" : "message lacks: ", miss, err);
+  unlink(out);
+}
+
+typedef void (*EditFn)(Eds *e);
+static void edit_case(const char *name, EditFn fn, const char *const *want) {
+  Eds e = {0};
+  if (load_eds(SGM_FILE, &e)) {
+    check(0, name, "cannot read %s", SGM_FILE);
+    return;
+  }
+  fn(&e);
+  char file[128];
+  snprintf(file, sizeof file, "%s.safetensors", name);
+  if (write_eds(tmp(file), &e)) check(0, name, "cannot write %s", tmp(file));
+  else expect_fail(name, tmp(file), want);
+  free_eds(&e);
+  unlink(tmp(file));
+}
+
+#define U "model.diffusion_model."
+#define C "conditioner.embedders.0.open_clip.model.visual."
+static void drop_unet_tensor(Eds *e) { ed_find(e, U "middle_block.1.transformer_blocks.0.attn1.to_q.weight")->drop = 1; }
+static void reshape_in_proj(Eds *e) {
+  Ed *d = ed_find(e, C "transformer.resblocks.1.attn.in_proj_weight");  // [192, 64] -> [64, 192]: same bytes
+  int64_t t = d->shape[0];
+  d->shape[0] = d->shape[1], d->shape[1] = t;
+}
+static void rename_all(Eds *e) {
+  for (int i = 0; i < e->n; i++) {
+    char n[ST_MAX_NAME + 1];
+    snprintf(n, sizeof n, "net.%.150s", e->t[i].name + (strchr(e->t[i].name, '.') ? strchr(e->t[i].name, '.') - e->t[i].name + 1 : 0));
+    strcpy(e->t[i].name, n);
+  }
+}
+static void unexpected_unet_tensor(Eds *e) {
+  ed_add(e, U "input_blocks.1.0.extra_norm.weight", "F16", 1, (const int64_t[]){32});
+}
+static void image_decoder(Eds *e) {  // a per-frame decoder: no time_stack / mix_factor / time_mix_conv
+  for (int i = 0; i < e->n; i++)
+    if (!strncmp(e->t[i].name, "first_stage_model.decoder.", 26) &&
+        (strstr(e->t[i].name, "time_stack") || strstr(e->t[i].name, "mix_factor") || strstr(e->t[i].name, "time_mix")))
+      e->t[i].drop = 1;
+}
+static void no_conditioning_encoder(Eds *e) {
+  for (int i = 0; i < e->n; i++)
+    if (!strncmp(e->t[i].name, "conditioner.embedders.3.", 24)) e->t[i].drop = 1;
+}
+static void sv3d_like(Eds *e) {  // label_emb.0.0.weight [128, 24] -> [24, 128]: 128 inputs
+  Ed *d = ed_find(e, U "label_emb.0.0.weight");
+  int64_t t = d->shape[0];
+  d->shape[0] = d->shape[1], d->shape[1] = t;
+}
+static void sd15_like(Eds *e) {  // an image UNet with a CLIP text encoder: no temporal layers anywhere
+  for (int i = 0; i < e->n; i++) e->t[i].drop = 1;
+  ed_add(e, U "input_blocks.0.0.weight", "F16", 4, (const int64_t[]){32, 4, 3, 3});
+  ed_add(e, U "input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight", "F16", 2, (const int64_t[]){32, 32});
+  ed_add(e, "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight", "F16", 2, (const int64_t[]){16, 8});
+  ed_add(e, "first_stage_model.decoder.conv_in.weight", "F16", 4, (const int64_t[]){32, 4, 3, 3});
+}
+static void lora_like(Eds *e) {
+  for (int i = 0; i < e->n; i++) e->t[i].drop = 1;
+  ed_add(e, "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight", "F16", 2, (const int64_t[]){4, 32});
+  ed_add(e, "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight", "F16", 2, (const int64_t[]){32, 4});
+  ed_add(e, "lora_unet_down_blocks_0_attentions_0_proj_in.alpha", "F16", 0, NULL);
+}
+static void bad_dtype(Eds *e) {  // an integer tensor where a weight must be
+  Ed *d = ed_find(e, U "out.2.bias");
+  strcpy(d->dtype, "I16");
+}
+
+static void test_malformed(void) {
+  edit_case("sgm_missing_unet_tensor", drop_unet_tensor,
+            (const char *const[]){"1 missing", U "middle_block.1.transformer_blocks.0.attn1.to_q.weight",
+                                  "unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_q.weight", NULL});
+  edit_case("sgm_misshapen_in_proj", reshape_in_proj,
+            (const char *const[]){"wrong shape", C "transformer.resblocks.1.attn.in_proj_weight is [64,192], expected [192,64]",
+                                  "self_attn.", NULL});
+  edit_case("sgm_no_prefix", rename_all, (const char *const[]){"not an SVD image-to-video checkpoint", "no recognisable prefix", NULL});
+  edit_case("sgm_unexpected_tensor", unexpected_unet_tensor,
+            (const char *const[]){"1 unexpected", U "input_blocks.1.0.extra_norm.weight", NULL});
+  edit_case("sgm_image_decoder", image_decoder, (const char *const[]){"svd*_image_decoder", "vdp converts", NULL});
+  edit_case("sgm_no_embedders3", no_conditioning_encoder,
+            (const char *const[]){"conditioner.embedders.3.encoder", "quant_conv", NULL});
+  edit_case("sgm_sv3d_label_emb", sv3d_like, (const char *const[]){"label_emb.0.0.weight takes 128 inputs", "SV3D", NULL});
+  edit_case("sgm_sd15_like", sd15_like, (const char *const[]){"Stable Diffusion 1.x/2.x", "vdp converts", NULL});
+  edit_case("sgm_lora_like", lora_like, (const char *const[]){"LoRA", NULL});
+  edit_case("sgm_bad_dtype", bad_dtype, (const char *const[]){"unsupported dtype", U "out.2.bias", NULL});
+  // Not a safetensors file at all, and a file that is not there.
+  expect_fail("sgm_not_safetensors", "README.md", (const char *const[]){"README.md", NULL});
+  expect_fail("sgm_absent_file", tmp("absent.safetensors"), (const char *const[]){"absent.safetensors", NULL});
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 4. Published shapes
+// ---------------------------------------------------------------------------------------------------
+static void first_diff(const char *a, const char *b, char *out, size_t n) {
+  while (*a && *a == *b) a++, b++;
+  snprintf(out, n, "inferred '%.60s' vs published '%.60s'", a, b);
+}
+
+static void test_published_shapes(void) {
+  const char *hdr = "test/data/sgm/svd_xt_shapes.header";
+  FILE *fp = fopen(hdr, "rb");
+  uint8_t *buf = NULL;
+  long len = 0;
+  if (fp) {
+    fseek(fp, 0, SEEK_END);
+    len = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    buf = malloc((size_t)len);
+    if (fread(buf, 1, (size_t)len, fp) != (size_t)len) len = 0;
+    fclose(fp);
+  }
+  StHeader h;
+  char err[4096];
+  if (!len || st_parse_mem(buf, (size_t)len, (uint64_t)len + (16ull << 30), &h, err, sizeof err)) {
+    check(0, "sgm_published_header", "%s: %s", hdr, len ? err : "cannot read");
+    free(buf);
+    return;
+  }
+  uint64_t end = h.data_start;
+  for (int i = 0; i < h.n; i++)
+    if (h.t[i].end > end) end = h.t[i].end;
+  st_header_free(&h);
+  const char *names[2] = {"svd_xt.safetensors", "svd.safetensors"}, *presets[2] = {"svd-xt", "svd"};
+  for (int k = 0; k < 2; k++) {
+    const char *p = tmp(names[k]);
+    fp = fopen(p, "wb");
+    int bad = !fp || fwrite(buf, 1, (size_t)len, fp) != (size_t)len;
+    if (fp) bad |= fclose(fp) != 0;
+    if (bad || truncate(p, (off_t)end)) {  // sparse: the data area takes no space
+      check(0, "sgm_published_shapes", "cannot write %s", p);
+      continue;
+    }
+    StFile f;
+    SgmMap m;
+    int rc = st_open(p, &f, err, sizeof err);
+    if (!rc) rc = sgm_map(&f.h, p, 0, &m, NULL, err, sizeof err);
+    if (rc) {
+      check(0, "sgm_published_shapes", "%s: %s", names[k], err);
+      continue;
+    }
+    VdpConfig want;
+    config_preset(presets[k], &want);
+    char *ta, *tb, why[200] = "";
+    size_t la, lb;
+    config_to_text(&m.cfg, &ta, &la);
+    config_to_text(&want, &tb, &lb);
+    int same = la == lb && !memcmp(ta, tb, la);
+    if (!same) first_diff(ta, tb, why, sizeof why);
+    check(same, "sgm_published_shapes", "%s (%d tensors, %d mapped, %d ignored): the inferred configuration %s the "
+          "published %s one %s", names[k], f.h.n, m.n, m.n_ignored, same ? "is" : "is NOT", presets[k], why);
+    free(ta), free(tb);
+    sgm_map_free(&m);
+    st_close(&f);
+    unlink(p);
+  }
+  free(buf);
+}
+
+int main(void) {
+  snprintf(g_tmp, sizeof g_tmp, "/tmp/test_sgm.XXXXXX");
+  if (!mkdtemp(g_tmp)) {
+    printf("FAIL - test_sgm cannot create a temporary folder\n");
+    return 1;
+  }
+  test_same_as_folder();
+  test_num_frames();
+  test_malformed();
+  test_published_shapes();
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
+  if (system(cmd)) printf("(could not remove %s)\n", g_tmp);
+  printf("%d ok, %d failed\n", n_ok, n_fail);
+  return n_fail ? 1 : 0;
+}
