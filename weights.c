@@ -2,7 +2,7 @@
 // 1. the JSON parser, 2. the safetensors reader: the readers of foreign formats), then this file:
 //   3. config_from_diffusers: the diffusers/transformers config.json files -> VdpConfig, config_validate
 //   4. the .vdpw format (weights/FORMAT.md): configuration text, tensor table, writer, mmap reader
-//   5. `vdp convert` (diffusers folder -> .vdpw) and `vdp info`
+//   5. `vdp convert` (diffusers folder, or a single-file SGM checkpoint through sgm.c, -> .vdpw) and `vdp info`
 // The JSON DOM, the safetensors header and the shared helpers (errf, err_prefix, rd_u64, ...) are declared
 // in vdp.h section 2b.
 //
