@@ -6,7 +6,8 @@
 //   2. the frame count default (file name with / without "xt") and its override
 //   3. malformed and non-SVD files: each one clean error naming what is wrong, no output left behind
 //   4. the configuration inferred from the published SVD / SVD-XT shapes (test/data/sgm/svd_xt_shapes.header,
-//      a header without data, padded here with a sparse data area) is the published one
+//      a header without data, padded here with a sparse data area) is the published one; that of another
+//      layout (svd_layout.header) is the one its diffusers config files give
 #include "vdp.h"
 
 #include <stdarg.h>
@@ -388,8 +389,8 @@ static void first_diff(const char *a, const char *b, char *out, size_t n) {
   snprintf(out, n, "inferred '%.60s' vs published '%.60s'", a, b);
 }
 
-static void test_published_shapes(void) {
-  const char *hdr = "test/data/sgm/svd_xt_shapes.header";
+// Pads an SGM header without data (make_golden.py) into a sparse file named `name` and maps it.
+static int map_header(const char *hdr, const char *name, StFile *f, SgmMap *m, char *err, size_t errlen) {
   FILE *fp = fopen(hdr, "rb");
   uint8_t *buf = NULL;
   long len = 0;
@@ -397,55 +398,87 @@ static void test_published_shapes(void) {
     fseek(fp, 0, SEEK_END);
     len = ftell(fp);
     fseek(fp, 0, SEEK_SET);
-    buf = malloc((size_t)len);
+    buf = malloc((size_t)len + 1);
     if (fread(buf, 1, (size_t)len, fp) != (size_t)len) len = 0;
     fclose(fp);
   }
   StHeader h;
-  char err[4096];
-  if (!len || st_parse_mem(buf, (size_t)len, (uint64_t)len + (16ull << 30), &h, err, sizeof err)) {
-    check(0, "sgm_published_header", "%s: %s", hdr, len ? err : "cannot read");
+  if (!len || st_parse_mem(buf, (size_t)len, (uint64_t)len + (16ull << 30), &h, err, errlen)) {
+    if (!len) snprintf(err, errlen, "%s: cannot read", hdr);
     free(buf);
-    return;
+    return -1;
   }
   uint64_t end = h.data_start;
   for (int i = 0; i < h.n; i++)
     if (h.t[i].end > end) end = h.t[i].end;
   st_header_free(&h);
+  const char *p = tmp(name);
+  fp = fopen(p, "wb");
+  int bad = !fp || fwrite(buf, 1, (size_t)len, fp) != (size_t)len;
+  if (fp) bad |= fclose(fp) != 0;
+  free(buf);
+  if (bad || truncate(p, (off_t)end)) {  // sparse: the data area takes no space
+    snprintf(err, errlen, "cannot write %s", p);
+    return -1;
+  }
+  int rc = st_open(p, f, err, errlen);
+  if (!rc && (rc = sgm_map(&f->h, p, 0, m, NULL, err, errlen))) st_close(f);
+  unlink(p);
+  return rc;
+}
+
+// The inferred configuration against the expected one, as their .vdpw texts.
+static void check_config(const char *name, const char *what, const StFile *f, const SgmMap *m, const VdpConfig *want) {
+  char *ta, *tb, why[200] = "";
+  size_t la, lb;
+  config_to_text(&m->cfg, &ta, &la);
+  config_to_text(want, &tb, &lb);
+  int same = la == lb && !memcmp(ta, tb, la);
+  if (!same) first_diff(ta, tb, why, sizeof why);
+  check(same, name, "%d tensors (%d mapped to diffusers names and shapes, %d ignored): the inferred configuration %s %s %s",
+        f->h.n, m->n, m->n_ignored, same ? "is" : "is NOT", what, why);
+  free(ta), free(tb);
+}
+
+// The published SVD-XT shapes (as svd_xt.safetensors and as svd.safetensors: 25 / 14 frames) give the
+// published configurations (model.c config_preset: heads 5,10,20,20, CLIP 16 heads, ...).
+static void test_published_shapes(void) {
   const char *names[2] = {"svd_xt.safetensors", "svd.safetensors"}, *presets[2] = {"svd-xt", "svd"};
   for (int k = 0; k < 2; k++) {
-    const char *p = tmp(names[k]);
-    fp = fopen(p, "wb");
-    int bad = !fp || fwrite(buf, 1, (size_t)len, fp) != (size_t)len;
-    if (fp) bad |= fclose(fp) != 0;
-    if (bad || truncate(p, (off_t)end)) {  // sparse: the data area takes no space
-      check(0, "sgm_published_shapes", "cannot write %s", p);
-      continue;
-    }
+    char err[4096], what[64];
     StFile f;
     SgmMap m;
-    int rc = st_open(p, &f, err, sizeof err);
-    if (!rc) rc = sgm_map(&f.h, p, 0, &m, NULL, err, sizeof err);
-    if (rc) {
+    if (map_header("test/data/sgm/svd_xt_shapes.header", names[k], &f, &m, err, sizeof err)) {
       check(0, "sgm_published_shapes", "%s: %s", names[k], err);
       continue;
     }
     VdpConfig want;
     config_preset(presets[k], &want);
-    char *ta, *tb, why[200] = "";
-    size_t la, lb;
-    config_to_text(&m.cfg, &ta, &la);
-    config_to_text(&want, &tb, &lb);
-    int same = la == lb && !memcmp(ta, tb, la);
-    if (!same) first_diff(ta, tb, why, sizeof why);
-    check(same, "sgm_published_shapes", "%s (%d tensors, %d mapped, %d ignored): the inferred configuration %s the "
-          "published %s one %s", names[k], f.h.n, m.n, m.n_ignored, same ? "is" : "is NOT", presets[k], why);
-    free(ta), free(tb);
+    snprintf(what, sizeof what, "the published %s one (as %s)", presets[k], names[k]);
+    check_config("sgm_published_shapes", what, &f, &m, &want);
     sgm_map_free(&m);
     st_close(&f);
-    unlink(p);
   }
-  free(buf);
+}
+
+// A layout the weight fixtures lack (3 levels of 3 resnets, attention in every block, 2 transformer
+// blocks, width changes in the VAE): the configuration of its diffusers config files.
+static void test_layout_case(void) {
+  char err[4096];
+  StFile f;
+  SgmMap m;
+  VdpConfig want;
+  if (config_from_diffusers("test/data/sgm/svd_layout", &want, err, sizeof err)) {
+    check(0, "sgm_layout_case", "%s", err);
+    return;
+  }
+  if (map_header("test/data/sgm/svd_layout.header", "svd_layout.safetensors", &f, &m, err, sizeof err)) {
+    check(0, "sgm_layout_case", "%s", err);
+    return;
+  }
+  check_config("sgm_layout_case", "the one of test/data/sgm/svd_layout/*/config.json", &f, &m, &want);
+  sgm_map_free(&m);
+  st_close(&f);
 }
 
 int main(void) {
@@ -458,6 +491,7 @@ int main(void) {
   test_num_frames();
   test_malformed();
   test_published_shapes();
+  test_layout_case();
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
   if (system(cmd)) printf("(could not remove %s)\n", g_tmp);

@@ -657,6 +657,54 @@ def write_sgm_published_header(path):
     shapes.update({T + "positional_embedding": [77, 1024], T + "text_projection": [1024, 1024],
                    T + "logit_scale": [], T + "token_embedding.weight": [49408, 1024],
                    T + "ln_final.weight": [1024], T + "ln_final.bias": [1024]})
+    write_header(path, shapes)
+
+
+def write_sgm_layout_case(folder):
+    """Names and shapes only, for a layout the weight fixtures do not have: three UNet levels of
+    3 resnets with attention in every down and up block and 2 transformer blocks per level,
+    widths 64/128/128 (a 1x1 skip where the width changes); a 3-level VAE 32/64/64 (nin_shortcuts
+    in the encoder and the decoder); a 128-wide, 3-layer CLIP. Writes the diffusers config files of
+    the model (no weights) and svd_layout.header (an SGM safetensors header without data):
+    test/test_sgm.c checks that sgm.c infers the same configuration from the header as vdp reads
+    from the config files, and finds every tensor where this walker put it."""
+    with torch.device("meta"):
+        unet = UNetSpatioTemporalConditionModel(
+            block_out_channels=(64, 128, 128), layers_per_block=3, sample_size=96,
+            down_block_types=("CrossAttnDownBlockSpatioTemporal",) * 3,
+            up_block_types=("CrossAttnUpBlockSpatioTemporal",) * 3, cross_attention_dim=48,
+            num_attention_heads=(1, 2, 2), transformer_layers_per_block=2,
+            addition_time_embed_dim=16, projection_class_embeddings_input_dim=48, num_frames=14)
+        vae = AutoencoderKLTemporalDecoder(
+            block_out_channels=[32, 64, 64], down_block_types=["DownEncoderBlock2D"] * 3,
+            latent_channels=4, layers_per_block=2)
+        enc = CLIPVisionModelWithProjection(CLIPVisionConfig(
+            hidden_size=128, intermediate_size=200, num_attention_heads=2, num_hidden_layers=3,
+            patch_size=4, image_size=16, projection_dim=48, hidden_act="gelu"))
+    if folder.exists():
+        shutil.rmtree(folder)
+    unet.save_config(folder / "unet")
+    vae.save_config(folder / "vae")
+    enc.config.architectures = [type(enc).__name__]
+    enc.config.save_pretrained(folder / "image_encoder")
+    svd_scheduler().save_config(folder / "scheduler")
+    CLIPImageProcessor(crop_size=16, size=16).save_pretrained(folder / "feature_extractor")
+    write_json(folder / "model_index.json", {
+        "_class_name": "StableVideoDiffusionPipeline", "_diffusers_version": diffusers.__version__,
+        "feature_extractor": ["transformers", "CLIPImageProcessor"],
+        "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
+        "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+        "unet": ["diffusers", "UNetSpatioTemporalConditionModel"],
+        "vae": ["diffusers", "AutoencoderKLTemporalDecoder"]})
+    w = SgmWriter(("unet", unet), ("vae", vae), ("image_encoder", enc))
+    sgm_unet(w, unet)
+    sgm_vae(w, vae)
+    sgm_clip(w, enc)
+    write_header(folder.parent / "svd_layout.header", {k: list(t.shape) for k, t in w.done().items()})
+
+
+def write_header(path, shapes):
+    """A safetensors header (u64 length + JSON) for fp16 tensors of these shapes, without the data."""
     header, off = {}, 0
     for k in sorted(shapes):
         n = 2 * int(np.prod(shapes[k], dtype=np.int64))
@@ -665,7 +713,7 @@ def write_sgm_published_header(path):
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
     path.write_bytes(len(text).to_bytes(8, "little") + text)
-    print(f"  {path.relative_to(REPO)}: header of {len(header)} tensors, {off / 1e9:.2f} GB of fp16 "
+    print(f"  {path.relative_to(REPO)}: header of {len(header)} tensors, {off / 1e9:.3f} GB of fp16 "
           f"data not stored")
 
 
@@ -685,6 +733,7 @@ def write_sgm_fixtures():
     print(f"  svd_mini: params {n}; {path.relative_to(REPO)}: {len(sd)} tensors, "
           f"{path.stat().st_size / 1e6:.2f} MB")
     write_sgm_published_header(SGM / "svd_xt_shapes.header")
+    write_sgm_layout_case(SGM / "svd_layout")
     lines = []
     for p in sorted(SGM.rglob("*")):
         if p.is_file() and p.name != "MANIFEST.sha256":
