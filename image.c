@@ -463,12 +463,12 @@ static int png_write_fp(FILE *fp, const char *path, const uint8_t *rgb, int w, i
 
 int image_save_png(const char *path, const uint8_t *rgb, int w, int h, char *err, size_t errlen) {
   VdpOut o;
-  if (out_begin(&o, path, err, errlen)) return -1;
+  if (out_begin(&o, path, out_replace(), err, errlen)) return -1;
   if (png_write_fp(o.fp, path, rgb, w, h, err, errlen)) {
     out_abort(&o);
     return -1;
   }
-  return out_commit(&o, out_replace(), err, errlen);
+  return out_commit(&o, err, errlen);
 }
 
 void png_sequence_name(char *dst, size_t n, const char *stem, int frame) {
@@ -484,16 +484,18 @@ int png_sequence_save(const char *stem, const uint8_t *frames, int F, int w, int
   for (; done < F && !rc; done++) {
     char path[4096];
     png_sequence_name(path, sizeof path, stem, done);
-    if (out_begin(&o[done], path, err, errlen)) {
+    if (out_begin(&o[done], path, replace, err, errlen)) {
       rc = -1;
       break;
     }
     rc = png_write_fp(o[done].fp, path, frames + (size_t)done * w * h * 3, w, h, err, errlen);
     if (!rc) rc = out_close(&o[done], err, errlen);
   }
-  int renamed = 0;
-  for (; !rc && renamed < F; renamed++)
-    if (out_rename(&o[renamed], replace, err, errlen)) rc = -1;
+  int renamed = 0;  // frames that took their names
+  while (!rc && renamed < F) {
+    if (out_rename(&o[renamed], err, errlen)) rc = -1;
+    else renamed++;
+  }
   if (rc) {
     // rename is the last step and rarely fails; if it did, take back the frames already renamed too,
     // so that no partial sequence remains
@@ -741,9 +743,127 @@ static void cubic_taps(int in, int out, int *idx, float *wt) {
   }
 }
 
+// Marks the indices in idx[0..n) (each in [0, size)), returns how many distinct ones in `list` (sorted)
+// and, in pos[i], the position of index i in the list.
+static int distinct_indices(const int *idx, int n, int size, int *list, int *pos) {
+  for (int i = 0; i < size; i++) pos[i] = -1;
+  for (int k = 0; k < n; k++) pos[idx[k]] = 0;
+  int m = 0;
+  for (int i = 0; i < size; i++)
+    if (pos[i] == 0) pos[i] = m, list[m++] = i;
+  return m;
+}
+
+// Only the blurred samples that the 4x4 bicubic taps read are computed: at most 4 * wo columns and
+// 4 * ho rows of the blurred image, instead of all h * w (a 16384^2 input to 224^2 computes 896
+// columns, 0.5% of the W-blur, and 896 rows of those for the H-blur). Every computed sample is summed
+// in the same order as a full blur would sum it, so the result is bit-identical to blurring everything
+// (test_image checks this against the direct form on large inputs).
 void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int wo) {
   if (c <= 0 || h <= 0 || w <= 0 || ho <= 0 || wo <= 0)
     vdp_die("resize_antialias: invalid sizes [%d, %d, %d] -> [%d, %d]", c, h, w, ho, wo);
+  // 1. sigmas and kernel sizes, in double as Python computes them
+  double sig_y = fmax(((double)h / ho - 1.0) / 2.0, 0.001);
+  double sig_x = fmax(((double)w / wo - 1.0) / 2.0, 0.001);
+  int ky = (int)fmax(4.0 * sig_y, 3.0), kx = (int)fmax(4.0 * sig_x, 3.0);
+  if (ky % 2 == 0) ky++;
+  if (kx % 2 == 0) kx++;
+  float *gy = vdp_malloc(sizeof(float) * ky, "gaussian"), *gx = vdp_malloc(sizeof(float) * kx, "gaussian");
+  gaussian_kernel(gy, ky, (float)sig_y);
+  gaussian_kernel(gx, kx, (float)sig_x);
+  int py = (ky - 1) / 2, px = (kx - 1) / 2;  // front padding (odd kernels: symmetric)
+
+  // 4. (set up first) bicubic taps, align_corners=True
+  int *iy = vdp_malloc(sizeof(int) * 4 * ho, "bicubic taps"), *ix = vdp_malloc(sizeof(int) * 4 * wo, "bicubic taps");
+  float *wy = vdp_malloc(sizeof(float) * 4 * ho, "bicubic taps"), *wx = vdp_malloc(sizeof(float) * 4 * wo, "bicubic taps");
+  cubic_taps(h, ho, iy, wy);
+  cubic_taps(w, wo, ix, wx);
+  // The blurred columns (cols, nc of them) and rows (rows, nr) the taps read; colpos/rowpos map an image
+  // index to its place in those lists.
+  int *cols = vdp_malloc(sizeof(int) * w, "columns"), *colpos = vdp_malloc(sizeof(int) * w, "columns");
+  int *rows = vdp_malloc(sizeof(int) * h, "rows"), *rowpos = vdp_malloc(sizeof(int) * h, "rows");
+  int nc = distinct_indices(ix, 4 * wo, w, cols, colpos), nr = distinct_indices(iy, 4 * ho, h, rows, rowpos);
+  // the source rows the H-blur of those rows reads: all rows when downscaling by more than ~ky/4
+  int *need = vdp_malloc(sizeof(int) * h, "rows");
+  int nneed = 0;
+  for (int r = 0; r < h; r++) need[r] = 0;
+  for (int k = 0; k < nr; k++)
+    for (int j = 0; j < ky; j++) need[reflect_index(rows[k] - py + j, h)] = 1;
+  for (int r = 0; r < h; r++) nneed += need[r];
+
+  float *t1 = vdp_malloc(sizeof(float) * (size_t)h * nc, "blur temporary");   // [h, nc]: W-blurred at cols
+  float *t2 = vdp_malloc(sizeof(float) * (size_t)nr * nc, "blur temporary");  // [nr, nc]: then H-blurred at rows
+  for (int ch = 0; ch < c; ch++) {
+    const float *xc = x + (size_t)ch * h * w;
+    // 3a. blur along W at the needed columns: s = sum_j gx[j] * in[reflect(col - px + j)], j ascending
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int r = 0; r < h; r++) {
+      if (!need[r]) continue;
+      const float *src = xc + (size_t)r * w;
+      float *dst = t1 + (size_t)r * nc;
+      for (int k = 0; k < nc;) {
+        // a run of up to 8 consecutive columns whose windows lie inside the row: 8 independent sums
+        int c0 = cols[k] - px, run = 1;
+        while (run < 8 && k + run < nc && cols[k + run] == cols[k] + run) run++;
+        if (run == 8 && c0 >= 0 && c0 + 7 + kx <= w) {
+          float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+          for (int j = 0; j < kx; j++) {
+            const float g = gx[j], *sp = src + c0 + j;
+            for (int m = 0; m < 8; m++) acc[m] += g * sp[m];
+          }
+          for (int m = 0; m < 8; m++) dst[k + m] = acc[m];
+          k += 8;
+        } else {
+          float acc = 0.0f;
+          if (c0 >= 0 && c0 + kx <= w)
+            for (int j = 0; j < kx; j++) acc += gx[j] * src[c0 + j];
+          else
+            for (int j = 0; j < kx; j++) acc += gx[j] * src[reflect_index(c0 + j, w)];
+          dst[k++] = acc;
+        }
+      }
+    }
+    // 3b. blur along H at the needed rows (same order as the full blur: j ascending from 0.0f)
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < nr; k++) {
+      float *dst = t2 + (size_t)k * nc;
+      for (int i = 0; i < nc; i++) dst[i] = 0.0f;
+      for (int j = 0; j < ky; j++) {
+        const float g = gy[j], *src = t1 + (size_t)reflect_index(rows[k] - py + j, h) * nc;
+        for (int i = 0; i < nc; i++) dst[i] += g * src[i];
+      }
+    }
+    // 4. bicubic: out = sum_j wy_j * (sum_i wx_i * in[y_j, x_i]), summed in the order torch's generic
+    //    upsample kernel uses (inner loop along W)
+#pragma omp parallel for schedule(static)
+    for (int oy = 0; oy < ho; oy++) {
+      float *dst = y + ((size_t)ch * ho + oy) * wo;
+      for (int ox = 0; ox < wo; ox++) {
+        const int *xi = ix + 4 * ox;
+        const float *xw = wx + 4 * ox;
+        float acc = 0.0f;
+        for (int j = 0; j < 4; j++) {
+          const float *row = t2 + (size_t)rowpos[iy[4 * oy + j]] * nc;
+          float v = row[colpos[xi[0]]] * xw[0];
+          v += row[colpos[xi[1]]] * xw[1];
+          v += row[colpos[xi[2]]] * xw[2];
+          v += row[colpos[xi[3]]] * xw[3];
+          acc = j == 0 ? v * wy[4 * oy] : acc + v * wy[4 * oy + j];
+        }
+        dst[ox] = acc;
+      }
+    }
+  }
+  free(iy), free(ix), free(wy), free(wx);
+  free(cols), free(colpos), free(rows), free(rowpos), free(need);
+  free(t1), free(t2), free(gx), free(gy);
+}
+
+// The direct form: blur the whole image, then sample it. resize_antialias must equal it bit for bit
+// (test_image); it is kept as that reference, and costs O(c h w (kx + ky)) time and two full-size copies.
+void resize_antialias_full(float *y, const float *x, int c, int h, int w, int ho, int wo) {
+  if (c <= 0 || h <= 0 || w <= 0 || ho <= 0 || wo <= 0)
+    vdp_die("resize_antialias_full: invalid sizes [%d, %d, %d] -> [%d, %d]", c, h, w, ho, wo);
   // 1. sigmas and kernel sizes, in double as Python computes them
   double sig_y = fmax(((double)h / ho - 1.0) / 2.0, 0.001);
   double sig_x = fmax(((double)w / wo - 1.0) / 2.0, 0.001);
@@ -848,7 +968,7 @@ int npy_save_f32(const char *path, const float *x, const int64_t *shape, int ndi
   header[10 + len + pad] = '\n';
 
   VdpOut o;
-  if (out_begin(&o, path, err, errlen)) return -1;
+  if (out_begin(&o, path, out_replace(), err, errlen)) return -1;
   int bad = fwrite(header, 1, 10 + hlen, o.fp) != (size_t)(10 + hlen);
   if (!bad && n) bad = fwrite(x, sizeof(float), n, o.fp) != n;
   if (bad) {
@@ -856,7 +976,7 @@ int npy_save_f32(const char *path, const float *x, const int64_t *shape, int ndi
     out_abort(&o);
     return errf(err, errlen, "cannot write %s: %s", path, strerror(e));
   }
-  return out_commit(&o, out_replace(), err, errlen);
+  return out_commit(&o, err, errlen);
 }
 
 // A tiny parser for the header dict: exactly the three keys numpy writes, in any order.
@@ -1141,7 +1261,7 @@ int video_save_ffmpeg(const char *path, const uint8_t *frames, int F, int w, int
   // ("-x.mp4") or as another protocol ("pipe:1.gif"); -f names the muxer, since the temporary's name
   // ends in .tmp.
   VdpOut o;
-  if (out_begin(&o, path, err, errlen)) return -1;
+  if (out_begin(&o, path, out_replace(), err, errlen)) return -1;
   fclose(o.fp);
   o.fp = NULL;
   char target[4200];
@@ -1249,7 +1369,7 @@ int video_save_ffmpeg(const char *path, const uint8_t *frames, int F, int w, int
       rc = errf(err, errlen, "cannot write %s: ffmpeg's output is missing or empty", path);
     if (fd >= 0) close(fd);
   }
-  if (!rc) rc = out_rename(&o, out_replace(), err, errlen);
+  if (!rc) rc = out_rename(&o, err, errlen);
   if (rc) out_abort(&o);
   return rc;
 }

@@ -205,7 +205,8 @@ static int out_create_temp(const char *path, char *tmp, size_t n, char *err, siz
   return errf(err, errlen, "%s: cannot find a free temporary name beside it", path);
 }
 
-int out_check(const char *path, int replace, char *err, size_t errlen) {
+// What may stand at the target's name: nothing, or (replace set) a writable regular file.
+static int target_check(const char *path, int replace, char *err, size_t errlen) {
   if (!*path) return errf(err, errlen, "empty output path");
   size_t len = strlen(path);
   if (path[len - 1] == '/') return errf(err, errlen, "%s: names a directory, expected a file name", path);
@@ -215,11 +216,17 @@ int out_check(const char *path, int replace, char *err, size_t errlen) {
       return errf(err, errlen, "%s: is a symbolic link; vdp does not write through or replace links (name the real file, or remove the link)", path);
     if (!S_ISREG(st.st_mode)) return errf(err, errlen, "%s: is %s, not replaced (name a regular file)", path, file_kind(st.st_mode));
     if (!replace) return errf(err, errlen, "%s: already exists, not replaced (give --overwrite to replace it)", path);
+    // the mode bits too: root passes access(W_OK) for any file, but a read-only file is meant to stay
     if (!(st.st_mode & 0222) || access(path, W_OK))
       return errf(err, errlen, "%s: is read-only, not replaced (make it writable or choose another name)", path);
   } else if (errno != ENOENT) {
     return errf(err, errlen, "%s: %s", path, strerror(errno));
   }
+  return 0;
+}
+
+int out_check(const char *path, int replace, char *err, size_t errlen) {
+  if (target_check(path, replace, err, errlen)) return -1;
   // The folder must take a new file: create and remove a probe temporary (this also catches read-only
   // file systems, which access(W_OK) misses for root).
   char tmp[4096];
@@ -230,9 +237,11 @@ int out_check(const char *path, int replace, char *err, size_t errlen) {
   return 0;
 }
 
-int out_begin(VdpOut *o, const char *path, char *err, size_t errlen) {
+int out_begin(VdpOut *o, const char *path, int replace, char *err, size_t errlen) {
   memset(o, 0, sizeof *o);
   o->slot = -1;
+  o->replace = replace;
+  if (target_check(path, replace, err, errlen)) return -1;
   if ((size_t)snprintf(o->path, sizeof o->path, "%s", path) >= sizeof o->path) return errf(err, errlen, "%s: path too long", path);
   int fd = out_create_temp(path, o->tmp, sizeof o->tmp, err, errlen);
   if (fd < 0) return -1;
@@ -262,12 +271,10 @@ int out_close(VdpOut *o, char *err, size_t errlen) {
   return 0;
 }
 
-int out_rename(VdpOut *o, int replace, char *err, size_t errlen) {
-  struct stat st;
-  if (replace) {
-    // replace a regular file only (the up-front check said so; look again, the run may have been long)
-    if (lstat(o->path, &st) == 0 && !S_ISREG(st.st_mode))
-      return errf(err, errlen, "%s: is now %s, not replaced", o->path, file_kind(st.st_mode));
+int out_rename(VdpOut *o, char *err, size_t errlen) {
+  if (o->replace) {
+    // replace a writable regular file only (checked at the start; again now, the run may have been long)
+    if (target_check(o->path, 1, err, errlen)) return -1;
     if (rename(o->tmp, o->path) != 0) return errf(err, errlen, "cannot rename %s to %s: %s", o->tmp, o->path, strerror(errno));
   } else if (renameat2(AT_FDCWD, o->tmp, AT_FDCWD, o->path, RENAME_NOREPLACE) != 0) {
     if (errno == EEXIST) return errf(err, errlen, "%s: appeared during the run, not replaced (give --overwrite to replace it)", o->path);
@@ -286,8 +293,8 @@ int out_rename(VdpOut *o, int replace, char *err, size_t errlen) {
   return 0;
 }
 
-int out_commit(VdpOut *o, int replace, char *err, size_t errlen) {
-  if (out_close(o, err, errlen) || out_rename(o, replace, err, errlen)) {
+int out_commit(VdpOut *o, char *err, size_t errlen) {
+  if (out_close(o, err, errlen) || out_rename(o, err, errlen)) {
     out_abort(o);
     return -1;
   }
@@ -306,13 +313,13 @@ void out_abort(VdpOut *o) {
 
 int out_write_file(const char *path, const void *data, size_t n, int replace, char *err, size_t errlen) {
   VdpOut o;
-  if (out_begin(&o, path, err, errlen)) return -1;
+  if (out_begin(&o, path, replace, err, errlen)) return -1;
   if (n && fwrite(data, 1, n, o.fp) != n) {
     int e = errno;
     out_abort(&o);
     return errf(err, errlen, "cannot write %s: %s", path, strerror(e));
   }
-  return out_commit(&o, replace, err, errlen);
+  return out_commit(&o, err, errlen);
 }
 
 // ---------------------------------------------------------------------------------------------------

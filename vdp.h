@@ -124,6 +124,7 @@ typedef struct {
   char path[4096], tmp[4096];  // the target and its temporary
   FILE *fp;                    // open on the temporary between out_begin and out_close
   int slot;                    // in the list of live temporaries, -1 when none
+  int replace;                 // an existing writable regular file at path may be replaced
 } VdpOut;
 void out_install_cleanup(void);  // atexit + signal handlers removing live temporaries; SIGXFSZ ignored
 void out_cleanup(void);          // removes the live temporaries now (before an _exit)
@@ -135,10 +136,11 @@ int out_replace(void);
 // Everything that can be known before writing: the target is absent or (with replace) a writable
 // regular file, and a file can be created in its folder. -1 with a message naming the path.
 int out_check(const char *path, int replace, char *err, size_t errlen);
-int out_begin(VdpOut *o, const char *path, char *err, size_t errlen);  // creates the temporary, o->fp open
+// Checks the target (as out_check, without the probe), creates the temporary, o->fp open on it.
+int out_begin(VdpOut *o, const char *path, int replace, char *err, size_t errlen);
 int out_close(VdpOut *o, char *err, size_t errlen);   // flush, fsync and close the temporary (kept)
-int out_rename(VdpOut *o, int replace, char *err, size_t errlen);  // the temporary takes the target's name
-int out_commit(VdpOut *o, int replace, char *err, size_t errlen);  // close + rename; on failure, abort
+int out_rename(VdpOut *o, char *err, size_t errlen);  // checks the target again; the temporary takes its name
+int out_commit(VdpOut *o, char *err, size_t errlen);  // close + rename; on failure, abort
 void out_abort(VdpOut *o);                            // closes and removes the temporary
 int out_write_file(const char *path, const void *data, size_t n, int replace, char *err, size_t errlen);
 const char *file_kind(unsigned mode);                 // "a directory", "a FIFO (named pipe)", ... for messages
@@ -352,6 +354,9 @@ void image_resize_lanczos(const VdpImage *src, VdpImage *dst, int w, int h);
 // diffusers' _resize_with_antialiasing on x [c, h, w] fp32: gaussian blur (reflect pad), then
 // bicubic (A = -0.75, align_corners) to [c, ho, wo].
 void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int wo);
+// The same, computed by blurring every pixel (slow on large images): the reference the tests compare
+// resize_antialias with, bit for bit.
+void resize_antialias_full(float *y, const float *x, int c, int h, int w, int ho, int wo);
 // .npy files (little-endian float32, C order)
 int npy_save_f32(const char *path, const float *x, const int64_t *shape, int ndim, char *err, size_t errlen);
 // Loads a float32 (or float16, converted) .npy; *data malloc'd. Returns -1 with a message on error.

@@ -1244,7 +1244,7 @@ int vdpw_convert(const char *src_dir, const char *out_path, int out_dtype, int v
   }
   uint64_t file_size = list.n ? ot[list.n - 1].t.offset + ot[list.n - 1].t.nbytes : pos;
 
-  if (out_begin(&o, out_path, err, errlen)) goto out;
+  if (out_begin(&o, out_path, replace, err, errlen)) goto out;
   fp = o.fp;
   uint8_t hdr[VDPW_HEADER];
   uint32_t v32[3] = {VDPW_VERSION, (uint32_t)cfglen, (uint32_t)list.n};
@@ -1325,7 +1325,7 @@ int vdpw_convert(const char *src_dir, const char *out_path, int out_dtype, int v
     }
     vdpw_close(&vf);
   }
-  if (out_rename(&o, replace, err, errlen)) goto out;
+  if (out_rename(&o, err, errlen)) goto out;
   if (verbose)
     fprintf(stderr, "convert: wrote %s: %d tensors, %" PRIu64 " bytes (%s) in %.1f s\n", out_path, list.n, file_size,
             dtype_name(out_dtype), vdp_now() - t0);
