@@ -139,6 +139,27 @@ p=$tmp/p5; mkdir -p "$p"
 FAKE_FFMPEG_FAIL=1 PATH=$tmp/bin:$PATH "$VDP" generate "${COMMON[@]}" --image "$IMG" --out "$p/o.mp4" >/dev/null 2>"$tmp/err"; rc=$?
 [ $rc -eq 1 ] && [ ! -e "$p/o.mp4" ] && ok "a failed ffmpeg leaves no o.mp4" || bad "failed ffmpeg: exit $rc, o.mp4 $([ -e "$p/o.mp4" ] && echo PRESENT || echo absent)"
 no_temps "$p" "failed outputs"
+# interrupted while ffmpeg encodes (SIGTERM): the temporary goes with the process, no o2.mp4 appears.
+# This stand-in opens its output first and writes only after a pause, as a slow encode would.
+mkdir -p "$tmp/slowbin"
+cat >"$tmp/slowbin/ffmpeg" <<'FAKE'
+#!/usr/bin/env bash
+f=${*: -1}; f=${f#file:}
+exec 3>"$f"
+cat >/dev/null
+sleep 2
+printf FAKEVIDEO >&3
+FAKE
+chmod +x "$tmp/slowbin/ffmpeg"
+PATH=$tmp/slowbin:$PATH "$VDP" generate "${COMMON[@]}" --image "$IMG" --out "$p/o2.mp4" >/dev/null 2>"$tmp/err" &
+pid=$!
+for _ in $(seq 100); do [ -n "$(find "$p" -maxdepth 1 -name '.o2.mp4.*.tmp')" ] && break; sleep 0.1; done
+seen=$(find "$p" -maxdepth 1 -name '.o2.mp4.*.tmp' | wc -l)
+kill -TERM "$pid" 2>/dev/null; wait "$pid"; rc=$?
+sleep 2.5  # the stand-in finishes writing into its (now unlinked) file
+[ "$seen" -eq 1 ] && [ $rc -eq 143 ] && [ ! -e "$p/o2.mp4" ] && [ -z "$(find "$p" -maxdepth 1 -name '.o2.mp4.*.tmp')" ] &&
+  ok "SIGTERM during the encode: the temporary is removed, no o2.mp4" ||
+  bad "SIGTERM during the encode: temporary seen $seen, exit $rc, o2.mp4 $([ -e "$p/o2.mp4" ] && echo PRESENT || echo absent), left: $(find "$p" -maxdepth 1 -name '.o2*' | wc -l)"
 mkdir "$p/f_002.png"  # frame 2 cannot be written: refused before any frame is
 run "a PNG sequence whose frame 2 is blocked" 1 "f_002.png: is a directory" "$VDP" generate "${COMMON[@]}" --image "$IMG" --out "$p/f.png" && early "blocked frame"
 [ ! -e "$p/f_000.png" ] && ok "no frame written when one cannot be" || bad "frames 000-001 left behind"
