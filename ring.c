@@ -994,7 +994,7 @@ static void sim_usage(FILE *f) {
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out) {
-  if (!s || !*s) return -1;
+  if (!s || !vdp_is_decimal(s, 0)) return -1;
   char *end;
   errno = 0;
   long v = strtol(s, &end, 10);
@@ -1004,7 +1004,7 @@ static int parse_long(const char *s, long lo, long hi, long *out) {
 }
 
 static int parse_double(const char *s, double lo, double hi, double *out) {
-  if (!s || !*s) return -1;
+  if (!s || !vdp_is_decimal(s, 1)) return -1;
   char *end;
   errno = 0;
   double v = strtod(s, &end);

@@ -107,6 +107,30 @@ void vdp_usage_die(const char *fmt, ...) {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Numbers on the command line
+// ---------------------------------------------------------------------------------------------------
+// Plain decimal only: [+-]digits[.digits][e[+-]digits]. strtod alone would also take leading spaces,
+// hex floats (0x10), "inf" and "nan".
+int vdp_is_decimal(const char *s, int allow_fraction) {
+  const char *p = s;
+  if (*p == '+' || *p == '-') p++;
+  int digits = 0;
+  while (*p >= '0' && *p <= '9') p++, digits++;
+  if (allow_fraction && *p == '.') {
+    p++;
+    while (*p >= '0' && *p <= '9') p++, digits++;
+  }
+  if (!digits) return 0;
+  if (allow_fraction && (*p == 'e' || *p == 'E')) {
+    p++;
+    if (*p == '+' || *p == '-') p++;
+    if (!(*p >= '0' && *p <= '9')) return 0;
+    while (*p >= '0' && *p <= '9') p++;
+  }
+  return *p == 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Output files: exclusive temporary beside the target, fsync, rename
 // ---------------------------------------------------------------------------------------------------
 // Every temporary this process created and has not yet renamed or removed. An exit (vdp_die included)

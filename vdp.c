@@ -34,8 +34,9 @@ static void usage(FILE *o) {
           "  --fps 7 --motion-bucket-id 127 --noise-aug-strength 0.02\n"
           "  --min-guidance-scale 1.0 --max-guidance-scale 3.0 --decode-chunk-size (all frames)\n"
           "  --seed 0 --device cpu|cuda --dump DIR (writes each intermediate tensor as DIR/NAME.npy)\n"
-          "  --overwrite (replace existing output files, a non-empty --dump folder's files, and delete a PNG\n"
-          "    sequence's frames beyond the new frame count; without it vdp refuses to start)\n"
+          "  --overwrite: replace existing output files (regular files only), a non-empty --dump folder's files,\n"
+          "    and delete a PNG sequence's earlier frames beyond the new frame count; without it any of these\n"
+          "    stops vdp before the weights load\n"
           "  --max-pixels N (largest input image accepted, default %llu, at most %d x %d)\n"
           "  --num-videos K (seeds s, s+1, ...) or several --image; --stages S (timestep stages on a ring)\n"
           "  --timeout SECONDS (ring liveness bound: the longest one encode, step or decode may take;\n"
@@ -50,32 +51,11 @@ static void usage(FILE *o) {
 // ---------------------------------------------------------------------------------------------------
 // Flag parsing: every number is checked whole; a bad value names the flag (a usage error: exit 2).
 // ---------------------------------------------------------------------------------------------------
-// Plain decimal only: [+-]digits[.digits][e[+-]digits]. strtod alone would also take leading spaces,
-// hex floats (0x10), "inf" and "nan".
-static int is_decimal(const char *s, int allow_fraction) {
-  const char *p = s;
-  if (*p == '+' || *p == '-') p++;
-  int digits = 0;
-  while (*p >= '0' && *p <= '9') p++, digits++;
-  if (allow_fraction && *p == '.') {
-    p++;
-    while (*p >= '0' && *p <= '9') p++, digits++;
-  }
-  if (!digits) return 0;
-  if (allow_fraction && (*p == 'e' || *p == 'E')) {
-    p++;
-    if (*p == '+' || *p == '-') p++;
-    if (!(*p >= '0' && *p <= '9')) return 0;
-    while (*p >= '0' && *p <= '9') p++;
-  }
-  return *p == 0;
-}
-
 static long parse_int(const char *flag, const char *s, long lo, long hi) {
   char *end;
   errno = 0;
-  long v = is_decimal(s, 0) ? strtol(s, &end, 10) : 0;
-  if (!is_decimal(s, 0) || errno || *end || v < lo || v > hi)
+  long v = vdp_is_decimal(s, 0) ? strtol(s, &end, 10) : 0;
+  if (!vdp_is_decimal(s, 0) || errno || *end || v < lo || v > hi)
     vdp_usage_die("%s %s: expected an integer in [%ld, %ld]", flag, s, lo, hi);
   return v;
 }
@@ -83,7 +63,7 @@ static long parse_int(const char *flag, const char *s, long lo, long hi) {
 static uint64_t parse_u64(const char *flag, const char *s) {
   char *end;
   errno = 0;
-  if (!is_decimal(s, 0) || *s == '-' || *s == '+') vdp_usage_die("%s %s: expected a non-negative decimal integer", flag, s);
+  if (!vdp_is_decimal(s, 0) || *s == '-' || *s == '+') vdp_usage_die("%s %s: expected a non-negative decimal integer", flag, s);
   unsigned long long v = strtoull(s, &end, 10);
   if (errno || *end) vdp_usage_die("%s %s: expected a non-negative integer below 2^64", flag, s);
   return v;
@@ -92,8 +72,8 @@ static uint64_t parse_u64(const char *flag, const char *s) {
 static float parse_float(const char *flag, const char *s, double lo, double hi) {
   char *end;
   errno = 0;
-  double v = is_decimal(s, 1) ? strtod(s, &end) : NAN;
-  if (!is_decimal(s, 1) || errno || *end || !(v >= lo && v <= hi))
+  double v = vdp_is_decimal(s, 1) ? strtod(s, &end) : NAN;
+  if (!vdp_is_decimal(s, 1) || errno || *end || !(v >= lo && v <= hi))
     vdp_usage_die("%s %s: expected a decimal number in [%g, %g]", flag, s, lo, hi);
   return (float)v;
 }

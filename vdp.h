@@ -113,6 +113,9 @@ double vdp_now(void);                          // monotonic seconds
 // Usage errors (a bad flag, a missing argument, flags that contradict each other) print the same way
 // and exit with status 2; every other failure exits 1 (README "Exit status").
 void vdp_usage_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+// A number as flags take it: [+-]digits, and with allow_fraction [.digits][e[+-]digits]; no leading
+// spaces, hex, inf or nan (which strtol/strtod alone would accept).
+int vdp_is_decimal(const char *s, int allow_fraction);
 
 // Output files (util.c). One rule for every file vdp writes: the bytes go to a fresh temporary created
 // exclusively beside the target (DIR/.NAME.XXXXXXXX.tmp: never a fixed name, never through a symlink),

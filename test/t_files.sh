@@ -200,6 +200,8 @@ run "--out without extension" 2 "no file extension" "$VDP" generate "${COMMON[@]
 run "generate usage error exits 2" 2 "is required" "$VDP" generate --image "$IMG" --out "$tmp/x.npy"
 run "convert usage error exits 2" 2 "unknown option" "$VDP" convert --bogus
 run "sim usage error exits 2" 2 "" "$VDP" sim --stages abc
+run "sim refuses hex numbers" 2 "0x2" "$VDP" sim --stages 0x2
+run "sim refuses hex floats" 2 "0x1p3" "$VDP" sim --step-ms 0x1p3
 "$VDP" --help | grep -aq -- "--variant" && ok "top-level usage lists --variant" || bad "top-level usage lacks --variant"
 "$VDP" --help | grep -aq "exit status" && ok "top-level usage states the exit codes" || bad "usage lacks the exit codes"
 
