@@ -1311,9 +1311,22 @@ int video_save_ffmpeg(const char *path, const uint8_t *frames, int F, int w, int
   posix_spawn_file_actions_adddup2(&fa, fds[0], STDIN_FILENO);
   posix_spawn_file_actions_addclose(&fa, fds[0]);
   posix_spawn_file_actions_addclose(&fa, fds[1]);
+  // The termination signals wait until the child is on record (out_watch_child), so that a Ctrl-C at
+  // any moment kills and reaps it before its output is removed; the child gets the usual mask back.
+  sigset_t term_set, prev_set;
+  sigemptyset(&term_set);
+  sigaddset(&term_set, SIGINT), sigaddset(&term_set, SIGTERM), sigaddset(&term_set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &term_set, &prev_set);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setsigmask(&attr, &prev_set);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
   pid_t pid;
-  int e = posix_spawnp(&pid, "ffmpeg", &fa, NULL, (char *const *)argv, environ);
+  int e = posix_spawnp(&pid, "ffmpeg", &fa, &attr, (char *const *)argv, environ);
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
+  if (e == 0) out_watch_child(pid);
+  pthread_sigmask(SIG_SETMASK, &prev_set, NULL);
   close(fds[0]);
   if (e != 0) {
     close(fds[1]);
@@ -1353,10 +1366,12 @@ int video_save_ffmpeg(const char *path, const uint8_t *frames, int F, int w, int
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) {
       e = errno;
+      out_watch_child(0);
       out_abort(&o);
       return errf(err, errlen, "cannot write %s: waiting for ffmpeg: %s", path, strerror(e));
     }
   }
+  out_watch_child(0);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !werr) rc = 0;
   else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
     rc = errf(err, errlen, "cannot write %s: ffmpeg exited with status %d (its messages are above)", path, WEXITSTATUS(status));

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -144,7 +145,18 @@ static int out_replace_default = 1;
 void out_set_replace(int replace) { out_replace_default = replace; }
 int out_replace(void) { return out_replace_default; }
 
+// A child writing one of the temporaries (ffmpeg). It could create its output after the temporary was
+// removed (ffmpeg opens the name itself), so it is killed and reaped first.
+static volatile pid_t out_child;
+void out_watch_child(int pid) { out_child = pid; }
+
 void out_cleanup(void) {
+  pid_t child = out_child;
+  if (child > 0) {
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    out_child = 0;
+  }
   for (int i = 0; i < OUT_MAX_TEMPS; i++)
     if (out_temps[i]) unlink(out_temps[i]);
 }

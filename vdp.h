@@ -131,6 +131,7 @@ typedef struct {
 } VdpOut;
 void out_install_cleanup(void);  // atexit + signal handlers removing live temporaries; SIGXFSZ ignored
 void out_cleanup(void);          // removes the live temporaries now (before an _exit)
+void out_watch_child(int pid);   // a child process writing a temporary (0: none): killed and reaped first
 // The policy of the library writers (npy_save_f32, image_save_png, png_sequence_save, video_save_ffmpeg,
 // vdpw_convert): replace an existing regular file (1, the default) or refuse (0). The CLI sets it from
 // --overwrite before any work starts.
