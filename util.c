@@ -242,7 +242,7 @@ static int out_create_temp(const char *path, char *tmp, size_t n, char *err, siz
 }
 
 // What may stand at the target's name: nothing, or (replace set) a writable regular file.
-static int target_check(const char *path, int replace, char *err, size_t errlen) {
+int target_check(const char *path, int replace, char *err, size_t errlen) {
   if (!*path) return errf(err, errlen, "empty output path");
   size_t len = strlen(path);
   if (path[len - 1] == '/') return errf(err, errlen, "%s: names a directory, expected a file name", path);

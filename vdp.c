@@ -207,7 +207,8 @@ static void check_outputs(const char *out, int n_videos, int F, int fps, int ove
       snprintf(stem, sizeof stem, "%.*s", (int)(strlen(name) - 4), name);
       for (int f = 0; f < F; f++) {
         png_sequence_name(frame, sizeof frame, stem, f);
-        if (out_check(frame, overwrite, err, sizeof err)) vdp_die("--out %s: %s", out, err);
+        // the folder probe once per sequence (same folder), the name check for every frame
+        if ((f ? target_check : out_check)(frame, overwrite, err, sizeof err)) vdp_die("--out %s: %s", out, err);
       }
       int n = stale_frames(stem, F, 0, &list);
       if (n && !overwrite)

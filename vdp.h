@@ -140,6 +140,7 @@ int out_replace(void);
 // Everything that can be known before writing: the target is absent or (with replace) a writable
 // regular file, and a file can be created in its folder. -1 with a message naming the path.
 int out_check(const char *path, int replace, char *err, size_t errlen);
+int target_check(const char *path, int replace, char *err, size_t errlen);  // out_check without the folder probe
 // Checks the target (as out_check, without the probe), creates the temporary, o->fp open on it.
 int out_begin(VdpOut *o, const char *path, int replace, char *err, size_t errlen);
 int out_close(VdpOut *o, char *err, size_t errlen);   // flush, fsync and close the temporary (kept)
