@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,8 +35,29 @@
 #define M_PI 3.14159265358979323846
 #endif
 
-// Largest accepted image side. 16384^2 * 3 bytes = 768 MiB, far above any SVD input.
-#define IMG_MAX_DIM 16384
+// Largest accepted image side (IMG_MAX_SIDE in vdp.h): 16384^2 * 3 bytes = 768 MiB, far above any SVD input.
+#define IMG_MAX_DIM IMG_MAX_SIDE
+
+// Decoded images above this many pixels are refused before any pixel is decoded (a 1 MB PNG can
+// announce 16384 x 16384). The default is Pillow's DecompressionBombError threshold; the CLI's
+// --max-pixels changes it.
+static uint64_t img_max_pixels = IMG_DEFAULT_MAX_PIXELS;
+void image_set_max_pixels(uint64_t n) { img_max_pixels = n; }
+
+static int size_refused(uint64_t w, uint64_t h, char *msg, size_t n) {
+  if (w == 0 || h == 0 || w > IMG_MAX_DIM || h > IMG_MAX_DIM) {
+    snprintf(msg, n, "image size %llux%llu out of range (each side 1..%d)", (unsigned long long)w,
+             (unsigned long long)h, IMG_MAX_DIM);
+    return 1;
+  }
+  if (w * h > img_max_pixels) {
+    snprintf(msg, n, "image size %llux%llu = %llu pixels exceeds the limit of %llu pixels (a decompression bomb guard; "
+             "raise it with --max-pixels N, up to %llu)", (unsigned long long)w, (unsigned long long)h,
+             (unsigned long long)(w * h), (unsigned long long)img_max_pixels, (unsigned long long)IMG_MAX_DIM * IMG_MAX_DIM);
+    return 1;
+  }
+  return 0;
+}
 
 
 // ---------------------------------------------------------------------------------------------------
@@ -93,14 +115,21 @@ static int png_load(FILE *fp, const char *path, VdpImage *img, char *err, size_t
     return -1;
   }
   png_set_read_fn(c->png, fp, png_read_cb);
-  png_set_user_limits(c->png, IMG_MAX_DIM, IMG_MAX_DIM);  // libpng itself rejects bigger headers
+  // libpng's own size limit would only say "Invalid IHDR data": the limits are checked below instead,
+  // after the header and before any pixel is decoded.
+  png_set_user_limits(c->png, 0x7fffffff, 0x7fffffff);
   png_read_info(c->png, c->info);
 
   png_uint_32 w = 0, h = 0;
   int depth = 0, ctype = 0, interlace = 0;
   png_get_IHDR(c->png, c->info, &w, &h, &depth, &ctype, &interlace, NULL, NULL);
-  if (w == 0 || h == 0 || w > IMG_MAX_DIM || h > IMG_MAX_DIM)
-    png_error(c->png, "image size out of range");  // jumps to the handler above
+  char why[300];
+  if (size_refused(w, h, why, sizeof why)) {
+    errf(err, errlen, "%s: %s", path, why);
+    png_destroy_read_struct(&c->png, &c->info, NULL);
+    free(c);
+    return -1;
+  }
 
   // Transformations that turn every PNG flavour into 8-bit RGB(A), the way PIL's convert("RGB")
   // sees it: palette -> its RGB entries; grey 1/2/4 bit -> scaled to 0..255 (bit replication, as
@@ -256,11 +285,13 @@ static int jpeg_load(FILE *fp, const char *path, VdpImage *img, char *err, size_
   jpeg_save_markers(ci, JPEG_APP0 + 1, 0xffff);  // APP1: EXIF orientation
   jpeg_read_header(ci, TRUE);
 
-  if (ci->image_width == 0 || ci->image_height == 0 || ci->image_width > IMG_MAX_DIM ||
-      ci->image_height > IMG_MAX_DIM) {
-    snprintf(c->msg, sizeof c->msg, "image size %ux%u out of range (1..%d)", ci->image_width,
-             ci->image_height, IMG_MAX_DIM);
-    longjmp(c->jb, 1);
+  {
+    char why[300];
+    if (size_refused(ci->image_width, ci->image_height, why, sizeof why)) {
+      jpeg_destroy_decompress(ci);
+      free(c);
+      return errf(err, errlen, "%s: %s", path, why);
+    }
   }
   // Pillow picks the mode from the component count: 1 -> L, 3 -> RGB, 4 -> CMYK; then convert("RGB").
   // libjpeg converts grey/YCbCr/RGB to RGB itself; YCCK is converted to CMYK by libjpeg and CMYK to
@@ -346,8 +377,14 @@ static int jpeg_load(FILE *fp, const char *path, VdpImage *img, char *err, size_
 int image_load(const char *path, VdpImage *img, char *err, size_t errlen) {
   img->w = img->h = 0;
   img->rgb = NULL;
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return errf(err, errlen, "cannot open image %s: %s", path, strerror(errno));
+  uint64_t size;
+  int fd = open_regular(path, &size, err, errlen);  // a directory, FIFO or device gets a named error
+  if (fd < 0) return -1;
+  FILE *fp = fdopen(fd, "rb");
+  if (!fp) {
+    close(fd);
+    return errf(err, errlen, "%s: out of memory", path);
+  }
   // The format comes from the first bytes, never from the file name.
   uint8_t magic[8] = {0};
   size_t n = fread(magic, 1, sizeof magic, fp);
@@ -392,29 +429,23 @@ static void png_save_error_cb(png_structp png, png_const_charp msg) {
   longjmp(c->jb, 1);
 }
 
-int image_save_png(const char *path, const uint8_t *rgb, int w, int h, char *err, size_t errlen) {
+// Encodes one RGB8 image into fp (an output temporary); the caller closes and renames it.
+static int png_write_fp(FILE *fp, const char *path, const uint8_t *rgb, int w, int h, char *err, size_t errlen) {
   if (w <= 0 || h <= 0 || w > IMG_MAX_DIM || h > IMG_MAX_DIM)
     return errf(err, errlen, "%s: cannot save a %dx%d image (sides must be 1..%d)", path, w, h, IMG_MAX_DIM);
-  FILE *fp = fopen(path, "wb");
-  if (!fp) return errf(err, errlen, "cannot create %s: %s", path, strerror(errno));
   PngSave *c = calloc(1, sizeof *c);
-  if (!c) {
-    fclose(fp);
-    return errf(err, errlen, "%s: out of memory", path);
-  }
+  if (!c) return errf(err, errlen, "%s: out of memory", path);
   c->png = png_create_write_struct(PNG_LIBPNG_VER_STRING, c, png_save_error_cb, png_warning_cb);
   if (c->png) c->info = png_create_info_struct(c->png);
   if (!c->png || !c->info) {
     png_destroy_write_struct(c->png ? &c->png : NULL, NULL);
     free(c);
-    fclose(fp);
     return errf(err, errlen, "%s: cannot initialise libpng", path);
   }
   if (setjmp(c->jb)) {
     errf(err, errlen, "cannot write PNG %s: %s", path, c->msg);
     png_destroy_write_struct(&c->png, &c->info);
     free(c);
-    fclose(fp);
     return -1;
   }
   png_init_io(c->png, fp);
@@ -425,11 +456,54 @@ int image_save_png(const char *path, const uint8_t *rgb, int w, int h, char *err
   png_write_end(c->png, NULL);
   png_destroy_write_struct(&c->png, &c->info);
   free(c);
-  // Buffered data reaches the disk only now: a full disk shows up in fflush/fclose.
-  int bad = fflush(fp) != 0 || ferror(fp);
-  if (fclose(fp) != 0) bad = 1;
-  if (bad) return errf(err, errlen, "cannot write PNG %s: %s", path, strerror(errno));
+  // A full disk shows up here or in out_close's flush/fsync.
+  if (ferror(fp)) return errf(err, errlen, "cannot write PNG %s: %s", path, strerror(errno));
   return 0;
+}
+
+int image_save_png(const char *path, const uint8_t *rgb, int w, int h, char *err, size_t errlen) {
+  VdpOut o;
+  if (out_begin(&o, path, out_replace(), err, errlen)) return -1;
+  if (png_write_fp(o.fp, path, rgb, w, h, err, errlen)) {
+    out_abort(&o);
+    return -1;
+  }
+  return out_commit(&o, err, errlen);
+}
+
+void png_sequence_name(char *dst, size_t n, const char *stem, int frame) {
+  snprintf(dst, n, "%s_%03d.png", stem, frame);
+}
+
+// All or nothing: every frame is encoded into its own temporary first; only when all are written and
+// fsynced do they take their names. A failure leaves no frame of this run behind.
+int png_sequence_save(const char *stem, const uint8_t *frames, int F, int w, int h, char *err, size_t errlen) {
+  VdpOut *o = calloc((size_t)(F > 0 ? F : 1), sizeof *o);
+  if (!o) return errf(err, errlen, "%s: out of memory", stem);
+  int done = 0, rc = 0, replace = out_replace();
+  for (; done < F && !rc; done++) {
+    char path[4096];
+    png_sequence_name(path, sizeof path, stem, done);
+    if (out_begin(&o[done], path, replace, err, errlen)) {
+      rc = -1;
+      break;
+    }
+    rc = png_write_fp(o[done].fp, path, frames + (size_t)done * w * h * 3, w, h, err, errlen);
+    if (!rc) rc = out_close(&o[done], err, errlen);
+  }
+  int renamed = 0;  // frames that took their names
+  while (!rc && renamed < F) {
+    if (out_rename(&o[renamed], err, errlen)) rc = -1;
+    else renamed++;
+  }
+  if (rc) {
+    // rename is the last step and rarely fails; if it did, take back the frames already renamed too,
+    // so that no partial sequence remains
+    for (int f = 0; f < renamed; f++) unlink(o[f].path);
+    for (int f = 0; f < done && f < F; f++) out_abort(&o[f]);
+  }
+  free(o);
+  return rc;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -669,9 +743,127 @@ static void cubic_taps(int in, int out, int *idx, float *wt) {
   }
 }
 
+// Marks the indices in idx[0..n) (each in [0, size)), returns how many distinct ones in `list` (sorted)
+// and, in pos[i], the position of index i in the list.
+static int distinct_indices(const int *idx, int n, int size, int *list, int *pos) {
+  for (int i = 0; i < size; i++) pos[i] = -1;
+  for (int k = 0; k < n; k++) pos[idx[k]] = 0;
+  int m = 0;
+  for (int i = 0; i < size; i++)
+    if (pos[i] == 0) pos[i] = m, list[m++] = i;
+  return m;
+}
+
+// Only the blurred samples that the 4x4 bicubic taps read are computed: at most 4 * wo columns and
+// 4 * ho rows of the blurred image, instead of all h * w (a 16384^2 input to 224^2 computes 896
+// columns, 0.5% of the W-blur, and 896 rows of those for the H-blur). Every computed sample is summed
+// in the same order as a full blur would sum it, so the result is bit-identical to blurring everything
+// (test_image checks this against the direct form on large inputs).
 void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int wo) {
   if (c <= 0 || h <= 0 || w <= 0 || ho <= 0 || wo <= 0)
     vdp_die("resize_antialias: invalid sizes [%d, %d, %d] -> [%d, %d]", c, h, w, ho, wo);
+  // 1. sigmas and kernel sizes, in double as Python computes them
+  double sig_y = fmax(((double)h / ho - 1.0) / 2.0, 0.001);
+  double sig_x = fmax(((double)w / wo - 1.0) / 2.0, 0.001);
+  int ky = (int)fmax(4.0 * sig_y, 3.0), kx = (int)fmax(4.0 * sig_x, 3.0);
+  if (ky % 2 == 0) ky++;
+  if (kx % 2 == 0) kx++;
+  float *gy = vdp_malloc(sizeof(float) * ky, "gaussian"), *gx = vdp_malloc(sizeof(float) * kx, "gaussian");
+  gaussian_kernel(gy, ky, (float)sig_y);
+  gaussian_kernel(gx, kx, (float)sig_x);
+  int py = (ky - 1) / 2, px = (kx - 1) / 2;  // front padding (odd kernels: symmetric)
+
+  // 4. (set up first) bicubic taps, align_corners=True
+  int *iy = vdp_malloc(sizeof(int) * 4 * ho, "bicubic taps"), *ix = vdp_malloc(sizeof(int) * 4 * wo, "bicubic taps");
+  float *wy = vdp_malloc(sizeof(float) * 4 * ho, "bicubic taps"), *wx = vdp_malloc(sizeof(float) * 4 * wo, "bicubic taps");
+  cubic_taps(h, ho, iy, wy);
+  cubic_taps(w, wo, ix, wx);
+  // The blurred columns (cols, nc of them) and rows (rows, nr) the taps read; colpos/rowpos map an image
+  // index to its place in those lists.
+  int *cols = vdp_malloc(sizeof(int) * w, "columns"), *colpos = vdp_malloc(sizeof(int) * w, "columns");
+  int *rows = vdp_malloc(sizeof(int) * h, "rows"), *rowpos = vdp_malloc(sizeof(int) * h, "rows");
+  int nc = distinct_indices(ix, 4 * wo, w, cols, colpos), nr = distinct_indices(iy, 4 * ho, h, rows, rowpos);
+  // the source rows the H-blur of those rows reads: all rows when downscaling by more than ~ky/4
+  int *need = vdp_malloc(sizeof(int) * h, "rows");
+  int nneed = 0;
+  for (int r = 0; r < h; r++) need[r] = 0;
+  for (int k = 0; k < nr; k++)
+    for (int j = 0; j < ky; j++) need[reflect_index(rows[k] - py + j, h)] = 1;
+  for (int r = 0; r < h; r++) nneed += need[r];
+
+  float *t1 = vdp_malloc(sizeof(float) * (size_t)h * nc, "blur temporary");   // [h, nc]: W-blurred at cols
+  float *t2 = vdp_malloc(sizeof(float) * (size_t)nr * nc, "blur temporary");  // [nr, nc]: then H-blurred at rows
+  for (int ch = 0; ch < c; ch++) {
+    const float *xc = x + (size_t)ch * h * w;
+    // 3a. blur along W at the needed columns: s = sum_j gx[j] * in[reflect(col - px + j)], j ascending
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int r = 0; r < h; r++) {
+      if (!need[r]) continue;
+      const float *src = xc + (size_t)r * w;
+      float *dst = t1 + (size_t)r * nc;
+      for (int k = 0; k < nc;) {
+        // a run of up to 8 consecutive columns whose windows lie inside the row: 8 independent sums
+        int c0 = cols[k] - px, run = 1;
+        while (run < 8 && k + run < nc && cols[k + run] == cols[k] + run) run++;
+        if (run == 8 && c0 >= 0 && c0 + 7 + kx <= w) {
+          float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+          for (int j = 0; j < kx; j++) {
+            const float g = gx[j], *sp = src + c0 + j;
+            for (int m = 0; m < 8; m++) acc[m] += g * sp[m];
+          }
+          for (int m = 0; m < 8; m++) dst[k + m] = acc[m];
+          k += 8;
+        } else {
+          float acc = 0.0f;
+          if (c0 >= 0 && c0 + kx <= w)
+            for (int j = 0; j < kx; j++) acc += gx[j] * src[c0 + j];
+          else
+            for (int j = 0; j < kx; j++) acc += gx[j] * src[reflect_index(c0 + j, w)];
+          dst[k++] = acc;
+        }
+      }
+    }
+    // 3b. blur along H at the needed rows (same order as the full blur: j ascending from 0.0f)
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < nr; k++) {
+      float *dst = t2 + (size_t)k * nc;
+      for (int i = 0; i < nc; i++) dst[i] = 0.0f;
+      for (int j = 0; j < ky; j++) {
+        const float g = gy[j], *src = t1 + (size_t)reflect_index(rows[k] - py + j, h) * nc;
+        for (int i = 0; i < nc; i++) dst[i] += g * src[i];
+      }
+    }
+    // 4. bicubic: out = sum_j wy_j * (sum_i wx_i * in[y_j, x_i]), summed in the order torch's generic
+    //    upsample kernel uses (inner loop along W)
+#pragma omp parallel for schedule(static)
+    for (int oy = 0; oy < ho; oy++) {
+      float *dst = y + ((size_t)ch * ho + oy) * wo;
+      for (int ox = 0; ox < wo; ox++) {
+        const int *xi = ix + 4 * ox;
+        const float *xw = wx + 4 * ox;
+        float acc = 0.0f;
+        for (int j = 0; j < 4; j++) {
+          const float *row = t2 + (size_t)rowpos[iy[4 * oy + j]] * nc;
+          float v = row[colpos[xi[0]]] * xw[0];
+          v += row[colpos[xi[1]]] * xw[1];
+          v += row[colpos[xi[2]]] * xw[2];
+          v += row[colpos[xi[3]]] * xw[3];
+          acc = j == 0 ? v * wy[4 * oy] : acc + v * wy[4 * oy + j];
+        }
+        dst[ox] = acc;
+      }
+    }
+  }
+  free(iy), free(ix), free(wy), free(wx);
+  free(cols), free(colpos), free(rows), free(rowpos), free(need);
+  free(t1), free(t2), free(gx), free(gy);
+}
+
+// The direct form: blur the whole image, then sample it. resize_antialias must equal it bit for bit
+// (test_image); it is kept as that reference, and costs O(c h w (kx + ky)) time and two full-size copies.
+void resize_antialias_full(float *y, const float *x, int c, int h, int w, int ho, int wo) {
+  if (c <= 0 || h <= 0 || w <= 0 || ho <= 0 || wo <= 0)
+    vdp_die("resize_antialias_full: invalid sizes [%d, %d, %d] -> [%d, %d]", c, h, w, ho, wo);
   // 1. sigmas and kernel sizes, in double as Python computes them
   double sig_y = fmax(((double)h / ho - 1.0) / 2.0, 0.001);
   double sig_x = fmax(((double)w / wo - 1.0) / 2.0, 0.001);
@@ -775,13 +967,16 @@ int npy_save_f32(const char *path, const float *x, const int64_t *shape, int ndi
   memset(header + 10 + len, ' ', pad);
   header[10 + len + pad] = '\n';
 
-  FILE *fp = fopen(path, "wb");
-  if (!fp) return errf(err, errlen, "cannot create %s: %s", path, strerror(errno));
-  int bad = fwrite(header, 1, 10 + hlen, fp) != (size_t)(10 + hlen);
-  if (!bad && n) bad = fwrite(x, sizeof(float), n, fp) != n;
-  if (fclose(fp) != 0) bad = 1;
-  if (bad) return errf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-  return 0;
+  VdpOut o;
+  if (out_begin(&o, path, out_replace(), err, errlen)) return -1;
+  int bad = fwrite(header, 1, 10 + hlen, o.fp) != (size_t)(10 + hlen);
+  if (!bad && n) bad = fwrite(x, sizeof(float), n, o.fp) != n;
+  if (bad) {
+    int e = errno;
+    out_abort(&o);
+    return errf(err, errlen, "cannot write %s: %s", path, strerror(e));
+  }
+  return out_commit(&o, err, errlen);
 }
 
 // A tiny parser for the header dict: exactly the three keys numpy writes, in any order.
@@ -821,8 +1016,14 @@ static int npy_string(NpyLex *l, char *out, size_t cap) {
 int npy_load_f32(const char *path, float **data, int64_t *shape, int *ndim, char *err, size_t errlen) {
   *data = NULL;
   *ndim = 0;
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+  uint64_t fsize0;
+  int fd = open_regular(path, &fsize0, err, errlen);
+  if (fd < 0) return -1;
+  FILE *fp = fdopen(fd, "rb");
+  if (!fp) {
+    close(fd);
+    return errf(err, errlen, "%s: out of memory", path);
+  }
   int rc = -1;
   char *hdr = NULL;
   float *out = NULL;
@@ -1013,30 +1214,75 @@ done:
 // from a pipe. Its stderr is inherited with -loglevel error, so its own messages appear above ours.
 extern char **environ;
 
+// Where posix_spawnp would find ffmpeg: the first executable regular file "ffmpeg" on PATH.
+static int ffmpeg_on_path(void) {
+  const char *path = getenv("PATH");
+  if (!path) path = "/bin:/usr/bin";  // posix_spawnp's default
+  while (1) {
+    const char *colon = strchr(path, ':');
+    size_t n = colon ? (size_t)(colon - path) : strlen(path);
+    char file[4096];
+    snprintf(file, sizeof file, "%.*s%sffmpeg", (int)n, n ? path : ".", "/");
+    struct stat st;
+    if (stat(file, &st) == 0 && S_ISREG(st.st_mode) && access(file, X_OK) == 0) return 1;
+    if (!colon) return 0;
+    path = colon + 1;
+  }
+}
+
+static int video_kind(const char *path) {  // 1 = GIF, 2 = MP4, 0 = neither
+  size_t plen = strlen(path);
+  if (plen >= 4 && strcasecmp(path + plen - 4, ".gif") == 0) return 1;
+  if (plen >= 4 && strcasecmp(path + plen - 4, ".mp4") == 0) return 2;
+  return 0;
+}
+
+int video_check(const char *path, int fps, char *err, size_t errlen) {
+  int kind = video_kind(path);
+  if (!kind) return errf(err, errlen, "%s: unknown video type (use .gif or .mp4, or .npy/.png for frames)", path);
+  if (kind == 1 && (fps < 1 || fps > 50))
+    return errf(err, errlen, "--fps %d: GIF frame delays are whole hundredths of a second, so GIF plays at most 50 fps "
+                "(players show faster GIFs at 10 fps); use .mp4 or --fps 50 or less", fps);
+  if (!ffmpeg_on_path())
+    return errf(err, errlen, "%s: writing .gif/.mp4 needs ffmpeg, which is not on PATH: install it, or write .npy or .png frames", path);
+  return 0;
+}
+
 int video_save_ffmpeg(const char *path, const uint8_t *frames, int F, int w, int h, int fps, char *err,
                       size_t errlen) {
   if (F <= 0 || w <= 0 || h <= 0 || fps <= 0)
     return errf(err, errlen, "%s: invalid video (%d frames of %dx%d at %d fps)", path, F, w, h, fps);
-  size_t plen = strlen(path);
-  int gif = plen >= 4 && strcasecmp(path + plen - 4, ".gif") == 0;
-  int mp4 = plen >= 4 && strcasecmp(path + plen - 4, ".mp4") == 0;
-  if (!gif && !mp4) return errf(err, errlen, "%s: unknown video type (use .gif or .mp4, or .npy/.png for frames)", path);
+  int kind = video_kind(path), mp4 = kind == 2;
+  if (!kind) return errf(err, errlen, "%s: unknown video type (use .gif or .mp4, or .npy/.png for frames)", path);
+
+  // ffmpeg writes the temporary (created here, exclusively); it takes the name only once ffmpeg has
+  // succeeded and the bytes are on disk, so a failed or interrupted encode never leaves a file that
+  // looks like a video. The "file:" protocol prefix keeps ffmpeg from reading the name as an option
+  // ("-x.mp4") or as another protocol ("pipe:1.gif"); -f names the muxer, since the temporary's name
+  // ends in .tmp.
+  VdpOut o;
+  if (out_begin(&o, path, out_replace(), err, errlen)) return -1;
+  fclose(o.fp);
+  o.fp = NULL;
+  char target[4200];
+  snprintf(target, sizeof target, "file:%s", o.tmp);
 
   char size[32], rate[16];
   snprintf(size, sizeof size, "%dx%d", w, h);
   snprintf(rate, sizeof rate, "%d", fps);
-  const char *argv[32];
+  const char *argv[40];
   int a = 0;
   argv[a++] = "ffmpeg";
+  argv[a++] = "-nostdin";
   argv[a++] = "-hide_banner";
   argv[a++] = "-loglevel";
   argv[a++] = "error";
-  argv[a++] = "-y";
+  argv[a++] = "-y";  // the temporary exists (ours, empty)
   argv[a++] = "-f"; argv[a++] = "rawvideo";
   argv[a++] = "-pix_fmt"; argv[a++] = "rgb24";
   argv[a++] = "-s"; argv[a++] = size;
   argv[a++] = "-r"; argv[a++] = rate;
-  argv[a++] = "-i"; argv[a++] = "-";
+  argv[a++] = "-i"; argv[a++] = "pipe:0";
   if (mp4) {
     // yuv420p (what players expect) needs even sides: pad by one edge pixel row/column if odd.
     argv[a++] = "-vf"; argv[a++] = "pad=ceil(iw/2)*2:ceil(ih/2)*2";
@@ -1044,27 +1290,47 @@ int video_save_ffmpeg(const char *path, const uint8_t *frames, int F, int w, int
     argv[a++] = "-pix_fmt"; argv[a++] = "yuv420p";
     argv[a++] = "-crf"; argv[a++] = "17";
     argv[a++] = "-movflags"; argv[a++] = "+faststart";
+    argv[a++] = "-f"; argv[a++] = "mp4";
   } else {
     // One palette computed from all frames (better than ffmpeg's default fixed palette); loop forever.
     argv[a++] = "-filter_complex"; argv[a++] = "split[a][b];[a]palettegen[p];[b][p]paletteuse";
     argv[a++] = "-loop"; argv[a++] = "0";
+    argv[a++] = "-f"; argv[a++] = "gif";
   }
-  argv[a++] = path;
+  argv[a++] = target;
   argv[a] = NULL;
 
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return errf(err, errlen, "%s: cannot create a pipe: %s", path, strerror(errno));
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    int e = errno;
+    out_abort(&o);
+    return errf(err, errlen, "%s: cannot create a pipe: %s", path, strerror(e));
+  }
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, fds[0], STDIN_FILENO);
   posix_spawn_file_actions_addclose(&fa, fds[0]);
   posix_spawn_file_actions_addclose(&fa, fds[1]);
+  // The termination signals wait until the child is on record (out_watch_child), so that a Ctrl-C at
+  // any moment kills and reaps it before its output is removed; the child gets the usual mask back.
+  sigset_t term_set, prev_set;
+  sigemptyset(&term_set);
+  sigaddset(&term_set, SIGINT), sigaddset(&term_set, SIGTERM), sigaddset(&term_set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &term_set, &prev_set);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setsigmask(&attr, &prev_set);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
   pid_t pid;
-  int e = posix_spawnp(&pid, "ffmpeg", &fa, NULL, (char *const *)argv, environ);
+  int e = posix_spawnp(&pid, "ffmpeg", &fa, &attr, (char *const *)argv, environ);
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
+  if (e == 0) out_watch_child(pid);
+  pthread_sigmask(SIG_SETMASK, &prev_set, NULL);
   close(fds[0]);
   if (e != 0) {
     close(fds[1]);
+    out_abort(&o);
     if (e == ENOENT) return errf(err, errlen, "cannot write %s: ffmpeg not found on PATH: install it or write .npy/.png", path);
     return errf(err, errlen, "cannot write %s: cannot start ffmpeg: %s", path, strerror(e));
   }
@@ -1096,14 +1362,29 @@ int video_save_ffmpeg(const char *path, const uint8_t *frames, int F, int w, int
   }
   pthread_sigmask(SIG_SETMASK, &old_set, NULL);
 
-  int status = 0;
+  int status = 0, rc;
   while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return errf(err, errlen, "cannot write %s: waiting for ffmpeg: %s", path, strerror(errno));
+    if (errno != EINTR) {
+      e = errno;
+      out_watch_child(0);
+      out_abort(&o);
+      return errf(err, errlen, "cannot write %s: waiting for ffmpeg: %s", path, strerror(e));
+    }
   }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !werr) return 0;
-  if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
-    return errf(err, errlen, "cannot write %s: ffmpeg exited with status %d (its messages are above)", path,
-                WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return errf(err, errlen, "cannot write %s: ffmpeg killed by signal %d", path, WTERMSIG(status));
-  return errf(err, errlen, "cannot write %s: sending frames to ffmpeg failed: %s", path, strerror(werr));
+  out_watch_child(0);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !werr) rc = 0;
+  else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+    rc = errf(err, errlen, "cannot write %s: ffmpeg exited with status %d (its messages are above)", path, WEXITSTATUS(status));
+  else if (WIFSIGNALED(status)) rc = errf(err, errlen, "cannot write %s: ffmpeg killed by signal %d", path, WTERMSIG(status));
+  else rc = errf(err, errlen, "cannot write %s: sending frames to ffmpeg failed: %s", path, strerror(werr));
+  if (!rc) {  // ffmpeg closed its file; make it durable before it takes the name
+    int fd = open(o.tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0 || fsync(fd) != 0)
+      rc = errf(err, errlen, "cannot write %s: ffmpeg's output is missing or empty", path);
+    if (fd >= 0) close(fd);
+  }
+  if (!rc) rc = out_rename(&o, err, errlen);
+  if (rc) out_abort(&o);
+  return rc;
 }

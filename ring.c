@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -299,18 +300,11 @@ static const Transport cpu_transport = {"cpu", cpu_setup, cpu_open, cpu_close, c
 // NCCL unique id file (multi-process mode). Plain file I/O, compiled everywhere so CI tests it.
 // ---------------------------------------------------------------------------------------------------
 int ring_write_id_file(const char *path, const void *id, size_t n, char *err, size_t errlen) {
-  char tmp[4096];
-  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) {
-    snprintf(err, errlen, "NCCL id file path too long: %s", path);
-    return -1;
-  }
-  FILE *f = fopen(tmp, "wb");
-  if (!f) { snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno)); return -1; }
-  int ok = fwrite(id, 1, n, f) == n && fflush(f) == 0 && fsync(fileno(f)) == 0;
-  ok = (fclose(f) == 0) && ok;
-  if (!ok || rename(tmp, path) != 0) {  // rename: readers see the whole id or no file at all
-    snprintf(err, errlen, "cannot write the NCCL id file %s: %s", path, strerror(errno));
-    remove(tmp);
+  // The output rule of util.c (an exclusive temporary renamed over the name): readers see the whole id or
+  // no file at all. An earlier run's id file is replaced; a device, FIFO, directory or link is not.
+  char e[1024];
+  if (out_write_file(path, id, n, 1, e, sizeof e)) {
+    snprintf(err, errlen, "cannot write the NCCL id file: %s", e);
     return -1;
   }
   return 0;
@@ -319,13 +313,15 @@ int ring_write_id_file(const char *path, const void *id, size_t n, char *err, si
 int ring_read_id_file(const char *path, void *id, size_t n, double timeout_s, char *err, size_t errlen) {
   double deadline = vdp_now() + timeout_s;
   for (;;) {
-    FILE *f = fopen(path, "rb");
-    if (f) {
-      size_t got = fread(id, 1, n, f);
-      int extra = fgetc(f) != EOF;
-      fclose(f);
-      if (got == n && !extra) return 0;
-      snprintf(err, errlen, "NCCL id file %s holds %s bytes, expected %zu", path, extra ? "more" : "fewer", n);
+    struct stat st;
+    if (lstat(path, &st) == 0) {  // there: it must be a regular file (a FIFO would block a plain open)
+      uint64_t size;
+      int fd = open_regular(path, &size, err, errlen);
+      if (fd < 0) return -1;
+      int ok = size == n && pread_full(fd, id, n, 0) == 0;
+      close(fd);
+      if (ok) return 0;
+      snprintf(err, errlen, "NCCL id file %s holds %llu bytes, expected %zu", path, (unsigned long long)size, n);
       return -1;  // rename makes a partial file impossible: this is someone else's file
     }
     if (vdp_now() >= deadline) {
@@ -998,7 +994,7 @@ static void sim_usage(FILE *f) {
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out) {
-  if (!s || !*s) return -1;
+  if (!s || !vdp_is_decimal(s, 0)) return -1;
   char *end;
   errno = 0;
   long v = strtol(s, &end, 10);
@@ -1008,7 +1004,7 @@ static int parse_long(const char *s, long lo, long hi, long *out) {
 }
 
 static int parse_double(const char *s, double lo, double hi, double *out) {
-  if (!s || !*s) return -1;
+  if (!s || !vdp_is_decimal(s, 1)) return -1;
   char *end;
   errno = 0;
   double v = strtod(s, &end);

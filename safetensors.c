@@ -599,19 +599,6 @@ int st_parse_buffer(const uint8_t *buf, size_t len, char *err, size_t errlen) {
   return rc;
 }
 
-// Opens a regular file for reading; its size in *size. -1 with a message naming the path otherwise.
-int open_regular(const char *path, uint64_t *size, char *err, size_t errlen) {
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) return errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return errf(err, errlen, "%s: not a regular file", path);
-  }
-  *size = (uint64_t)st.st_size;
-  return fd;
-}
-
 // Opens a safetensors file: reads and validates the header; the data stays on disk (read with pread).
 int st_open(const char *path, StFile *f, char *err, size_t errlen) {
   memset(f, 0, sizeof *f);

@@ -1,11 +1,19 @@
-// util.c — fatal errors, checked allocation, clocks, fp16 conversion.
+// util.c — fatal errors, checked allocation, clocks, fp16 conversion, safe output and input files.
 #include "vdp.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 void vdp_die(const char *fmt, ...) {
   va_list ap;
@@ -84,4 +92,291 @@ float bf16_to_float(uint16_t h) {
   float f;
   memcpy(&f, &bits, 4);
   return f;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Usage errors: exit status 2 (runtime failures exit 1)
+// ---------------------------------------------------------------------------------------------------
+void vdp_usage_die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("vdp: error: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  exit(2);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Numbers on the command line
+// ---------------------------------------------------------------------------------------------------
+// Plain decimal only: [+-]digits[.digits][e[+-]digits]. strtod alone would also take leading spaces,
+// hex floats (0x10), "inf" and "nan".
+int vdp_is_decimal(const char *s, int allow_fraction) {
+  const char *p = s;
+  if (*p == '+' || *p == '-') p++;
+  int digits = 0;
+  while (*p >= '0' && *p <= '9') p++, digits++;
+  if (allow_fraction && *p == '.') {
+    p++;
+    while (*p >= '0' && *p <= '9') p++, digits++;
+  }
+  if (!digits) return 0;
+  if (allow_fraction && (*p == 'e' || *p == 'E')) {
+    p++;
+    if (*p == '+' || *p == '-') p++;
+    if (!(*p >= '0' && *p <= '9')) return 0;
+    while (*p >= '0' && *p <= '9') p++;
+  }
+  return *p == 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Output files: exclusive temporary beside the target, fsync, rename
+// ---------------------------------------------------------------------------------------------------
+// Every temporary this process created and has not yet renamed or removed. An exit (vdp_die included)
+// or a SIGINT/SIGTERM/SIGHUP removes exactly these. The signal handler reads the slots without the
+// lock: a slot holds either NULL or a complete string (set after strdup, cleared before free).
+#define OUT_MAX_TEMPS 4096
+static char *volatile out_temps[OUT_MAX_TEMPS];
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+static int out_replace_default = 1;
+
+void out_set_replace(int replace) { out_replace_default = replace; }
+int out_replace(void) { return out_replace_default; }
+
+// A child writing one of the temporaries (ffmpeg). It could create its output after the temporary was
+// removed (ffmpeg opens the name itself), so it is killed and reaped first.
+static volatile pid_t out_child;
+void out_watch_child(int pid) { out_child = pid; }
+
+void out_cleanup(void) {
+  pid_t child = out_child;
+  if (child > 0) {
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    out_child = 0;
+  }
+  for (int i = 0; i < OUT_MAX_TEMPS; i++)
+    if (out_temps[i]) unlink(out_temps[i]);
+}
+
+static void out_cleanup_signal(int sig) {
+  out_cleanup();
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+void out_install_cleanup(void) {
+  atexit(out_cleanup);
+  int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+  for (int i = 0; i < 3; i++) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = out_cleanup_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sigs[i], &sa, NULL);
+  }
+  // Past a file-size limit (ulimit -f) write() then fails with EFBIG and the temporary is removed,
+  // instead of SIGXFSZ killing the process and leaving it behind.
+  signal(SIGXFSZ, SIG_IGN);
+}
+
+static int out_register(const char *tmp) {
+  char *s = strdup(tmp);
+  if (!s) return -1;
+  pthread_mutex_lock(&out_lock);
+  int slot = -1;
+  for (int i = 0; i < OUT_MAX_TEMPS && slot < 0; i++)
+    if (!out_temps[i]) slot = i;
+  if (slot >= 0) out_temps[slot] = s;
+  pthread_mutex_unlock(&out_lock);
+  if (slot < 0) free(s);
+  return slot;
+}
+
+static void out_unregister(int slot) {
+  if (slot < 0) return;
+  pthread_mutex_lock(&out_lock);
+  char *s = out_temps[slot];
+  out_temps[slot] = NULL;
+  pthread_mutex_unlock(&out_lock);
+  free(s);
+}
+
+const char *file_kind(unsigned m) {
+  return S_ISREG(m) ? "a regular file" : S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO (named pipe)"
+       : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket"
+       : S_ISLNK(m) ? "a symbolic link" : "not a regular file";
+}
+
+// "dir/name" -> "dir" (or "." / "/").
+static void dir_of(const char *path, char *dir, size_t n) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) snprintf(dir, n, ".");
+  else if (slash == path) snprintf(dir, n, "/");
+  else snprintf(dir, n, "%.*s", (int)(slash - path), path);
+}
+
+// Creates DIR/.NAME.XXXXXXXX.tmp with O_EXCL (so never an existing file, never through a symlink).
+static int out_create_temp(const char *path, char *tmp, size_t n, char *err, size_t errlen) {
+  const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+  int dirlen = slash ? (int)(slash - path + 1) : 0;
+  static unsigned counter;
+  for (int attempt = 0; attempt < 100; attempt++) {
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+      r = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^ (uint64_t)(vdp_now() * 1e9) ^ __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
+    // the base name is shortened so that the temporary's name stays within NAME_MAX
+    if ((size_t)snprintf(tmp, n, "%.*s.%.200s.%08x.tmp", dirlen, path, base, (unsigned)(r & 0xffffffffu)) >= n)
+      return errf(err, errlen, "%s: path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0666);
+    if (fd >= 0) return fd;
+    if (errno != EEXIST) {
+      char dir[4096];
+      dir_of(path, dir, sizeof dir);
+      return errf(err, errlen, "%s: cannot create a file in %s: %s", path, dir, strerror(errno));
+    }
+  }
+  return errf(err, errlen, "%s: cannot find a free temporary name beside it", path);
+}
+
+// What may stand at the target's name: nothing, or (replace set) a writable regular file.
+int target_check(const char *path, int replace, char *err, size_t errlen) {
+  if (!*path) return errf(err, errlen, "empty output path");
+  size_t len = strlen(path);
+  if (path[len - 1] == '/') return errf(err, errlen, "%s: names a directory, expected a file name", path);
+  struct stat st;
+  if (lstat(path, &st) == 0) {
+    if (S_ISLNK(st.st_mode))
+      return errf(err, errlen, "%s: is a symbolic link; vdp does not write through or replace links (name the real file, or remove the link)", path);
+    if (!S_ISREG(st.st_mode)) return errf(err, errlen, "%s: is %s, not replaced (name a regular file)", path, file_kind(st.st_mode));
+    if (!replace) return errf(err, errlen, "%s: already exists, not replaced (give --overwrite to replace it)", path);
+    // the mode bits too: root passes access(W_OK) for any file, but a read-only file is meant to stay
+    if (!(st.st_mode & 0222) || access(path, W_OK))
+      return errf(err, errlen, "%s: is read-only, not replaced (make it writable or choose another name)", path);
+  } else if (errno != ENOENT) {
+    return errf(err, errlen, "%s: %s", path, strerror(errno));
+  }
+  return 0;
+}
+
+int out_check(const char *path, int replace, char *err, size_t errlen) {
+  if (target_check(path, replace, err, errlen)) return -1;
+  // The folder must take a new file: create and remove a probe temporary (this also catches read-only
+  // file systems, which access(W_OK) misses for root).
+  char tmp[4096];
+  int fd = out_create_temp(path, tmp, sizeof tmp, err, errlen);
+  if (fd < 0) return -1;
+  close(fd);
+  unlink(tmp);
+  return 0;
+}
+
+int out_begin(VdpOut *o, const char *path, int replace, char *err, size_t errlen) {
+  memset(o, 0, sizeof *o);
+  o->slot = -1;
+  o->replace = replace;
+  if (target_check(path, replace, err, errlen)) return -1;
+  if ((size_t)snprintf(o->path, sizeof o->path, "%s", path) >= sizeof o->path) return errf(err, errlen, "%s: path too long", path);
+  int fd = out_create_temp(path, o->tmp, sizeof o->tmp, err, errlen);
+  if (fd < 0) return -1;
+  o->slot = out_register(o->tmp);
+  if (o->slot < 0) {
+    close(fd);
+    unlink(o->tmp);
+    return errf(err, errlen, "%s: too many temporary files at once", path);
+  }
+  o->fp = fdopen(fd, "wb");
+  if (!o->fp) {
+    close(fd);
+    out_abort(o);
+    return errf(err, errlen, "%s: out of memory", path);
+  }
+  return 0;
+}
+
+int out_close(VdpOut *o, char *err, size_t errlen) {
+  if (!o->fp) return 0;
+  int bad = fflush(o->fp) != 0 || ferror(o->fp);
+  int e = errno;
+  if (!bad && fsync(fileno(o->fp)) != 0) bad = 1, e = errno;
+  if (fclose(o->fp) != 0 && !bad) bad = 1, e = errno;
+  o->fp = NULL;
+  if (bad) return errf(err, errlen, "cannot write %s: %s", o->path, strerror(e));
+  return 0;
+}
+
+int out_rename(VdpOut *o, char *err, size_t errlen) {
+  if (o->replace) {
+    // replace a writable regular file only (checked at the start; again now, the run may have been long)
+    if (target_check(o->path, 1, err, errlen)) return -1;
+    if (rename(o->tmp, o->path) != 0) return errf(err, errlen, "cannot rename %s to %s: %s", o->tmp, o->path, strerror(errno));
+  } else if (renameat2(AT_FDCWD, o->tmp, AT_FDCWD, o->path, RENAME_NOREPLACE) != 0) {
+    if (errno == EEXIST) return errf(err, errlen, "%s: appeared during the run, not replaced (give --overwrite to replace it)", o->path);
+    if (errno != EINVAL && errno != ENOSYS) return errf(err, errlen, "cannot rename %s to %s: %s", o->tmp, o->path, strerror(errno));
+    // a file system without RENAME_NOREPLACE: link() refuses an existing name just as atomically
+    if (link(o->tmp, o->path) != 0)
+      return errf(err, errlen, errno == EEXIST ? "%s: appeared during the run, not replaced" : "cannot create %s: %s", o->path, strerror(errno));
+    unlink(o->tmp);
+  }
+  out_unregister(o->slot);
+  o->slot = -1;
+  char dir[4096];  // make the new name durable too
+  dir_of(o->path, dir, sizeof dir);
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) fsync(dfd), close(dfd);
+  return 0;
+}
+
+int out_commit(VdpOut *o, char *err, size_t errlen) {
+  if (out_close(o, err, errlen) || out_rename(o, err, errlen)) {
+    out_abort(o);
+    return -1;
+  }
+  return 0;
+}
+
+void out_abort(VdpOut *o) {
+  if (o->fp) fclose(o->fp);
+  o->fp = NULL;
+  if (o->slot >= 0) {
+    unlink(o->tmp);
+    out_unregister(o->slot);
+    o->slot = -1;
+  }
+}
+
+int out_write_file(const char *path, const void *data, size_t n, int replace, char *err, size_t errlen) {
+  VdpOut o;
+  if (out_begin(&o, path, replace, err, errlen)) return -1;
+  if (n && fwrite(data, 1, n, o.fp) != n) {
+    int e = errno;
+    out_abort(&o);
+    return errf(err, errlen, "cannot write %s: %s", path, strerror(e));
+  }
+  return out_commit(&o, err, errlen);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Input files: opened without blocking, then checked to be regular files
+// ---------------------------------------------------------------------------------------------------
+int open_regular(const char *path, uint64_t *size, char *err, size_t errlen) {
+  // O_NONBLOCK: opening a FIFO for reading would wait for a writer forever; a device could block too.
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return errf(err, errlen, "%s: cannot stat: %s", path, strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return errf(err, errlen, "%s: is %s, not a regular file", path, file_kind(st.st_mode));
+  }
+  int fl = fcntl(fd, F_GETFL);  // ordinary blocking reads from here on
+  if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  *size = (uint64_t)st.st_size;
+  return fd;
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,8 +21,10 @@ static void usage(FILE *o) {
           "vdp %s — Stable Video Diffusion (image -> video) in C and CUDA\n"
           "\n"
           "usage:\n"
-          "  vdp convert SRC_DIR OUT.vdpw [--dtype fp16|fp32]   diffusers SVD folder -> .vdpw\n"
-          "  vdp convert FILE.safetensors OUT.vdpw [...]        single-file SGM checkpoint (ComfyUI) -> .vdpw\n"
+          "  vdp convert SRC_DIR OUT.vdpw [--dtype fp16|fp32] [--variant auto|fp32|fp16] [--overwrite]\n"
+          "                                                     diffusers SVD folder -> .vdpw\n"
+          "  vdp convert FILE.safetensors OUT.vdpw [--dtype fp16|fp32] [--num-frames N] [--overwrite]\n"
+          "                                                     single-file SGM checkpoint (ComfyUI) -> .vdpw\n"
           "  vdp info FILE.vdpw                                 configuration and parameter counts\n"
           "  vdp generate --model M.vdpw --image IN.png --out OUT.{npy,png,gif,mp4} [options]\n"
           "  vdp sim --stages S [options]                       the stage ring with a dummy denoiser\n"
@@ -32,40 +35,48 @@ static void usage(FILE *o) {
           "  --height 576 --width 1024 --num-frames (model default) --num-inference-steps 25\n"
           "  --fps 7 --motion-bucket-id 127 --noise-aug-strength 0.02\n"
           "  --min-guidance-scale 1.0 --max-guidance-scale 3.0 --decode-chunk-size (all frames)\n"
-          "  --seed 0 --device cpu|cuda --dump DIR\n"
+          "  --seed 0 --device cpu|cuda --dump DIR (writes each intermediate tensor as DIR/NAME.npy)\n"
+          "  --overwrite: replace existing output files (regular files only), a non-empty --dump folder's files,\n"
+          "    and delete a PNG sequence's earlier frames beyond the new frame count; without it any of these\n"
+          "    stops vdp before the weights load\n"
+          "  --max-pixels N (largest input image accepted, default %llu, at most %d x %d)\n"
           "  --num-videos K (seeds s, s+1, ...) or several --image; --stages S (timestep stages on a ring)\n"
           "  --timeout SECONDS (ring liveness bound: the longest one encode, step or decode may take;\n"
           "    default 60 with --transport nccl, 86400 on CPU threads, where one step can take minutes)\n"
           "  --transport cpu|nccl; with nccl and --device cuda, one process per GPU stage:\n"
-          "    --rank R --world W --nccl-id-file PATH [--gpu G]\n",
-          VDP_VERSION);
+          "    --rank R --world W --nccl-id-file PATH [--gpu G]\n"
+          "\n"
+          "exit status: 0 success, 1 failure (files, weights, the run), 2 usage error (flags)\n",
+          VDP_VERSION, (unsigned long long)IMG_DEFAULT_MAX_PIXELS, IMG_MAX_SIDE, IMG_MAX_SIDE);
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Flag parsing: every number is checked whole; a bad value names the flag.
+// Flag parsing: every number is checked whole; a bad value names the flag (a usage error: exit 2).
 // ---------------------------------------------------------------------------------------------------
 static long parse_int(const char *flag, const char *s, long lo, long hi) {
   char *end;
   errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi) vdp_die("%s %s: expected an integer in [%ld, %ld]", flag, s, lo, hi);
+  long v = vdp_is_decimal(s, 0) ? strtol(s, &end, 10) : 0;
+  if (!vdp_is_decimal(s, 0) || errno || *end || v < lo || v > hi)
+    vdp_usage_die("%s %s: expected an integer in [%ld, %ld]", flag, s, lo, hi);
   return v;
 }
 
 static uint64_t parse_u64(const char *flag, const char *s) {
   char *end;
   errno = 0;
-  if (*s == '-') vdp_die("%s %s: expected a non-negative integer", flag, s);
+  if (!vdp_is_decimal(s, 0) || *s == '-' || *s == '+') vdp_usage_die("%s %s: expected a non-negative decimal integer", flag, s);
   unsigned long long v = strtoull(s, &end, 10);
-  if (errno || end == s || *end) vdp_die("%s %s: expected a non-negative integer", flag, s);
+  if (errno || *end) vdp_usage_die("%s %s: expected a non-negative integer below 2^64", flag, s);
   return v;
 }
 
 static float parse_float(const char *flag, const char *s, double lo, double hi) {
   char *end;
   errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || *end || !(v >= lo && v <= hi)) vdp_die("%s %s: expected a number in [%g, %g]", flag, s, lo, hi);
+  double v = vdp_is_decimal(s, 1) ? strtod(s, &end) : NAN;
+  if (!vdp_is_decimal(s, 1) || errno || *end || !(v >= lo && v <= hi))
+    vdp_usage_die("%s %s: expected a decimal number in [%g, %g]", flag, s, lo, hi);
   return (float)v;
 }
 
@@ -77,32 +88,34 @@ static const char *ext_of(const char *path) {
 // ---------------------------------------------------------------------------------------------------
 // Output: .npy [F,H,W,3] float32, .png one file per frame, .gif/.mp4 through ffmpeg
 // ---------------------------------------------------------------------------------------------------
-static void write_video(const char *out, const float *frames, int F, int H, int W, int fps) {
-  char err[512];
+// .npy [F,H,W,3] float32, .png one file per frame (all or none), .gif/.mp4 through ffmpeg. Each follows
+// the output rule of util.c; the checks of check_outputs ran before the weights were loaded.
+static int write_video(const char *out, const float *frames, int F, int H, int W, int fps, char *err, size_t errlen) {
   const char *ext = ext_of(out);
   int64_t n = (int64_t)F * H * W * 3;
   if (!strcmp(ext, "npy")) {
-    if (npy_save_f32(out, frames, (int64_t[]){F, H, W, 3}, 4, err, sizeof err)) vdp_die("%s", err);
+    if (npy_save_f32(out, frames, (int64_t[]){F, H, W, 3}, 4, err, errlen)) return -1;
     printf("%s\n", out);
-    return;
+    return 0;
   }
   uint8_t *u8 = vdp_malloc((size_t)n, "output frames");
   for (int64_t i = 0; i < n; i++) u8[i] = (uint8_t)nearbyintf(frames[i] * 255.0f);  // numpy round: half to even
+  int rc;
   if (!strcmp(ext, "png")) {
-    size_t stem = strlen(out) - 4;
-    for (int f = 0; f < F; f++) {
-      char path[4096];
-      snprintf(path, sizeof path, "%.*s_%03d.png", (int)stem, out, f);
-      if (image_save_png(path, u8 + (int64_t)f * H * W * 3, W, H, err, sizeof err)) vdp_die("%s", err);
+    char stem[4096];
+    snprintf(stem, sizeof stem, "%.*s", (int)(strlen(out) - 4), out);
+    rc = png_sequence_save(stem, u8, F, W, H, err, errlen);
+    for (int f = 0; !rc && f < F; f++) {
+      char path[4200];
+      png_sequence_name(path, sizeof path, stem, f);
       printf("%s\n", path);
     }
-  } else if (!strcmp(ext, "gif") || !strcmp(ext, "mp4")) {
-    if (video_save_ffmpeg(out, u8, F, W, H, fps, err, sizeof err)) vdp_die("%s", err);
-    printf("%s\n", out);
   } else {
-    vdp_die("--out %s: unknown extension '.%s' (use .npy, .png, .gif or .mp4)", out, ext);
+    rc = video_save_ffmpeg(out, u8, F, W, H, fps, err, errlen);
+    if (!rc) printf("%s\n", out);
   }
   free(u8);
+  return rc;
 }
 
 // "out.png" + video 2 -> "out_v2.png"
@@ -133,10 +146,107 @@ static void progress(const char *what, int k, int n, double t0) {
 // Picks the backend of --device: the CPU reference, or CUDA when built with it and a GPU is present.
 static const Backend *pick_backend(const char *device) {
   if (!strcmp(device, "cpu")) return &backend_cpu;
-  if (strcmp(device, "cuda")) vdp_die("--device %s: expected cpu or cuda", device);
+  if (strcmp(device, "cuda")) vdp_usage_die("--device %s: expected cpu or cuda", device);
   const Backend *be = backend_cuda();
   if (!be) vdp_die("--device cuda: no CUDA backend (built without nvcc, or no GPU / driver visible); use --device cpu");
   return be;
+}
+
+// Frames STEM_NNN.png with NNN >= F (any number of digits >= 3): left from a longer earlier run, they
+// would look like part of the new video. Their names go to *list (malloc'd, NULL when none); with
+// remove set, those that are regular files are deleted. Returns how many there are.
+static int stale_frames(const char *stem, int F, int remove, char **list) {
+  char dir[4096];
+  const char *slash = strrchr(stem, '/'), *base = slash ? slash + 1 : stem;
+  if (!slash) snprintf(dir, sizeof dir, ".");
+  else snprintf(dir, sizeof dir, "%.*s", slash == stem ? 1 : (int)(slash - stem), stem);
+  *list = NULL;
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  size_t bl = strlen(base), len = 0, cap = 0;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    const char *nm = e->d_name;
+    if (strncmp(nm, base, bl) || nm[bl] != '_') continue;
+    const char *q = nm + bl + 1;
+    int digits = 0;
+    long num = 0;
+    while (q[digits] >= '0' && q[digits] <= '9' && digits < 9) num = num * 10 + (q[digits] - '0'), digits++;
+    if (digits < 3 || strcmp(q + digits, ".png") || num < F) continue;
+    char path[4400];
+    snprintf(path, sizeof path, "%s%s%s", slash ? dir : "", slash && slash != stem ? "/" : "", nm);
+    if (remove) {
+      struct stat st;
+      if (lstat(path, &st) == 0 && S_ISREG(st.st_mode)) unlink(path);
+      continue;
+    }
+    size_t k = strlen(path);
+    if (len + k + 3 > cap) {
+      cap = (len + k + 3) * 2;
+      char *p = realloc(*list, cap);
+      if (!p) break;
+      *list = p;
+    }
+    len += (size_t)snprintf(*list + len, cap - len, "%s%s", n ? ", " : "", path);
+    n++;
+  }
+  closedir(d);
+  return n;
+}
+
+// Every output of the run, checked before the weights load: the target names are free (or, with
+// --overwrite, regular writable files), their folders take new files, .gif/.mp4 can be encoded, and a
+// PNG sequence has no stale frames beyond the new frame count.
+static void check_outputs(const char *out, int n_videos, int F, int fps, int overwrite) {
+  char err[4600];
+  const char *ext = ext_of(out);
+  for (int v = 0; v < n_videos; v++) {
+    char name[4096];
+    numbered(name, sizeof name, out, v, n_videos);
+    if (!strcmp(ext, "png")) {
+      char stem[4096], frame[4200], *list = NULL;
+      snprintf(stem, sizeof stem, "%.*s", (int)(strlen(name) - 4), name);
+      for (int f = 0; f < F; f++) {
+        png_sequence_name(frame, sizeof frame, stem, f);
+        // the folder probe once per sequence (same folder), the name check for every frame
+        if ((f ? target_check : out_check)(frame, overwrite, err, sizeof err)) vdp_die("--out %s: %s", out, err);
+      }
+      int n = stale_frames(stem, F, 0, &list);
+      if (n && !overwrite)
+        vdp_die("--out %s: %d frame file%s of an earlier, longer sequence would look like part of this %d-frame "
+                "video: %.2000s (remove them, or give --overwrite to replace the sequence and delete them)",
+                out, n, n > 1 ? "s" : "", F, list ? list : "");
+      free(list);
+      continue;
+    }
+    if (out_check(name, overwrite, err, sizeof err)) vdp_die("--out: %s", err);
+    if (strcmp(ext, "npy") && video_check(name, fps, err, sizeof err)) vdp_die("--out: %s", err);
+  }
+}
+
+// --dump DIR: created when absent; an existing one must be a folder, and an empty one unless --overwrite
+// (its files would be replaced one by one).
+static void check_dump_dir(const char *dir, int overwrite) {
+  struct stat st;
+  if (lstat(dir, &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) vdp_die("--dump %s: is %s, expected a folder (or a name to create one)", dir, file_kind(st.st_mode));
+    DIR *d = opendir(dir);
+    if (!d) vdp_die("--dump %s: cannot read: %s", dir, strerror(errno));
+    struct dirent *e;
+    const char *first = NULL;
+    while (!first && (e = readdir(d)))
+      if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) first = e->d_name;
+    if (first && !overwrite)
+      vdp_die("--dump %s: the folder is not empty (it holds %s); its files would be replaced: choose an empty or new "
+              "folder, or give --overwrite", dir, first);
+    closedir(d);
+  } else if (errno != ENOENT || mkdir(dir, 0777)) {
+    vdp_die("--dump %s: cannot create: %s", dir, strerror(errno));
+  }
+  char probe[4200], err[4600];
+  snprintf(probe, sizeof probe, "%s/final_latents.npy", dir);
+  if (out_check(probe, overwrite, err, sizeof err)) vdp_die("--dump: %s", err);
 }
 
 // One job = K videos of the same model and parameters. The three phases are RingDenoiser callbacks, so
@@ -148,7 +258,8 @@ typedef struct {
   GenParams p;
   GenShape s;
   const char **images;
-  int n_images, n_videos, stages;
+  VdpImage *imgs;         // [n_images] decoded before the weights load; rgb NULL: decode again when needed
+  int n_images, n_videos, stages, overwrite;
   const char *out;
   double t0;
   double *t_encode, *t_decode;  // per video
@@ -197,12 +308,17 @@ static void gen_free_stage_ctx(void *ctx) {
 static int gen_encode(void *ctx, int video, void *cond, float *latent, char *err, size_t errlen) {
   StageCtx *sc = ctx;
   GenJob *j = sc->j;
-  VdpImage img;
-  const char *path = j->images[j->n_images > 1 ? video : 0];
+  int i = j->n_images > 1 ? video : 0;
+  const char *path = j->images[i];
   double t = vdp_now();
-  if (image_load(path, &img, err, errlen)) return -1;
-  int rc = pipeline_encode(sc->m, &j->p, &img, j->p.seed + (uint64_t)video, cond, latent, err, errlen);
-  image_free(&img);
+  VdpImage *img = &j->imgs[i];
+  if (!img->rgb && image_load(path, img, err, errlen)) return -1;  // (over the memory budget of the check)
+  // The CLIP branch works on the image at full size: say so when that takes a while.
+  if ((int64_t)img->w * img->h > 4 << 20)
+    fprintf(stderr, "video %d: encoding a %dx%d image (%.0f megapixels)...\n", video, img->w, img->h,
+            (double)img->w * img->h / 1e6);
+  int rc = pipeline_encode(sc->m, &j->p, img, j->p.seed + (uint64_t)video, cond, latent, err, errlen);
+  if (j->n_images > 1 || video == j->n_videos - 1) image_free(img);  // its last use
   // The CLIP image encoder is done after the last video's encode: give its memory back (a third of SVD's
   // weights). Only where the models are not shared with stages that still read them.
   if (video == j->n_videos - 1 && (!j->stages || sc->own)) models_free_component(sc->m, COMP_CLIP);
@@ -234,17 +350,32 @@ static int gen_finish(void *ctx, int video, const void *cond, const float *laten
   dump_tensor(&j->p, "frames", frames, 4, (int64_t[]){j->s.F, j->p.height, j->p.width, 3});
   char name[4096];
   numbered(name, sizeof name, j->out, video, j->n_videos);
-  write_video(name, frames, j->s.F, j->p.height, j->p.width, j->p.fps);
+  int rc = write_video(name, frames, j->s.F, j->p.height, j->p.width, j->p.fps, err, errlen);
   free(frames);
+  if (!rc && j->overwrite && !strcmp(ext_of(name), "png")) {  // --overwrite: earlier frames beyond F go
+    char stem[4096], *list = NULL;
+    snprintf(stem, sizeof stem, "%.*s", (int)(strlen(name) - 4), name);
+    stale_frames(stem, j->s.F, 1, &list);
+    free(list);
+  }
   j->t_decode[video] = vdp_now() - t;
-  return 0;
+  return rc;
 }
+
+// The options of `vdp generate` that take a value (all but --overwrite and --help).
+static const char *const GEN_FLAGS[] = {
+    "--model", "--image", "--out", "--height", "--width", "--num-frames", "--num-inference-steps", "--fps",
+    "--motion-bucket-id", "--noise-aug-strength", "--min-guidance-scale", "--max-guidance-scale",
+    "--decode-chunk-size", "--seed", "--device", "--dump", "--num-videos", "--stages", "--timeout", "--transport",
+    "--rank", "--world", "--nccl-id-file", "--gpu", "--max-pixels", NULL};
 
 int cmd_generate(int argc, char **argv) {
   const char *model = NULL, *out = NULL, *device = "cpu";
   const char *images[64];
   const char *transport = "cpu", *nccl_id_file = NULL;
   int n_images = 0, num_frames = -1, decode_chunk = -1, n_videos = 1, stages = 0, rank = 0, world = 0, gpu = -1;
+  int overwrite = 0;
+  uint64_t max_pixels = IMG_DEFAULT_MAX_PIXELS;
   double timeout = 0;  // 0: not given
   GenParams p = {.height = 576, .width = 1024, .steps = 25, .fps = 7, .motion_bucket_id = 127, .noise_aug = 0.02f,
                  .min_guidance = 1.0f, .max_guidance = 3.0f, .seed = 0};
@@ -254,11 +385,20 @@ int cmd_generate(int argc, char **argv) {
       usage(stdout);
       return 0;
     }
-    if (i + 1 >= argc) vdp_die("%s: missing value (see vdp --help)", a);
+    if (a[0] != '-' || !a[1])
+      vdp_usage_die("generate: unexpected argument '%s' (every input is given by an option, e.g. --image %s; see vdp --help)", a, a);
+    if (!strcmp(a, "--overwrite")) {
+      overwrite = 1;
+      continue;
+    }
+    int known = 0;
+    for (int k = 0; GEN_FLAGS[k] && !known; k++) known = !strcmp(a, GEN_FLAGS[k]);
+    if (!known) vdp_usage_die("generate: unknown option %s (see vdp --help)", a);
+    if (i + 1 >= argc) vdp_usage_die("%s: missing value (see vdp --help)", a);
     const char *v = argv[++i];
     if (!strcmp(a, "--model")) model = v;
     else if (!strcmp(a, "--image")) {
-      if (n_images == 64) vdp_die("--image: at most 64 images");
+      if (n_images == 64) vdp_usage_die("--image: at most 64 images");
       images[n_images++] = v;
     } else if (!strcmp(a, "--out")) out = v;
     else if (!strcmp(a, "--height")) p.height = (int)parse_int(a, v, 8, 16384);
@@ -282,67 +422,91 @@ int cmd_generate(int argc, char **argv) {
     else if (!strcmp(a, "--world")) world = (int)parse_int(a, v, 1, 1024);
     else if (!strcmp(a, "--nccl-id-file")) nccl_id_file = v;
     else if (!strcmp(a, "--gpu")) gpu = (int)parse_int(a, v, 0, 1023);
-    else vdp_die("unknown option %s (see vdp generate --help)", a);
+    else if (!strcmp(a, "--max-pixels")) max_pixels = (uint64_t)parse_int(a, v, 1, (long)IMG_MAX_SIDE * IMG_MAX_SIDE);
   }
-  if (!model) vdp_die("generate: --model M.vdpw is required");
-  if (!n_images) vdp_die("generate: --image IN.png is required");
-  if (!out) vdp_die("generate: --out OUT.{npy,png,gif,mp4} is required");
+  if (!model) vdp_usage_die("generate: --model M.vdpw is required");
+  if (!n_images) vdp_usage_die("generate: --image IN.png is required");
+  if (!out) vdp_usage_die("generate: --out OUT.{npy,png,gif,mp4} is required");
   const char *ext = ext_of(out);
+  if (!*ext) vdp_usage_die("--out %s: no file extension; the extension picks the format: .npy, .png, .gif or .mp4", out);
   if (strcmp(ext, "npy") && strcmp(ext, "png") && strcmp(ext, "gif") && strcmp(ext, "mp4"))
-    vdp_die("--out %s: unknown extension '.%s' (use .npy, .png, .gif or .mp4)", out, ext);
+    vdp_usage_die("--out %s: unknown extension '.%s' (use .npy, .png, .gif or .mp4)", out, ext);
+  if (!strcmp(ext, "gif") && p.fps > 50)
+    vdp_usage_die("--fps %d: GIF frame delays are whole hundredths of a second, so a GIF plays at most 50 fps (players "
+                  "show faster ones at 10 fps); use .mp4 or --fps 50 or less", p.fps);
   const Backend *be = pick_backend(device);
   int nccl = !strcmp(transport, "nccl");
-  if (!nccl && strcmp(transport, "cpu")) vdp_die("--transport %s: expected cpu or nccl", transport);
-  if (nccl && be == &backend_cpu) vdp_die("--transport nccl moves latents between GPUs: it needs --device cuda");
+  if (!nccl && strcmp(transport, "cpu")) vdp_usage_die("--transport %s: expected cpu or nccl", transport);
+  if (nccl && be == &backend_cpu) vdp_usage_die("--transport nccl moves latents between GPUs: it needs --device cuda");
   // Flags that only mean something for the ring: refuse them where they would be silently ignored.
-  if (nccl && !stages && !world) vdp_die("--transport nccl hands latents between stages: give --stages S (or --rank/--world)");
+  if (nccl && !stages && !world) vdp_usage_die("--transport nccl hands latents between stages: give --stages S (or --rank/--world)");
   if (!world && (rank || gpu >= 0))
-    vdp_die("--rank/--gpu pick this process's stage and GPU in a --world run; without --world use "
-            "CUDA_VISIBLE_DEVICES to choose the GPU");
-  if (timeout > 0 && !stages && !world) vdp_die("--timeout bounds the stage ring's waits: it needs --stages S");
+    vdp_usage_die("--rank/--gpu pick this process's stage and GPU in a --world run; without --world use "
+                  "CUDA_VISIBLE_DEVICES to choose the GPU");
+  if (!world && nccl_id_file)
+    vdp_usage_die("--nccl-id-file is where the processes of a --world run meet: it needs --world W (and --rank R)");
+  if (timeout > 0 && !stages && !world) vdp_usage_die("--timeout bounds the stage ring's waits: it needs --stages S");
   if (world) {  // one stage per process: --stages is the world size
-    if (!nccl) vdp_die("--rank/--world need --transport nccl");
-    if (!nccl_id_file) vdp_die("--world %d: --nccl-id-file PATH is required (rank 0 writes the NCCL id there)", world);
-    if (rank >= world) vdp_die("--rank %d: must be below --world %d", rank, world);
-    if (stages && stages != world) vdp_die("--stages %d with --world %d: one stage per process, so they must match", stages, world);
+    if (!nccl) vdp_usage_die("--rank/--world need --transport nccl");
+    if (!nccl_id_file) vdp_usage_die("--world %d: --nccl-id-file PATH is required (rank 0 writes the NCCL id there)", world);
+    if (rank >= world) vdp_usage_die("--rank %d: must be below --world %d", rank, world);
+    if (stages && stages != world) vdp_usage_die("--stages %d with --world %d: one stage per process, so they must match", stages, world);
     stages = world;
   }
   // GPU stages hand latents between GPUs: one GPU per stage, over NCCL (one process driving all visible
   // GPUs, or one stage per process with --rank/--world).
   if (be != &backend_cpu && stages > 1 && !nccl)
-    vdp_die("--stages %d with --device cuda: add --transport nccl (one GPU per stage)", stages);
-  if (n_images > 1 && n_videos > 1) vdp_die("give either several --image or --num-videos, not both");
+    vdp_usage_die("--stages %d with --device cuda: add --transport nccl (one GPU per stage)", stages);
+  if (n_images > 1 && n_videos > 1) vdp_usage_die("give either several --image or --num-videos, not both");
   if (n_images > 1) n_videos = n_images;
-  if (stages > p.steps) vdp_die("--stages %d: more stages than --num-inference-steps %d (every stage runs at least one step)", stages, p.steps);
-  {  // fail before hours of work, not after: the output's folder must be writable
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", out);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    if (access(slash ? (*dir ? dir : "/") : ".", W_OK)) vdp_die("--out %s: cannot write to its folder: %s", out, strerror(errno));
-  }
-  if (p.dump_dir) {
-    if (n_videos > 1) vdp_die("--dump works with one video only");
-    if (mkdir(p.dump_dir, 0777) && errno != EEXIST) vdp_die("--dump %s: cannot create: %s", p.dump_dir, strerror(errno));
-  }
+  if (p.seed > UINT64_MAX - (uint64_t)(n_videos - 1))
+    vdp_usage_die("--seed %llu with %d videos: video k uses seed + k, which would pass 2^64 - 1 and wrap to 0; use a "
+                  "smaller --seed", (unsigned long long)p.seed, n_videos);
+  if (stages > p.steps) vdp_usage_die("--stages %d: more stages than --num-inference-steps %d (every stage runs at least one step)", stages, p.steps);
+  if (p.dump_dir && n_videos > 1) vdp_usage_die("--dump works with one video only");
+  out_set_replace(overwrite);
+  image_set_max_pixels(max_pixels);
 
+  // Cheap checks before the weights load, so that nothing fails after hours of work: the model file, every
+  // image decoded and size-checked, every output path (check_outputs, once the frame count is known), the
+  // --dump folder.
+  {
+    struct stat st;
+    char idx[4200];
+    snprintf(idx, sizeof idx, "%s/model_index.json", model);
+    if (stat(model, &st) == 0 && S_ISDIR(st.st_mode) && access(idx, F_OK) == 0)
+      vdp_die("--model %s: is a diffusers folder; convert it once with `vdp convert %s OUT.vdpw`, then pass "
+              "--model OUT.vdpw", model, model);
+  }
   char err[1024];
+  VdpImage *imgs = vdp_calloc((size_t)n_images, sizeof *imgs, "images");
+  {
+    size_t kept = 0;  // decoded images kept for the encode, up to 1 GiB; the rest is decoded again there
+    for (int i = 0; i < n_images; i++) {
+      if (image_load(images[i], &imgs[i], err, sizeof err)) vdp_die("--image: %s", err);
+      size_t bytes = (size_t)imgs[i].w * imgs[i].h * 3;
+      if (kept + bytes > ((size_t)1 << 30)) image_free(&imgs[i]);
+      else kept += bytes;
+    }
+  }
   double t0 = vdp_now();
   VdpFile f;
-  if (vdpw_open(model, &f, err, sizeof err)) vdp_die("%s", err);
-  // GPU stages of the ring load their own models on their own device (in the stage thread)
-  int per_stage = stages >= 1 && be != &backend_cpu;
-  Models *m = vdp_calloc(1, sizeof *m, "models");
-  if (per_stage) m->cfg = f.cfg;  // the configuration only: gen_shape needs it
-  else if (models_load(&f, be, m, WANT_ALL, err, sizeof err)) vdp_die("%s", err);
-  double t_load = vdp_now() - t0;
+  if (vdpw_open(model, &f, err, sizeof err)) vdp_die("%s", err);  // the header only; the weights load below
   p.num_frames = num_frames > 0 ? num_frames : f.cfg.unet_num_frames;
   p.decode_chunk = decode_chunk > 0 ? decode_chunk : p.num_frames;
-  GenJob j = {.m = per_stage ? NULL : m, .file = &f, .be = be, .p = p, .images = images, .n_images = n_images,
-              .n_videos = n_videos, .stages = stages, .out = out, .t0 = vdp_now()};
-  if (gen_shape(m, &p, &j.s, err, sizeof err)) vdp_die("%s", err);
-  for (int i = 0; i < n_images; i++)  // fail on a bad image before any work
-    if (access(images[i], R_OK)) vdp_die("--image %s: %s", images[i], strerror(errno));
+  Models *m = vdp_calloc(1, sizeof *m, "models");
+  m->cfg = f.cfg;  // the configuration only: gen_shape needs it
+  GenShape shape;
+  if (gen_shape(m, &p, &shape, err, sizeof err)) vdp_die("%s", err);
+  check_outputs(out, n_videos, shape.F, p.fps, overwrite);
+  if (p.dump_dir) check_dump_dir(p.dump_dir, overwrite);
+  // GPU stages of the ring load their own models on their own device (in the stage thread)
+  int per_stage = stages >= 1 && be != &backend_cpu;
+  if (!per_stage && models_load(&f, be, m, WANT_ALL, err, sizeof err)) vdp_die("%s", err);
+  double t_load = vdp_now() - t0;
+  GenJob j = {.m = per_stage ? NULL : m, .file = &f, .be = be, .p = p, .s = shape, .images = images, .imgs = imgs,
+              .n_images = n_images, .n_videos = n_videos, .stages = stages, .overwrite = overwrite, .out = out,
+              .t0 = vdp_now()};
   fprintf(stderr, "vdp: %s: %d frames %dx%d, %d steps, guidance %s, seed %llu, %d video%s%s\n", model, j.s.F, p.width,
           p.height, p.steps, j.s.B == 2 ? "on" : "off", (unsigned long long)p.seed, n_videos, n_videos > 1 ? "s" : "",
           !stages ? "" : nccl ? ", timestep stages over NCCL" : ", timestep stages on CPU threads");
@@ -365,7 +529,10 @@ int cmd_generate(int argc, char **argv) {
     RingStats st = {.latency_s = latency};
     if (ring_run(&d, stages, n_videos, &o, &st, err, sizeof err)) {
       fprintf(stderr, "vdp: error: %s\n", err);
-      if (st.stuck_threads) _exit(1);  // a stage is still inside the model: do not free it under its feet
+      if (st.stuck_threads) {  // a stage is still inside the model: do not free it under its feet
+        out_cleanup();
+        _exit(1);
+      }
       exit(1);
     }
     fprintf(stderr, "vdp: %d stages: %d videos in %.2fs (%.3f videos/s), handoff %.3f ms mean\n", stages, n_videos,
@@ -383,7 +550,7 @@ int cmd_generate(int argc, char **argv) {
       if (gen_encode(&sc, v, cond, latent, err, sizeof err)) vdp_die("%s", err);
       j.t0 = vdp_now() - j.t_encode[v];
       for (int i = 0; i < p.steps; i++) gen_step(&sc, v, i, cond, latent, err, sizeof err);
-      gen_finish(&sc, v, cond, latent, err, sizeof err);
+      if (gen_finish(&sc, v, cond, latent, err, sizeof err)) vdp_die("%s", err);
       latency[v] = vdp_now() - tv;
     }
     free(cond), free(latent);
@@ -398,6 +565,8 @@ int cmd_generate(int argc, char **argv) {
   fprintf(stderr, "vdp: load %.2fs, encode %.2fs, decode %.2fs, %d steps in %.2fs%s, total %.2fs\n", t_load, enc, dec,
           p.steps * n_videos, stages ? run : steps_s, stages ? " (whole ring)" : "", vdp_now() - t0);
   free(j.t_encode), free(j.t_decode), free(latency);
+  for (int i = 0; i < n_images; i++) image_free(&imgs[i]);
+  free(imgs);
   models_free(m);
   free(m);
   vdpw_close(&f);
@@ -515,6 +684,7 @@ static int cmd_bench(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  out_install_cleanup();  // an exit or a signal removes the temporaries of unfinished outputs
   if (argc < 2) {
     usage(stderr);
     return 2;

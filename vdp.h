@@ -110,6 +110,45 @@ void vdp_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn
 void *vdp_malloc(size_t n, const char *what);  // dies with a message naming `what` on failure
 void *vdp_calloc(size_t n, size_t size, const char *what);
 double vdp_now(void);                          // monotonic seconds
+// Usage errors (a bad flag, a missing argument, flags that contradict each other) print the same way
+// and exit with status 2; every other failure exits 1 (README "Exit status").
+void vdp_usage_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+// A number as flags take it: [+-]digits, and with allow_fraction [.digits][e[+-]digits]; no leading
+// spaces, hex, inf or nan (which strtol/strtod alone would accept).
+int vdp_is_decimal(const char *s, int allow_fraction);
+
+// Output files (util.c). One rule for every file vdp writes: the bytes go to a fresh temporary created
+// exclusively beside the target (DIR/.NAME.XXXXXXXX.tmp: never a fixed name, never through a symlink),
+// are fsynced, and the temporary is renamed onto the target only when the target is absent, or is a
+// writable regular file and `replace` is set. Devices, FIFOs, directories and symlinks are never
+// replaced. A failure (an exit or a SIGINT/SIGTERM/SIGHUP included, once out_install_cleanup ran)
+// removes exactly the temporaries this process created.
+typedef struct {
+  char path[4096], tmp[4096];  // the target and its temporary
+  FILE *fp;                    // open on the temporary between out_begin and out_close
+  int slot;                    // in the list of live temporaries, -1 when none
+  int replace;                 // an existing writable regular file at path may be replaced
+} VdpOut;
+void out_install_cleanup(void);  // atexit + signal handlers removing live temporaries; SIGXFSZ ignored
+void out_cleanup(void);          // removes the live temporaries now (before an _exit)
+void out_watch_child(int pid);   // a child process writing a temporary (0: none): killed and reaped first
+// The policy of the library writers (npy_save_f32, image_save_png, png_sequence_save, video_save_ffmpeg,
+// vdpw_convert): replace an existing regular file (1, the default) or refuse (0). The CLI sets it from
+// --overwrite before any work starts.
+void out_set_replace(int replace);
+int out_replace(void);
+// Everything that can be known before writing: the target is absent or (with replace) a writable
+// regular file, and a file can be created in its folder. -1 with a message naming the path.
+int out_check(const char *path, int replace, char *err, size_t errlen);
+int target_check(const char *path, int replace, char *err, size_t errlen);  // out_check without the folder probe
+// Checks the target (as out_check, without the probe), creates the temporary, o->fp open on it.
+int out_begin(VdpOut *o, const char *path, int replace, char *err, size_t errlen);
+int out_close(VdpOut *o, char *err, size_t errlen);   // flush, fsync and close the temporary (kept)
+int out_rename(VdpOut *o, char *err, size_t errlen);  // checks the target again; the temporary takes its name
+int out_commit(VdpOut *o, char *err, size_t errlen);  // close + rename; on failure, abort
+void out_abort(VdpOut *o);                            // closes and removes the temporary
+int out_write_file(const char *path, const void *data, size_t n, int replace, char *err, size_t errlen);
+const char *file_kind(unsigned mode);                 // "a directory", "a FIFO (named pipe)", ... for messages
 
 // ---------------------------------------------------------------------------------------------------
 // 2. Weights (weights.c) — see weights/FORMAT.md
@@ -173,7 +212,9 @@ void err_prefix(char *err, size_t errlen, const char *prefix);  // err = "PREFIX
 uint64_t rd_u64(const uint8_t *p);                              // little-endian u64 at any alignment
 int mul_checked(uint64_t a, uint64_t b, uint64_t limit, uint64_t *out);  // *out = a*b, or -1 when > limit
 void fmt_dims(char *buf, size_t n, int ndim, const int64_t *shape);      // "[2,3,4]" for messages
-int open_regular(const char *path, uint64_t *size, char *err, size_t errlen);  // fd of a regular file, or -1
+// Opens without blocking (a FIFO or device never hangs), then fstat: the fd of a regular file (blocking
+// again) and its size, or -1 with "PATH: is a directory, not a regular file" and the like (util.c).
+int open_regular(const char *path, uint64_t *size, char *err, size_t errlen);
 int pread_full(int fd, void *dst, size_t n, uint64_t off);      // pread looping over short reads; -1 on error/EOF
 
 // Strict JSON (valid UTF-8 only; duplicate keys, \u0000 and text after the value refused; depth, node
@@ -329,14 +370,27 @@ typedef struct {
   int w, h;          // pixels
   uint8_t *rgb;      // [h, w, 3]
 } VdpImage;
+// Image limits: each side at most IMG_MAX_SIDE; at most image_set_max_pixels() pixels (default
+// IMG_DEFAULT_MAX_PIXELS, Pillow's DecompressionBombError threshold), checked from the header before
+// any pixel is decoded.
+#define IMG_MAX_SIDE 16384
+#define IMG_DEFAULT_MAX_PIXELS 178956970ull
+void image_set_max_pixels(uint64_t n);
 int image_load(const char *path, VdpImage *img, char *err, size_t errlen);   // PNG or JPEG -> RGB8
+// Writers follow the output rule of util.c (temporary + rename, policy out_replace()).
 int image_save_png(const char *path, const uint8_t *rgb, int w, int h, char *err, size_t errlen);
+// frames [F, h, w, 3] as STEM_000.png, STEM_001.png, ...: all frames or none.
+int png_sequence_save(const char *stem, const uint8_t *frames, int F, int w, int h, char *err, size_t errlen);
+void png_sequence_name(char *dst, size_t n, const char *stem, int frame);  // STEM_%03d.png
 void image_free(VdpImage *img);
 // Pillow's Image.resize((w, h), LANCZOS) on an RGB8 image, bit for bit.
 void image_resize_lanczos(const VdpImage *src, VdpImage *dst, int w, int h);
 // diffusers' _resize_with_antialiasing on x [c, h, w] fp32: gaussian blur (reflect pad), then
 // bicubic (A = -0.75, align_corners) to [c, ho, wo].
 void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int wo);
+// The same, computed by blurring every pixel (slow on large images): the reference the tests compare
+// resize_antialias with, bit for bit.
+void resize_antialias_full(float *y, const float *x, int c, int h, int w, int ho, int wo);
 // .npy files (little-endian float32, C order)
 int npy_save_f32(const char *path, const float *x, const int64_t *shape, int ndim, char *err, size_t errlen);
 // Loads a float32 (or float16, converted) .npy; *data malloc'd. Returns -1 with a message on error.
@@ -346,6 +400,8 @@ int npy_load_f32(const char *path, float **data, int64_t *shape, int *ndim, char
 // when ffmpeg is not on PATH.
 int video_save_ffmpeg(const char *path, const uint8_t *frames, int F, int w, int h, int fps, char *err,
                       size_t errlen);
+// The up-front part: a .gif or .mp4 name, a frame rate GIF can hold (<= 50), ffmpeg on PATH.
+int video_check(const char *path, int fps, char *err, size_t errlen);
 
 // fp16 <-> fp32 (IEEE binary16, round to nearest even)
 float half_to_float(uint16_t h);

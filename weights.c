@@ -115,9 +115,11 @@ static int read_small_file(const char *path, char **buf, size_t *len, size_t max
   return 0;
 }
 
+// Present under that name, whatever it is: the opener then names a directory, FIFO or device as such
+// instead of calling it "not found".
 static int file_exists(const char *path) {
   struct stat st;
-  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+  return stat(path, &st) == 0 || lstat(path, &st) == 0;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1121,12 +1123,9 @@ typedef struct {
 } OutTensor;
 
 // Converts n elements from src (dtype sdt) to dst (dtype ddt). Returns the index of the first value that
-// overflowed to infinity in fp16, or -1.
-static int64_t convert_elems(void *dst, int ddt, const void *src, int sdt, size_t n) {
-  if (sdt == ddt) {
-    memcpy(dst, src, n * (size_t)dtype_size(sdt));
-    return -1;
-  }
+// is NaN or infinite in the source (*why = 0) or overflows to infinity in fp16 (*why = 1), or -1.
+// A non-finite weight is a damaged file: `vdp generate` refuses it too, so convert refuses it now.
+static int64_t convert_elems(void *dst, int ddt, const void *src, int sdt, size_t n, int *why) {
   for (size_t i = 0; i < n; i++) {
     float x;
     if (sdt == VDP_F32) memcpy(&x, (const uint8_t *)src + 4 * i, 4);
@@ -1135,13 +1134,16 @@ static int64_t convert_elems(void *dst, int ddt, const void *src, int sdt, size_
       memcpy(&h, (const uint8_t *)src + 2 * i, 2);
       x = sdt == VDP_F16 ? half_to_float(h) : bf16_to_float(h);
     }
+    if (!isfinite(x)) return *why = 0, (int64_t)i;
+    if (sdt == ddt) continue;
     if (ddt == VDP_F32) memcpy((uint8_t *)dst + 4 * i, &x, 4);
     else {
       uint16_t h = float_to_half(x);
-      if (isfinite(x) && (h & 0x7fff) == 0x7c00) return (int64_t)i;
+      if ((h & 0x7fff) == 0x7c00) return *why = 1, (int64_t)i;
       memcpy((uint8_t *)dst + 2 * i, &h, 2);
     }
   }
+  if (sdt == ddt) memcpy(dst, src, n * (size_t)dtype_size(sdt));
   return -1;
 }
 
@@ -1166,11 +1168,12 @@ int vdpw_convert_src(const char *src_dir, const char *out_path, int out_dtype, i
   const VdpTensorSpec **exp = NULL;
   StFile sf[3];
   OutTensor *ot = NULL;
+  VdpOut o = {.slot = -1};
   FILE *fp = NULL;
   uint8_t *inbuf = NULL, *outbuf = NULL;
-  char *cfgtext = NULL, tmp[1100];
-  int rc = -1, nopen = 0;
-  snprintf(tmp, sizeof tmp, "%s.tmp", out_path);
+  char *cfgtext = NULL;
+  const char *tmp = o.tmp;
+  int rc = -1, nopen = 0, replace = out_replace();
   double t0 = vdp_now();
   // A file instead of a folder: a single-file SGM checkpoint (sgm.c maps and checks it).
   struct stat sst;
@@ -1178,6 +1181,8 @@ int vdpw_convert_src(const char *src_dir, const char *out_path, int out_dtype, i
   StFile sgf = {.fd = -1};
   SgmMap sgm = {0};
 
+  // The output first (cheap): a name that may be written, in a folder that takes a new file.
+  if (out_check(out_path, replace, err, errlen)) goto out;
   size_t sl = strlen(src_dir);
   if (!single && sl > 12 && !strcmp(src_dir + sl - 12, ".safetensors") && stat(src_dir, &sst)) {
     errf(err, errlen, "%s: not found (a single-file checkpoint, or a diffusers folder)", src_dir);
@@ -1267,11 +1272,8 @@ int vdpw_convert_src(const char *src_dir, const char *out_path, int out_dtype, i
   }
   uint64_t file_size = list.n ? ot[list.n - 1].t.offset + ot[list.n - 1].t.nbytes : pos;
 
-  fp = fopen(tmp, "wb");
-  if (!fp) {
-    errf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
-    goto out;
-  }
+  if (out_begin(&o, out_path, replace, err, errlen)) goto out;
+  fp = o.fp;
   uint8_t hdr[VDPW_HEADER];
   uint32_t v32[3] = {VDPW_VERSION, (uint32_t)cfglen, (uint32_t)list.n};
   memcpy(hdr, "VDPW", 4);
@@ -1310,11 +1312,17 @@ int vdpw_convert_src(const char *src_dir, const char *out_path, int out_dtype, i
         errf(err, errlen, "%s: read error in tensor '%s'", single ? src_dir : sf[ot[i].comp].path, s->name);
         goto out;
       }
-      int64_t bad = convert_elems(outbuf, out_dtype, inbuf, sdt, n);
+      int why = 0;
+      int64_t bad = convert_elems(outbuf, out_dtype, inbuf, sdt, n, &why);
       if (bad >= 0) {
-        float x = sdt == VDP_F32 ? ((float *)inbuf)[bad] : bf16_to_float(((uint16_t *)inbuf)[bad]);
-        errf(err, errlen, "tensor '%s': value %g at index %" PRIu64 " overflows fp16 (use --dtype fp32)", t->name, (double)x,
-             e0 + (uint64_t)bad);
+        float x = sdt == VDP_F32 ? ((float *)inbuf)[bad]
+                  : sdt == VDP_F16 ? half_to_float(((uint16_t *)inbuf)[bad]) : bf16_to_float(((uint16_t *)inbuf)[bad]);
+        if (why == 1)
+          errf(err, errlen, "tensor '%s': value %g at index %" PRIu64 " overflows fp16 (use --dtype fp32)", t->name, (double)x,
+               e0 + (uint64_t)bad);
+        else
+          errf(err, errlen, "%s: tensor '%s' holds a non-finite value (%g) at index %" PRIu64 ": the checkpoint is damaged; "
+               "nothing was written", single ? src_dir : sf[ot[i].comp].path, s->name, (double)x, e0 + (uint64_t)bad);
         goto out;
       }
       size_t nb = n * (size_t)dtype_size(out_dtype);
@@ -1331,16 +1339,12 @@ int vdpw_convert_src(const char *src_dir, const char *out_path, int out_dtype, i
       last_pct = pct;
     }
   }
-  if (werr || at != file_size || fflush(fp) || fsync(fileno(fp))) {
-    errf(err, errlen, "%s: write error: %s", tmp, strerror(errno));
-    goto out;
-  }
-  if (fclose(fp)) {
-    fp = NULL;
-    errf(err, errlen, "%s: write error: %s", tmp, strerror(errno));
+  if (werr || at != file_size) {
+    errf(err, errlen, "cannot write %s: %s", out_path, strerror(errno));
     goto out;
   }
   fp = NULL;
+  if (out_close(&o, err, errlen)) goto out;
   // Check what was written with the reader before it takes the final name.
   {
     VdpFile vf;
@@ -1350,17 +1354,13 @@ int vdpw_convert_src(const char *src_dir, const char *out_path, int out_dtype, i
     }
     vdpw_close(&vf);
   }
-  if (rename(tmp, out_path)) {
-    errf(err, errlen, "cannot rename %s to %s: %s", tmp, out_path, strerror(errno));
-    goto out;
-  }
+  if (out_rename(&o, err, errlen)) goto out;
   if (verbose)
     fprintf(stderr, "convert: wrote %s: %d tensors, %" PRIu64 " bytes (%s) in %.1f s\n", out_path, list.n, file_size,
             dtype_name(out_dtype), vdp_now() - t0);
   rc = 0;
 out:
-  if (fp) fclose(fp);
-  if (rc) unlink(tmp);
+  if (rc) out_abort(&o);  // exactly the temporary this run created, nothing else
   for (int c = 0; c < nopen; c++) st_close(&sf[c]);
   st_close(&sgf);
   sgm_map_free(&sgm);
@@ -1371,8 +1371,8 @@ out:
 
 static void convert_usage(void) {
   fprintf(stderr,
-          "usage: vdp convert SRC_DIR OUT.vdpw [--dtype fp16|fp32] [--variant auto|fp32|fp16]\n"
-          "       vdp convert FILE.safetensors OUT.vdpw [--dtype fp16|fp32] [--num-frames N]\n"
+          "usage: vdp convert SRC_DIR OUT.vdpw [--dtype fp16|fp32] [--variant auto|fp32|fp16] [--overwrite]\n"
+          "       vdp convert FILE.safetensors OUT.vdpw [--dtype fp16|fp32] [--num-frames N] [--overwrite]\n"
           "  SRC_DIR    a diffusers StableVideoDiffusionPipeline folder (model_index.json, unet/, vae/, ...)\n"
           "  FILE       a single-file SGM checkpoint (svd.safetensors, svd_xt.safetensors, svd_xt_1_1.safetensors\n"
           "             as ComfyUI and Stability's generative-models use them); the configuration is inferred\n"
@@ -1380,17 +1380,23 @@ static void convert_usage(void) {
           "  --variant  (folder) source files: fp32 = *.safetensors, fp16 = *.fp16.safetensors,\n"
           "             auto (default) = the plain file when present, else the fp16 variant\n"
           "  --num-frames  (file) default frame count stored in the output (default 25 when the file name\n"
-          "             contains \"xt\", else 14)\n");
+          "             contains \"xt\", else 14)\n"
+          "  --overwrite  replace OUT.vdpw when it exists (a regular file only); without it vdp refuses\n"
+          "exit status: 0 success, 1 failure, 2 usage error\n");
 }
 
 int cmd_convert(int argc, char **argv) {
   const char *pos[2] = {NULL, NULL};
-  int npos = 0, dtype = VDP_F16, variant = VARIANT_AUTO, num_frames = 0, variant_given = 0;
+  int npos = 0, dtype = VDP_F16, variant = VARIANT_AUTO, num_frames = 0, variant_given = 0, overwrite = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       convert_usage();
       return 0;
+    }
+    if (!strcmp(a, "--overwrite")) {
+      overwrite = 1;
+      continue;
     }
     if (!strcmp(a, "--dtype") || !strcmp(a, "--variant") || !strcmp(a, "--num-frames")) {
       if (i + 1 >= argc) {
@@ -1455,6 +1461,7 @@ int cmd_convert(int argc, char **argv) {
     return 2;
   }
   char err[4096];
+  out_set_replace(overwrite);
   if (vdpw_convert_src(pos[0], pos[1], dtype, variant, num_frames, 1, err, sizeof err)) {
     fprintf(stderr, "vdp: error: %s\n", err);
     return 1;
