@@ -52,6 +52,35 @@ else
   BACKENDS = CPU only (nvcc not found or CUDA=0)
 endif
 
+# The host SIMT emulator (test/simt; rules at the end): what `make test` adds.
+SIMT_CXX ?= g++
+CUDA_INC  = $(CUDA_HOME)/include
+HAVE_CUDA_HEADERS := $(and $(wildcard $(CUDA_INC)/cuda_runtime.h),$(wildcard $(CUDA_INC)/cuda_fp16.h),$(wildcard $(CUDA_INC)/nccl.h))
+ifeq ($(SANITIZE),1)
+  SIMT ?= build/simt-san
+  SIMT_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+else
+  SIMT ?= build/simt
+  SIMT_SAN =
+endif
+SIMT_OPT ?= -O2
+SIMT_CXXFLAGS = -std=c++17 $(SIMT_OPT) -g -ffp-contract=off -fno-strict-aliasing -Wall -Wno-unused-parameter \
+                -Wno-unused-function -Wno-unknown-pragmas -I. -I$(CUDA_INC) $(SIMT_SAN)
+SIMT_CFLAGS = -std=c11 $(SIMT_OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -fopenmp \
+              -D_GNU_SOURCE -I. -DVDP_CUDA -I$(CUDA_INC) $(SIMT_SAN)
+SIMT_LIBS = -fopenmp $(SIMT_SAN) -lstdc++ -lpng -ljpeg -lm -lpthread
+SIMT_LIB_OBJ = $(LIB_SRC:%.c=$(SIMT)/%.o)
+SIMT_KOBJ = $(SIMT)/kernels.o $(SIMT)/simt.o
+SIMT_BINS = $(SIMT)/test_gpu_kernels $(SIMT)/gpu_pipeline $(SIMT)/vdp $(SIMT)/build.env
+# `make test` builds the emulated binaries unless TESTS names only other tests
+ifneq ($(HAVE_CUDA_HEADERS),)
+  ifeq ($(strip $(TESTS)),)
+    SIMT_FOR_TEST = $(SIMT_BINS)
+  else ifneq ($(filter t_simt%,$(TESTS)),)
+    SIMT_FOR_TEST = $(SIMT_BINS)
+  endif
+endif
+
 all: vdp
 	@echo 'vdp: built with backends: $(BACKENDS)'
 
@@ -95,39 +124,16 @@ clean:
 # $(SIMT)/simt.o = the runtime (fibers, collectives, the CUDA runtime subset, NCCL stubs). The C objects are
 # compiled again with -DVDP_CUDA (the real build may be CUDA=0). Required flags: -ffp-contract=off (the
 # bit-exact sampler step), -fno-strict-aliasing (the kernels type-pun __half <-> uint32_t / uint4).
-SIMT_CXX ?= g++
-CUDA_INC  = $(CUDA_HOME)/include
-HAVE_CUDA_HEADERS := $(and $(wildcard $(CUDA_INC)/cuda_runtime.h),$(wildcard $(CUDA_INC)/cuda_fp16.h),$(wildcard $(CUDA_INC)/nccl.h))
-ifeq ($(SANITIZE),1)
-  SIMT ?= build/simt-san
-  SIMT_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-else
-  SIMT ?= build/simt
-  SIMT_SAN =
-endif
-SIMT_OPT ?= -O2
-SIMT_CXXFLAGS = -std=c++17 $(SIMT_OPT) -g -ffp-contract=off -fno-strict-aliasing -Wall -Wno-unused-parameter \
-                -Wno-unused-function -Wno-unknown-pragmas -I. -I$(CUDA_INC) $(SIMT_SAN)
-SIMT_CFLAGS = -std=c11 $(SIMT_OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -fopenmp \
-              -D_GNU_SOURCE -I. -DVDP_CUDA -I$(CUDA_INC) $(SIMT_SAN)
-SIMT_LIBS = -fopenmp $(SIMT_SAN) -lstdc++ -lpng -ljpeg -lm -lpthread
-SIMT_LIB_OBJ = $(LIB_SRC:%.c=$(SIMT)/%.o)
-SIMT_KOBJ = $(SIMT)/kernels.o $(SIMT)/simt.o
-SIMT_BINS = $(SIMT)/test_gpu_kernels $(SIMT)/gpu_pipeline $(SIMT)/vdp
-# `make test` builds the emulated binaries unless TESTS names only other tests
-ifneq ($(HAVE_CUDA_HEADERS),)
-  ifeq ($(strip $(TESTS)),)
-    SIMT_FOR_TEST = $(SIMT_BINS)
-  else ifneq ($(filter t_simt%,$(TESTS)),)
-    SIMT_FOR_TEST = $(SIMT_BINS)
-  endif
-endif
-
 ifeq ($(HAVE_CUDA_HEADERS),)
 $(SIMT_BINS) vdp-simt:
 	@echo 'simt: error: the CUDA headers (cuda_runtime.h, cuda_fp16.h, nccl.h) were not found in $(CUDA_INC):' \
 	      'the SIMT emulator compiles kernels.cu from them (no nvcc, no GPU needed); set CUDA_HOME' >&2; exit 1
 else
+# the compiler and flags, for test/t_simt_mutants.sh (which compiles mutated copies of kernels.cu)
+$(SIMT)/build.env: FORCE | $(SIMT)
+	@printf "SIMT_CXX='%s'\nSIMT_CXXFLAGS='%s'\nSIMT_LIBS='%s'\n" '$(SIMT_CXX)' '$(SIMT_CXXFLAGS)' '$(SIMT_LIBS)' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+
 $(SIMT)/dynshared.h: kernels.cu | $(SIMT)
 	sed -n 's/.*extern __shared__ \(__align__([0-9]*) \)\{0,1\}\([A-Za-z_][A-Za-z_0-9 ]*[A-Za-z_0-9]\) \{1,\}\([A-Za-z_][A-Za-z_0-9]*\)\[\];.*/SIMT_DYNAMIC_SHARED(\2, \3)/p' $< | sort -u > $@.tmp && mv $@.tmp $@
 

@@ -48,6 +48,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -86,8 +87,9 @@ void __tsan_release(void *addr);
 // The bounds of the static __shared__ section (shm_mark.cpp, linked before and after kernels.o).
 extern __thread char simt_shm_begin, simt_shm_end;
 
-// x86-64 System V context switch: saves the callee-saved registers, MXCSR and the x87 control word on the
-// current stack, stores the stack pointer in *save and continues on the stack `to`.
+// x86-64 System V context switch: saves the callee-saved registers on the current stack, stores the stack
+// pointer in *save and continues on the stack `to`. MXCSR and the x87 control word are not switched (ldmxcsr
+// and fldcw serialise the pipeline): no emulated thread changes the rounding mode.
 extern "C" void simt_swap(void **save, void *to);
 asm(R"(
   .pushsection .text
@@ -100,14 +102,8 @@ simt_swap:
   pushq %r13
   pushq %r14
   pushq %r15
-  subq $8, %rsp
-  stmxcsr (%rsp)
-  fnstcw 4(%rsp)
   movq %rsp, (%rdi)
   movq %rsi, %rsp
-  ldmxcsr (%rsp)
-  fldcw 4(%rsp)
-  addq $8, %rsp
   popq %r15
   popq %r14
   popq %r13
@@ -136,7 +132,6 @@ struct Copy {
 struct Fiber {
   uint3 tid;  // first member: simt.h's FiberView
   int linear, warp, lane;
-  int state;
   void *sp;
   char *guard, *stack;  // guard page, then the usable stack
   size_t stack_size;
@@ -151,7 +146,7 @@ struct Fiber {
   uint32_t out[4];
   uint64_t res;
   // cp.async
-  Copy q[kMaxCopies];
+  Copy *q;  // kMaxCopies entries
   int nq;
   unsigned committed;
 #ifdef SIMT_TSAN
@@ -162,6 +157,7 @@ struct Fiber {
 struct Warp {
   unsigned present;  // lanes that exist in the block
   unsigned arrived, mask;
+  unsigned exited;  // lanes that have returned from the kernel
   int kind, mode, width;
   const char *file;
   int line;
@@ -173,6 +169,7 @@ struct Block {
   uint3 bid;  // first members: simt.h's BlockView
   dim3 bdim, gdim;
   int n, nwarps, done, at_barrier, cur;
+  uint8_t st[1024];  // each thread's state (RUNNABLE ...): one byte each, for the scheduler's scans
   unsigned bar_gen;
   Fiber *f;
   Warp warps[32];
@@ -181,6 +178,7 @@ struct Block {
   void *ctx;
   char bar_sync[2], start_sync, end_sync;  // TSan ordering objects
 };
+#define ST(f) (simt_cur_block->st[(f)->linear])
 static_assert(offsetof(Fiber, tid) == 0 && offsetof(Block, bid) == 0, "simt.h's views");
 
 // Per host thread: the fibers and their stacks (kept from launch to launch), the scheduler's context.
@@ -210,6 +208,32 @@ static size_t g_stack = 64 * 1024;
 static int g_smem_optin = 227 * 1024;
 static float g_h2f[65536];  // fp16 bits -> float (the host __half2float is a slow software conversion)
 static std::once_flag g_init_once;
+static int g_profile;  // SIMT_PROFILE=1: time per kernel, printed at exit
+
+static double now_s() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+struct Prof {
+  long long launches, threads;
+  double s;
+};
+static std::mutex g_prof_mu;
+static std::unordered_map<std::string, Prof> *g_prof;
+static void profile_add(const char *name, long long threads, double s) {
+  std::lock_guard<std::mutex> lk(g_prof_mu);
+  Prof &p = (*g_prof)[name];
+  p.launches++, p.threads += threads, p.s += s;
+}
+static void profile_print() {
+  std::lock_guard<std::mutex> lk(g_prof_mu);
+  std::vector<std::pair<std::string, Prof>> v(g_prof->begin(), g_prof->end());
+  std::sort(v.begin(), v.end(), [](const auto &a, const auto &b) { return a.second.s > b.second.s; });
+  for (auto &e : v)
+    fprintf(stderr, "simt: profile %-24s %8.3f s %7lld launches %12lld threads\n", e.first.c_str(), e.second.s,
+            e.second.launches, e.second.threads);
+}
 
 static float half_bits_to_float(uint16_t h) {
   const uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023;
@@ -243,6 +267,12 @@ static void init() {
         fprintf(stderr, "simt: error: SIMT_SCHED=%s: expected rr, rev, random[:seed] or warp\n", s);
         exit(2);
       }
+    }
+    const char *pr = getenv("SIMT_PROFILE");
+    if (pr && pr[0] == '1') {
+      g_profile = 1;
+      g_prof = new std::unordered_map<std::string, Prof>();
+      atexit(profile_print);
     }
     const char *k = getenv("SIMT_STACK_KB");
     if (k && atoi(k) >= 4) g_stack = (size_t)atoi(k) * 1024;
@@ -335,6 +365,7 @@ static Fiber *new_fiber() {
     exit(1);
   }
   Fiber *f = (Fiber *)calloc(1, sizeof(Fiber));
+  f->q = (Copy *)calloc(kMaxCopies, sizeof(Copy));
   f->guard = m;
   f->stack = m + page;
   f->stack_size = g_stack;
@@ -344,9 +375,25 @@ static Fiber *new_fiber() {
   return f;
 }
 
+static int pick(Block *b);
+
+// The calling fiber waits (or has finished): continue the next runnable fiber of the policy directly, or
+// the scheduler when there is none (it then releases a barrier, ends the block or reports a deadlock).
 static inline void switch_to_scheduler(Fiber *f) {
+  Block *b = simt_cur_block;
+  const int j = pick(b);
+  if (j >= 0) {
+    Fiber *g = t_host->fibers[j];
+    b->cur = j;
+    simt_cur_fiber = g;
 #ifdef SIMT_TSAN
-  __tsan_switch_to_fiber(t_host->tsan, 1 /* no synchronisation */);
+    __tsan_switch_to_fiber(g->tsan, 1 /* no synchronisation */);
+#endif
+    simt_swap(&f->sp, g->sp);
+    return;
+  }
+#ifdef SIMT_TSAN
+  __tsan_switch_to_fiber(t_host->tsan, 1);
 #endif
   simt_swap(&f->sp, t_host->sched_sp);
 }
@@ -358,8 +405,13 @@ static inline void switch_to_scheduler(Fiber *f) {
   b->body(b->ctx);
   f = simt_cur_fiber;
   TSAN_RELEASE(&b->end_sync);
-  f->state = DONE;
+  ST(f) = DONE;
   b->done++;
+  Warp &w = b->warps[f->warp];
+  w.exited |= 1u << f->lane;
+  if (w.arrived && (w.mask >> f->lane & 1))
+    fail(w.file, w.line, "lane %d exited while lanes 0x%08x wait for it in this warp collective (mask 0x%08x)", f->lane,
+         w.arrived, w.mask);
   switch_to_scheduler(f);
   __builtin_unreachable();
 }
@@ -369,14 +421,8 @@ static void fiber_reset(Fiber *f) {
   top[-1] = 0;                         // fiber_main's (never used) return address
   top[-2] = (uint64_t)&fiber_main;     // simt_swap returns here
   for (int i = 3; i <= 8; i++) top[-i] = 0;  // rbp rbx r12 r13 r14 r15
-  uint32_t mx;
-  uint16_t cw;
-  asm volatile("stmxcsr %0" : "=m"(mx));
-  asm volatile("fnstcw %0" : "=m"(cw));
-  uint64_t ctl = mx | ((uint64_t)cw << 32);
-  top[-9] = ctl;
-  f->sp = &top[-9];
-  f->state = RUNNABLE;
+  f->sp = &top[-8];
+  ST(f) = RUNNABLE;
   f->nq = 0;
   f->committed = 0;
 }
@@ -388,22 +434,22 @@ static uint64_t rng_next() {
   return g_seed;
 }
 
-static int pick(Block *b) {
+static inline int pick(Block *b) {
   const int n = b->n;
-  Fiber *const *fv = &t_host->fibers[0];
+  const uint8_t *st = b->st;
   switch (g_sched) {
     case S_RR:
       for (int k = 1; k <= n; k++) {
         int j = b->cur + k;
         if (j >= n) j -= n;
-        if (fv[j]->state == RUNNABLE) return j;
+        if (st[j] == RUNNABLE) return j;
       }
       return -1;
     case S_REV:
       for (int k = 1; k <= n; k++) {
         int j = b->cur - k;
         if (j < 0) j += n;
-        if (fv[j]->state == RUNNABLE) return j;
+        if (st[j] == RUNNABLE) return j;
       }
       return -1;
     case S_RANDOM: {
@@ -411,7 +457,7 @@ static int pick(Block *b) {
       for (int k = 0; k < n; k++) {
         int j = s + k;
         if (j >= n) j -= n;
-        if (fv[j]->state == RUNNABLE) return j;
+        if (st[j] == RUNNABLE) return j;
       }
       return -1;
     }
@@ -419,12 +465,12 @@ static int pick(Block *b) {
       const int w0 = (b->cur >> 5) << 5, wn = std::min(32, n - w0);
       for (int k = 1; k <= wn; k++) {
         const int j = w0 + (b->cur - w0 + k) % wn;
-        if (fv[j]->state == RUNNABLE) return j;
+        if (st[j] == RUNNABLE) return j;
       }
       for (int k = 1; k <= n; k++) {
         int j = w0 + wn - 1 + k;
         j %= n;
-        if (fv[j]->state == RUNNABLE) return j;
+        if (st[j] == RUNNABLE) return j;
       }
       return -1;
     }
@@ -438,20 +484,20 @@ static int pick(Block *b) {
   // one line per distinct wait site, with the first thread there and the count
   for (int i = 0; i < b->n; i++) {
     Fiber *f = t_host->fibers[i];
-    if (f->state == DONE) continue;
+    if (ST(f) == DONE) continue;
     bool seen = false;
     for (int j = 0; j < i && !seen; j++) {
       Fiber *g = t_host->fibers[j];
-      seen = g->state == f->state && g->wline == f->wline && g->wfile == f->wfile;
+      seen = ST(g) == ST(f) && g->wline == f->wline && g->wfile == f->wfile;
     }
     if (seen) continue;
     int cnt = 0;
     for (int j = i; j < b->n; j++) {
       Fiber *g = t_host->fibers[j];
-      cnt += g->state == f->state && g->wline == f->wline && g->wfile == f->wfile;
+      cnt += ST(g) == ST(f) && g->wline == f->wline && g->wfile == f->wfile;
     }
     fprintf(stderr, "simt:   %d thread(s) from threadIdx (%u,%u,%u) wait at %s:%d (%s)\n", cnt, f->tid.x, f->tid.y,
-            f->tid.z, f->wfile, f->wline, f->state == AT_BARRIER ? "__syncthreads" : "warp collective");
+            f->tid.z, f->wfile, f->wline, ST(f) == AT_BARRIER ? "__syncthreads" : "warp collective");
   }
   simt_cur_fiber = NULL;
   where(stderr);
@@ -465,7 +511,7 @@ static bool release_barrier(Block *b) {
   Fiber *first = NULL;
   for (int i = 0; i < b->n; i++) {
     Fiber *f = t_host->fibers[i];
-    if (f->state != AT_BARRIER) continue;
+    if (ST(f) != AT_BARRIER) continue;
     if (!first) first = f;
     else if (f->wline != first->wline || strcmp(f->wfile, first->wfile)) {
       simt_cur_fiber = f;
@@ -480,7 +526,7 @@ static bool release_barrier(Block *b) {
          b->done, b->at_barrier);
   }
   for (int i = 0; i < b->n; i++)
-    if (t_host->fibers[i]->state == AT_BARRIER) t_host->fibers[i]->state = RUNNABLE;
+    if (ST(t_host->fibers[i]) == AT_BARRIER) ST(t_host->fibers[i]) = RUNNABLE;
   b->at_barrier = 0;
   b->bar_gen++;
   return true;
@@ -498,6 +544,7 @@ static void run_block(Block *b) {
     const int lanes = std::min(32, b->n - 32 * w);
     wp.present = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1);
     wp.arrived = 0;
+    wp.exited = 0;
   }
   // poison: static __shared__ variables and the dynamic shared memory of this launch
   char *s0 = &simt_shm_begin + 1, *s1 = &simt_shm_end;
@@ -605,6 +652,7 @@ void launch(const LaunchCfg &c, void (*body)(void *), void *ctx) {
   }
   Block *saved_block = simt_cur_block;
   simt_cur_block = b;
+  const double t0 = g_profile ? now_s() : 0;
   for (unsigned z = 0; z < g.z; z++)
     for (unsigned y = 0; y < g.y; y++)
       for (unsigned x = 0; x < g.x; x++) {
@@ -612,6 +660,7 @@ void launch(const LaunchCfg &c, void (*body)(void *), void *ctx) {
         run_block(b);
       }
   simt_cur_block = saved_block;
+  if (g_profile) profile_add(c.name, (long long)g.x * g.y * g.z * nthreads, now_s() - t0);
 }
 
 // ----- block barrier and warp collectives ------------------------------------------------------------------
@@ -621,7 +670,7 @@ void syncthreads(const char *file, int line) {
   const unsigned gen = b->bar_gen;
   (void)gen;
   TSAN_RELEASE(&b->bar_sync[gen & 1]);
-  f->state = AT_BARRIER;
+  ST(f) = AT_BARRIER;
   f->wfile = file;
   f->wline = line;
   b->at_barrier++;
@@ -648,13 +697,10 @@ static void collective(Fiber *f, int kind, int mode, int width, unsigned mask, c
   }
   w.arrived |= bit;
   if (w.arrived != mask) {
-    Fiber *const *lanes = &t_host->fibers[f->warp * 32];
-    for (unsigned m = mask & ~w.arrived; m; m &= m - 1) {
-      const int l = __builtin_ctz(m);
-      if (lanes[l]->state == DONE)
-        fail(file, line, "warp collective (mask 0x%08x) waits for lane %d, which has exited", mask, l);
-    }
-    f->state = IN_COLLECTIVE;
+    if (w.exited & mask)
+      fail(file, line, "warp collective (mask 0x%08x) waits for lane %d, which has exited", mask,
+           __builtin_ctz(w.exited & mask));
+    ST(f) = IN_COLLECTIVE;
     f->wfile = file;
     f->wline = line;
     switch_to_scheduler(f);
@@ -664,7 +710,7 @@ static void collective(Fiber *f, int kind, int mode, int width, unsigned mask, c
   Fiber *const *lanes = &t_host->fibers[f->warp * 32];
   for (unsigned m = mask; m; m &= m - 1) {
     Fiber *g = lanes[__builtin_ctz(m)];
-    if (g != f) g->state = RUNNABLE;
+    if (g != f) ST(g) = RUNNABLE;
   }
   w.arrived = 0;
   w.gen++;
