@@ -71,7 +71,7 @@ SIMT_CFLAGS = -std=c11 $(SIMT_OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-f
 SIMT_LIBS = -fopenmp $(SIMT_SAN) -lstdc++ -lpng -ljpeg -lm -lpthread
 SIMT_LIB_OBJ = $(LIB_SRC:%.c=$(SIMT)/%.o)
 SIMT_KOBJ = $(SIMT)/kernels.o $(SIMT)/simt.o
-SIMT_BINS = $(SIMT)/test_gpu_kernels $(SIMT)/gpu_pipeline $(SIMT)/vdp $(SIMT)/build.env
+SIMT_BINS = $(SIMT)/test_gpu_kernels $(SIMT)/gpu_pipeline $(SIMT)/vdp $(SIMT)/simt_selftest $(SIMT)/build.env
 # `make test` builds the emulated binaries unless TESTS names only other tests
 ifneq ($(HAVE_CUDA_HEADERS),)
   ifeq ($(strip $(TESTS)),)
@@ -134,8 +134,12 @@ $(SIMT)/build.env: FORCE | $(SIMT)
 	@printf "SIMT_CXX='%s'\nSIMT_CXXFLAGS='%s'\nSIMT_LIBS='%s'\n" '$(SIMT_CXX)' '$(SIMT_CXXFLAGS)' '$(SIMT_LIBS)' > $@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 
+# `extern __shared__ T name[];` -> SIMT_DYNAMIC_SHARED(T, name): the definitions simt.h needs
+SIMT_DYN_SED = s/.*extern __shared__ \(__align__([0-9]*) \)\{0,1\}\([A-Za-z_][A-Za-z_0-9 ]*[A-Za-z_0-9]\) \{1,\}\([A-Za-z_][A-Za-z_0-9]*\)\[\];.*/SIMT_DYNAMIC_SHARED(\2, \3)/p
 $(SIMT)/dynshared.h: kernels.cu | $(SIMT)
-	sed -n 's/.*extern __shared__ \(__align__([0-9]*) \)\{0,1\}\([A-Za-z_][A-Za-z_0-9 ]*[A-Za-z_0-9]\) \{1,\}\([A-Za-z_][A-Za-z_0-9]*\)\[\];.*/SIMT_DYNAMIC_SHARED(\2, \3)/p' $< | sort -u > $@.tmp && mv $@.tmp $@
+	sed -n '$(SIMT_DYN_SED)' $< | sort -u > $@.tmp && mv $@.tmp $@
+$(SIMT)/selftest_dynshared.h: test/simt/selftest.cu | $(SIMT)
+	sed -n '$(SIMT_DYN_SED)' $< | sort -u > $@.tmp && mv $@.tmp $@
 
 $(SIMT)/kernels_body.o: kernels.cu kernels.h vdp.h model.h test/simt/simt.h $(SIMT)/dynshared.h | $(SIMT)
 	$(SIMT_CXX) $(SIMT_CXXFLAGS) -fdata-sections -x c++ -include test/simt/simt.h -include $(SIMT)/dynshared.h -c -o $@ $<
@@ -147,8 +151,16 @@ $(SIMT)/shm_end.o: test/simt/shm_mark.cpp | $(SIMT)
 $(SIMT)/kernels.o: $(SIMT)/shm_begin.o $(SIMT)/kernels_body.o $(SIMT)/shm_end.o test/simt/shm.ld
 	ld -r -T test/simt/shm.ld -o $@ $(filter %.o,$^)
 
+# the emulator's own tests (test/t_simt_selftest.sh)
+$(SIMT)/selftest_body.o: test/simt/selftest.cu test/simt/simt.h $(SIMT)/selftest_dynshared.h | $(SIMT)
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) -fdata-sections -x c++ -include test/simt/simt.h -include $(SIMT)/selftest_dynshared.h -c -o $@ $<
+$(SIMT)/selftest.o: $(SIMT)/shm_begin.o $(SIMT)/selftest_body.o $(SIMT)/shm_end.o test/simt/shm.ld
+	ld -r -T test/simt/shm.ld -o $@ $(filter %.o,$^)
+$(SIMT)/simt_selftest: $(SIMT)/selftest.o $(SIMT)/simt.o
+	$(SIMT_CXX) -o $@ $^ $(SIMT_LIBS)
+
 $(SIMT)/simt.o: test/simt/simt.cpp test/simt/simt.h | $(SIMT)
-	$(SIMT_CXX) $(SIMT_CXXFLAGS) -c -o $@ $<
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_RT_FLAGS) -c -o $@ $<
 
 $(SIMT)/%.o: %.c vdp.h model.h ring.h kernels.h | $(SIMT)
 	$(CC) $(SIMT_CFLAGS) -c -o $@ $<
@@ -176,7 +188,8 @@ test-simt-full: $(SIMT_BINS)
 # ThreadSanitizer: clang++ (GCC guards block-scope thread_local arrays, which TSan reports as races)
 test-simt-tsan:
 	$(MAKE) SIMT=build/simt-tsan SIMT_CXX=clang++ CC=clang SIMT_OPT=-O1 \
-	  SIMT_SAN='-fsanitize=thread -fno-omit-frame-pointer' build/simt-tsan/test_gpu_kernels
+	  SIMT_SAN='-fsanitize=thread -fno-omit-frame-pointer' SIMT_RT_FLAGS='-fno-sanitize=thread -DSIMT_TSAN=1' \
+	  build/simt-tsan/test_gpu_kernels
 	SIMT=build/simt-tsan bash test/t_simt_kernels.sh --tsan
 
 .PHONY: all test test-gpu fuzz clean FORCE vdp-simt test-simt-full test-simt-tsan

@@ -54,7 +54,10 @@
 
 #include <nccl.h>
 
-#if defined(__SANITIZE_THREAD__)
+// SIMT_TSAN: the kernels are built with -fsanitize=thread. The runtime itself is compiled without it (its
+// scheduler state is touched from every fiber and would be reported), with -DSIMT_TSAN for the fiber calls.
+#if defined(SIMT_TSAN)
+#elif defined(__SANITIZE_THREAD__)
 #define SIMT_TSAN 1
 #elif defined(__has_feature)
 #if __has_feature(thread_sanitizer)

@@ -66,8 +66,17 @@ struct BlockView {
   uint3 bid;
   dim3 bdim, gdim;
 };
-inline const uint3 &thread_idx() { return reinterpret_cast<const FiberView *>(simt_cur_fiber)->tid; }
-inline const BlockView &block_view() { return *reinterpret_cast<const BlockView *>(simt_cur_block); }
+// (not instrumented by ThreadSanitizer: the runtime writes these before each block, ordered by the launch)
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SIMT_NO_TSAN __attribute__((no_sanitize("thread")))
+#endif
+#endif
+#ifndef SIMT_NO_TSAN
+#define SIMT_NO_TSAN
+#endif
+SIMT_NO_TSAN inline const uint3 &thread_idx() { return reinterpret_cast<const FiberView *>(simt_cur_fiber)->tid; }
+SIMT_NO_TSAN inline const BlockView &block_view() { return *reinterpret_cast<const BlockView *>(simt_cur_block); }
 
 void register_dynamic_shared(void *(*addr)(), const char *name);
 struct DynamicSharedReg {
