@@ -72,8 +72,10 @@ SIMT_LIBS = -fopenmp $(SIMT_SAN) -lstdc++ -lpng -ljpeg -lm -lpthread
 SIMT_LIB_OBJ = $(LIB_SRC:%.c=$(SIMT)/%.o)
 SIMT_KOBJ = $(SIMT)/kernels.o $(SIMT)/simt.o
 SIMT_BINS = $(SIMT)/test_gpu_kernels $(SIMT)/gpu_pipeline $(SIMT)/vdp $(SIMT)/simt_selftest $(SIMT)/build.env
-# `make test` builds the emulated binaries unless TESTS names only other tests
+# `make` builds the emulated kernels (from the CUDA headers alone), `make test` the emulated binaries too,
+# unless TESTS names only other tests
 ifneq ($(HAVE_CUDA_HEADERS),)
+  SIMT_ALL = $(SIMT_KOBJ)
   ifeq ($(strip $(TESTS)),)
     SIMT_FOR_TEST = $(SIMT_BINS)
   else ifneq ($(filter t_simt%,$(TESTS)),)
@@ -81,7 +83,7 @@ ifneq ($(HAVE_CUDA_HEADERS),)
   endif
 endif
 
-all: vdp
+all: vdp $(SIMT_ALL)
 	@echo 'vdp: built with backends: $(BACKENDS)'
 
 # build/last-config names the build that ./vdp came from, so switching CUDA / SANITIZE relinks it.
@@ -190,6 +192,6 @@ test-simt-tsan:
 	$(MAKE) SIMT=build/simt-tsan SIMT_CXX=clang++ CC=clang SIMT_OPT=-O1 \
 	  SIMT_SAN='-fsanitize=thread -fno-omit-frame-pointer' SIMT_RT_FLAGS='-fno-sanitize=thread -DSIMT_TSAN=1' \
 	  build/simt-tsan/test_gpu_kernels
-	SIMT=build/simt-tsan bash test/t_simt_kernels.sh --tsan
+	OMP_NUM_THREADS=1 SIMT=build/simt-tsan bash test/t_simt_kernels.sh --tsan
 
 .PHONY: all test test-gpu fuzz clean FORCE vdp-simt test-simt-full test-simt-tsan

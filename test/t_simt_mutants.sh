@@ -42,6 +42,7 @@ build() {  # build NAME: compile the mutated copy and link test_gpu_kernels
 }
 
 ok=1
+t0=$(date +%s%N)
 pids=()
 for m in "${mutants[@]}"; do
   IFS='|' read -r name pat cmd only <<<"$m"
@@ -90,4 +91,5 @@ for m in "${mutants[@]}"; do
   if [ -n "$caught" ]; then echo "ok - simt_mutant $name caught by $caught"
   else echo "FAIL - simt_mutant $name not caught: every check of '$only' passed under rr and warp"; ok=0; fi
 done
+echo "# simt mutants: ${#mutants[@]} built and run in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 [ $ok = 1 ]
