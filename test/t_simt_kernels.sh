@@ -6,6 +6,8 @@
 #   t_simt_kernels.sh          both schedules (make test); round-robin only in the ASan + UBSan build
 #                              (SIMT=build/simt-san under SANITIZE=1: memory errors do not depend on the order)
 #   t_simt_kernels.sh --tsan   round-robin only, and every ThreadSanitizer report is a failure
+# Then the convolutions again with the device's opt-in shared memory set to 99 KiB (sm_86 / sm_89), where the
+# implicit GEMM picks other tiles (simt[rr,smem99]).
 # Output: the program's checks prefixed with the schedule, "ok - simt[rr] NAME ..." / "FAIL - ...".
 set -u
 cd "$(dirname "$0")/.."
@@ -20,13 +22,15 @@ if [ ! -x "$BIN" ]; then
   fi
   exit 1
 fi
-scheds="rr warp" tsan=0
+scheds="rr warp rr,smem99" tsan=0
 if [ "${1:-}" = --tsan ]; then scheds="rr" tsan=1; fi
 case "$SIMT" in *san*) scheds="rr" ;; esac
 fail=0
 for s in $scheds; do
   t0=$(date +%s%N)
-  out=$(SIMT_SCHED=$s TSAN_OPTIONS="halt_on_error=0 exitcode=0 ignore_noninstrumented_modules=1 ${TSAN_OPTIONS:-}" "$BIN" --small 2>&1)
+  args=(--small) smem=""
+  if [ "$s" = rr,smem99 ]; then args=(--small --only conv) smem=99; fi
+  out=$(SIMT_SCHED=${s%%,*} SIMT_SMEM_OPTIN_KB=$smem TSAN_OPTIONS="halt_on_error=0 exitcode=0 ignore_noninstrumented_modules=1 ${TSAN_OPTIONS:-}" "$BIN" "${args[@]}" 2>&1)
   rc=$?
   t1=$(date +%s%N)
   grep -v -E '^[0-9]+ passed, [0-9]+ failed' <<<"$out" | grep -v '^ok - ' | grep -v '^FAIL - ' | head -200
@@ -40,6 +44,6 @@ for s in $scheds; do
     if [ "$n" -gt 0 ]; then echo "FAIL - simt[$s] tsan $n ThreadSanitizer report(s) (above)"; fail=1
     else echo "ok - simt[$s] tsan no ThreadSanitizer report"; fi
   fi
-  echo "# simt[$s] test_gpu_kernels --small took $(( (t1 - t0) / 1000000 )) ms"
+  echo "# simt[$s] test_gpu_kernels ${args[*]} took $(( (t1 - t0) / 1000000 )) ms"
 done
 exit $fail
