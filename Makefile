@@ -76,11 +76,10 @@ SIMT_BINS = $(SIMT)/test_gpu_kernels $(SIMT)/gpu_pipeline $(SIMT)/vdp $(SIMT)/si
 # unless TESTS names only other tests
 ifneq ($(HAVE_CUDA_HEADERS),)
   SIMT_ALL = $(SIMT_KOBJ)
-  ifeq ($(strip $(TESTS)),)
-    SIMT_FOR_TEST = $(SIMT_BINS)
-  else ifneq ($(filter t_simt%,$(TESTS)),)
-    SIMT_FOR_TEST = $(SIMT_BINS)
-  endif
+  SIMT_T = $(if $(strip $(TESTS)),$(filter t_simt%,$(TESTS)),t_simt_kernels t_simt_pipeline t_simt_mutants t_simt_selftest)
+  SIMT_FOR_TEST = $(sort $(if $(filter t_simt_kernels t_simt_mutants,$(SIMT_T)),$(SIMT)/test_gpu_kernels $(SIMT)/build.env) \
+                         $(if $(filter t_simt_pipeline,$(SIMT_T)),$(SIMT)/gpu_pipeline $(SIMT)/vdp) \
+                         $(if $(filter t_simt_selftest,$(SIMT_T)),$(SIMT)/simt_selftest))
 endif
 
 all: vdp $(SIMT_ALL)

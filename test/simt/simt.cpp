@@ -430,11 +430,13 @@ static void fiber_reset(Fiber *f) {
   f->committed = 0;
 }
 
+static __thread uint64_t t_seed;  // the random schedule's state, per host thread (seeded from SIMT_SCHED)
 static uint64_t rng_next() {
-  g_seed ^= g_seed << 13;
-  g_seed ^= g_seed >> 7;
-  g_seed ^= g_seed << 17;
-  return g_seed;
+  uint64_t x = t_seed ? t_seed : g_seed;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return t_seed = x;
 }
 
 static inline int pick(Block *b) {
