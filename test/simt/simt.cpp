@@ -173,6 +173,7 @@ struct Block {
   dim3 bdim, gdim;
   int n, nwarps, done, at_barrier, cur;
   uint8_t st[1024];  // each thread's state (RUNNABLE ...): one byte each, for the scheduler's scans
+  Fiber **fv;        // the host thread's fibers (fv[i] runs thread i)
   unsigned bar_gen;
   Fiber *f;
   Warp warps[32];
@@ -386,7 +387,7 @@ static inline void switch_to_scheduler(Fiber *f) {
   Block *b = simt_cur_block;
   const int j = pick(b);
   if (j >= 0) {
-    Fiber *g = t_host->fibers[j];
+    Fiber *g = b->fv[j];
     b->cur = j;
     simt_cur_fiber = g;
 #ifdef SIMT_TSAN
@@ -648,6 +649,7 @@ void launch(const LaunchCfg &c, void (*body)(void *), void *ctx) {
   b->cfg = &c;
   b->body = body;
   b->ctx = ctx;
+  b->fv = h->fibers.data();
   for (int i = 0; i < b->n; i++) {
     Fiber *f = h->fibers[i];
     f->linear = i;
@@ -701,7 +703,7 @@ static void collective(Fiber *f, int kind, int mode, int width, unsigned mask, c
          f->lane, mask, w.arrived, w.file, w.line, w.mask);
   }
   w.arrived |= bit;
-  if (w.arrived != mask) {
+  if (__builtin_expect(w.arrived != mask, 1)) {
     if (w.exited & mask)
       fail(file, line, "warp collective (mask 0x%08x) waits for lane %d, which has exited", mask,
            __builtin_ctz(w.exited & mask));
@@ -712,7 +714,7 @@ static void collective(Fiber *f, int kind, int mode, int width, unsigned mask, c
     return;
   }
   compute(b, w);
-  Fiber *const *lanes = &t_host->fibers[f->warp * 32];
+  Fiber *const *lanes = &b->fv[f->warp * 32];
   for (unsigned m = mask; m; m &= m - 1) {
     Fiber *g = lanes[__builtin_ctz(m)];
     if (g != f) ST(g) = RUNNABLE;
@@ -728,7 +730,7 @@ static inline uint32_t ld32(const char *p) {
 }
 
 static void compute(Block *b, Warp &w) {
-  Fiber *const *L = &t_host->fibers[(size_t)(&w - b->warps) * 32];
+  Fiber *const *L = &b->fv[(size_t)(&w - b->warps) * 32];
   switch (w.kind) {
     case C_SHFL: {
       const int width = w.width;
