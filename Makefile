@@ -6,6 +6,10 @@
 #   make test SANITIZE=1  the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-gpu         GPU tests (on a machine with a GPU)
 #   make fuzz             libFuzzer targets for the .vdpw and safetensors parsers (clang)
+#   make vdp-simt         ./vdp-simt: vdp whose CUDA backend runs kernels.cu on the CPU (host SIMT emulator,
+#                         test/simt/; needs the CUDA headers only, no nvcc, no GPU): --device cuda, slow but exact
+#   make test-simt-full   the whole emulated gpu_pipeline (every Backend op, CLIP, VAE, UNet, two pipelines)
+#   make test-simt-tsan   the emulated kernel tests under ThreadSanitizer (clang++, one TSan fiber per thread)
 CC      ?= gcc
 NVCC    ?= nvcc
 CUDA_HOME ?= /usr/local/cuda
@@ -48,7 +52,37 @@ else
   BACKENDS = CPU only (nvcc not found or CUDA=0)
 endif
 
-all: vdp
+# The host SIMT emulator (test/simt; rules at the end): what `make test` adds.
+SIMT_CXX ?= g++
+CUDA_INC  = $(CUDA_HOME)/include
+HAVE_CUDA_HEADERS := $(and $(wildcard $(CUDA_INC)/cuda_runtime.h),$(wildcard $(CUDA_INC)/cuda_fp16.h),$(wildcard $(CUDA_INC)/nccl.h))
+ifeq ($(SANITIZE),1)
+  SIMT ?= build/simt-san
+  SIMT_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+else
+  SIMT ?= build/simt
+  SIMT_SAN =
+endif
+SIMT_OPT ?= -O2
+SIMT_CXXFLAGS = -std=c++17 $(SIMT_OPT) -g -ffp-contract=off -fno-strict-aliasing -Wall -Wno-unused-parameter \
+                -Wno-unused-function -Wno-unknown-pragmas -I. -I$(CUDA_INC) $(SIMT_SAN)
+SIMT_CFLAGS = -std=c11 $(SIMT_OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -fopenmp \
+              -D_GNU_SOURCE -I. -DVDP_CUDA -I$(CUDA_INC) $(SIMT_SAN)
+SIMT_LIBS = -fopenmp $(SIMT_SAN) -lstdc++ -lpng -ljpeg -lm -lpthread
+SIMT_LIB_OBJ = $(LIB_SRC:%.c=$(SIMT)/%.o)
+SIMT_KOBJ = $(SIMT)/kernels.o $(SIMT)/simt.o
+SIMT_BINS = $(SIMT)/test_gpu_kernels $(SIMT)/gpu_pipeline $(SIMT)/vdp $(SIMT)/simt_selftest $(SIMT)/build.env
+# `make` builds the emulated kernels (from the CUDA headers alone), `make test` the emulated binaries too,
+# unless TESTS names only other tests
+ifneq ($(HAVE_CUDA_HEADERS),)
+  SIMT_ALL = $(SIMT_KOBJ)
+  SIMT_T = $(if $(strip $(TESTS)),$(filter t_simt%,$(TESTS)),t_simt_kernels t_simt_pipeline t_simt_mutants t_simt_selftest)
+  SIMT_FOR_TEST = $(sort $(if $(filter t_simt_kernels t_simt_mutants,$(SIMT_T)),$(SIMT)/test_gpu_kernels $(SIMT)/build.env) \
+                         $(if $(filter t_simt_pipeline,$(SIMT_T)),$(SIMT)/gpu_pipeline $(SIMT)/vdp) \
+                         $(if $(filter t_simt_selftest,$(SIMT_T)),$(SIMT)/simt_selftest))
+endif
+
+all: vdp $(SIMT_ALL)
 	@echo 'vdp: built with backends: $(BACKENDS)'
 
 # build/last-config names the build that ./vdp came from, so switching CUDA / SANITIZE relinks it.
@@ -74,8 +108,8 @@ $(BUILD)/test/%: test/%.c $(LIB_OBJ) $(CUDA_OBJ) vdp.h model.h ring.h test/golde
 $(BUILD)/test:
 	mkdir -p $@
 
-test: vdp $(TEST_BIN)
-	BUILD=$(BUILD) TESTS="$(TESTS)" bash test/run_tests.sh
+test: vdp $(TEST_BIN) $(SIMT_FOR_TEST)
+	BUILD=$(BUILD) SIMT=$(SIMT) TESTS="$(TESTS)" bash test/run_tests.sh
 
 test-gpu: vdp
 	bash test/run_gpu_tests.sh
@@ -86,4 +120,77 @@ fuzz:
 clean:
 	rm -rf build vdp
 
-.PHONY: all test test-gpu fuzz clean FORCE
+# ----- the host SIMT emulator (test/simt): kernels.cu compiled by g++ from the CUDA headers alone -----
+# $(SIMT)/kernels.o = the kernels with their static __shared__ variables between two markers (ld -r, shm.ld);
+# $(SIMT)/simt.o = the runtime (fibers, collectives, the CUDA runtime subset, NCCL stubs). The C objects are
+# compiled again with -DVDP_CUDA (the real build may be CUDA=0). Required flags: -ffp-contract=off (the
+# bit-exact sampler step), -fno-strict-aliasing (the kernels type-pun __half <-> uint32_t / uint4).
+ifeq ($(HAVE_CUDA_HEADERS),)
+$(SIMT_BINS) vdp-simt:
+	@echo 'simt: error: the CUDA headers (cuda_runtime.h, cuda_fp16.h, nccl.h) were not found in $(CUDA_INC):' \
+	      'the SIMT emulator compiles kernels.cu from them (no nvcc, no GPU needed); set CUDA_HOME' >&2; exit 1
+else
+# the compiler and flags, for test/t_simt_mutants.sh (which compiles mutated copies of kernels.cu)
+$(SIMT)/build.env: FORCE | $(SIMT)
+	@printf "SIMT_CXX='%s'\nSIMT_CXXFLAGS='%s'\nSIMT_LIBS='%s'\n" '$(SIMT_CXX)' '$(SIMT_CXXFLAGS)' '$(SIMT_LIBS)' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+
+# `extern __shared__ T name[];` -> SIMT_DYNAMIC_SHARED(T, name): the definitions simt.h needs
+SIMT_DYN_SED = s/.*extern __shared__ \(__align__([0-9]*) \)\{0,1\}\([A-Za-z_][A-Za-z_0-9 ]*[A-Za-z_0-9]\) \{1,\}\([A-Za-z_][A-Za-z_0-9]*\)\[\];.*/SIMT_DYNAMIC_SHARED(\2, \3)/p
+$(SIMT)/dynshared.h: kernels.cu | $(SIMT)
+	sed -n '$(SIMT_DYN_SED)' $< | sort -u > $@.tmp && mv $@.tmp $@
+$(SIMT)/selftest_dynshared.h: test/simt/selftest.cu | $(SIMT)
+	sed -n '$(SIMT_DYN_SED)' $< | sort -u > $@.tmp && mv $@.tmp $@
+
+$(SIMT)/kernels_body.o: kernels.cu kernels.h vdp.h model.h test/simt/simt.h $(SIMT)/dynshared.h | $(SIMT)
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) -fdata-sections -x c++ -include test/simt/simt.h -include $(SIMT)/dynshared.h -c -o $@ $<
+
+$(SIMT)/shm_begin.o: test/simt/shm_mark.cpp | $(SIMT)
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) -DSIMT_MARK_BEGIN -c -o $@ $<
+$(SIMT)/shm_end.o: test/simt/shm_mark.cpp | $(SIMT)
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) -DSIMT_MARK_END -c -o $@ $<
+$(SIMT)/kernels.o: $(SIMT)/shm_begin.o $(SIMT)/kernels_body.o $(SIMT)/shm_end.o test/simt/shm.ld
+	ld -r -T test/simt/shm.ld -o $@ $(filter %.o,$^)
+
+# the emulator's own tests (test/t_simt_selftest.sh)
+$(SIMT)/selftest_body.o: test/simt/selftest.cu test/simt/simt.h $(SIMT)/selftest_dynshared.h | $(SIMT)
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) -fdata-sections -x c++ -include test/simt/simt.h -include $(SIMT)/selftest_dynshared.h -c -o $@ $<
+$(SIMT)/selftest.o: $(SIMT)/shm_begin.o $(SIMT)/selftest_body.o $(SIMT)/shm_end.o test/simt/shm.ld
+	ld -r -T test/simt/shm.ld -o $@ $(filter %.o,$^)
+$(SIMT)/simt_selftest: $(SIMT)/selftest.o $(SIMT)/simt.o
+	$(SIMT_CXX) -o $@ $^ $(SIMT_LIBS)
+
+$(SIMT)/simt.o: test/simt/simt.cpp test/simt/simt.h | $(SIMT)
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_RT_FLAGS) -c -o $@ $<
+
+$(SIMT)/%.o: %.c vdp.h model.h ring.h kernels.h | $(SIMT)
+	$(CC) $(SIMT_CFLAGS) -c -o $@ $<
+
+$(SIMT)/test_gpu_kernels: test/test_gpu_kernels.cu $(SIMT)/ops.o $(SIMT)/util.o $(SIMT_KOBJ) kernels.h vdp.h
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) -x c++ -o $@ $< -x none $(SIMT)/ops.o $(SIMT)/util.o $(SIMT_KOBJ) $(SIMT_LIBS)
+
+$(SIMT)/gpu_pipeline: test/gpu_pipeline.c test/golden.h $(SIMT_LIB_OBJ) $(SIMT_KOBJ)
+	$(CC) $(SIMT_CFLAGS) -o $@ $< $(SIMT_LIB_OBJ) $(SIMT_KOBJ) $(SIMT_LIBS)
+
+$(SIMT)/vdp: $(SIMT)/vdp.o $(SIMT_LIB_OBJ) $(SIMT_KOBJ)
+	$(CC) -o $@ $^ $(SIMT_LIBS)
+
+vdp-simt: $(SIMT)/vdp
+	cp $< $@.tmp && mv $@.tmp $@
+	@echo 'vdp-simt: vdp with the CUDA backend on the host SIMT emulator (--device cuda runs kernels.cu on the CPU)'
+endif
+
+$(SIMT):
+	mkdir -p $@
+
+test-simt-full: $(SIMT_BINS)
+	SIMT=$(SIMT) bash test/t_simt_pipeline.sh --full
+
+# ThreadSanitizer: clang++ (GCC guards block-scope thread_local arrays, which TSan reports as races)
+test-simt-tsan:
+	$(MAKE) SIMT=build/simt-tsan SIMT_CXX=clang++ CC=clang SIMT_OPT=-O1 \
+	  SIMT_SAN='-fsanitize=thread -fno-omit-frame-pointer' SIMT_RT_FLAGS='-fno-sanitize=thread -DSIMT_TSAN=1' \
+	  build/simt-tsan/test_gpu_kernels
+	OMP_NUM_THREADS=1 SIMT=build/simt-tsan bash test/t_simt_kernels.sh --tsan
+
+.PHONY: all test test-gpu fuzz clean FORCE vdp-simt test-simt-full test-simt-tsan

@@ -44,6 +44,12 @@ extern "C" void vdp_cuda_check_(int err, const char *expr, const char *file, int
 }
 #define CK(expr) vdp_cuda_check_((int)(expr), #expr, __FILE__, __LINE__)
 
+// Kernel launches: VDP_LAUNCH(k, grid, block, smem, stream)(args) is k<<<grid, block, smem, stream>>>(args).
+// The host SIMT emulator (test/simt/simt.h) defines it as a call into its runtime: g++ cannot parse <<<>>>.
+#ifndef VDP_LAUNCH
+#define VDP_LAUNCH(k, g, b, smem, stream) k<<<g, b, smem, stream>>>
+#endif
+
 // ----- per-thread and per-device state ----------------------------------------------------------------
 // Several host threads may drive the backend at once, each on its own GPU (the stage ring: one thread per
 // stage, cudaSetDevice(stage) before anything else). What a thread queues work with is thread_local and
@@ -307,6 +313,7 @@ static inline unsigned grid1d(int64_t n, int threads, int64_t cap = 1 << 20) {
 // ===================================================================================================
 // 2. PTX helpers. All need sm_80+ (ldmatrix sm_75, cp.async and m16n8k16 sm_80).
 // ===================================================================================================
+#ifndef VDP_SIMT
 __device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
 // 4 8x8 b16 matrices; lane l supplies the address of row (l & 7) of matrix (l >> 3). Rows: 16 bytes, aligned.
@@ -339,6 +346,27 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
+#else
+// Host SIMT emulator (test/simt): the same instructions computed from their PTX definitions, with the
+// caller's file:line for the emulator's checks (alignment, shared-memory addresses, group counts).
+__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p, SIMT_WHERE) {
+  simt::ldmatrix(r, p, 4, false, SIMT_AT);
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void *p, SIMT_WHERE) {
+  simt::ldmatrix(r, p, 4, true, SIMT_AT);
+}
+__device__ __forceinline__ void mma16816(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1, SIMT_WHERE) {
+  simt::mma_m16n8k16(d, a, b0, b1, SIMT_AT);
+}
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src_bytes, SIMT_WHERE) {
+  simt::cp_async(smem, gmem, src_bytes, SIMT_AT);
+}
+__device__ __forceinline__ void cp_async_commit(SIMT_WHERE) { simt::cp_async_commit(SIMT_AT); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait(SIMT_WHERE) {
+  simt::cp_async_wait(N, SIMT_AT);
+}
+#endif
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   __half2 h = __floats2half2_rn(lo, hi);
   return *reinterpret_cast<uint32_t *>(&h);
@@ -663,7 +691,7 @@ static void ig_launch(IgParams &p, const char *name) {
   const size_t smem = ig_smem(p.NPH);
   static SmemAttr attr;
   ensure_smem(attr, igemm_kernel, smem);
-  igemm_kernel<<<dim3((unsigned)bx, (unsigned)by), ig::NT, smem, cur_stream()>>>(p);
+  VDP_LAUNCH(igemm_kernel, dim3((unsigned)bx, (unsigned)by), ig::NT, smem, cur_stream())(p);
   OPCHECK(name);
 }
 
@@ -725,7 +753,7 @@ __global__ void prep_weight_kernel(__half *wt, const __half *w, int cout, int ci
 }
 extern "C" void vdpc_conv_prepare_weight(void *wt, const void *w, int cout, int cin, int kh, int kw) {
   const int64_t n = vdpc_conv_weight_elems(cout, cin, kh, kw);
-  prep_weight_kernel<<<grid1d(n, 256), 256, 0, cur_stream()>>>((__half *)wt, (const __half *)w, cout, cin, kh * kw,
+  VDP_LAUNCH(prep_weight_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)wt, (const __half *)w, cout, cin, kh * kw,
                                                                (cin + 7) / 8 * 8);
   OPCHECK("conv_prepare_weight");
 }
@@ -1114,7 +1142,7 @@ extern "C" void vdpc_attention(void *o, int64_t o_seq, int64_t o_row, const void
     const size_t smem = (size_t)(fa::BQ + 4 * fa::BKV) * fa::P * 2;
     static SmemAttr attr;  // smem is a constant: set once per device
     ensure_smem(attr, flash_attn_kernel, smem);
-    flash_attn_kernel<<<(unsigned)blocks, 256, smem, cur_stream()>>>(p);
+    VDP_LAUNCH(flash_attn_kernel, (unsigned)blocks, 256, smem, cur_stream())(p);
     OPCHECK("attention (flash, head_dim 64)");
   } else {
     const int KC = std::max(1, std::min(32, 6144 / hd));
@@ -1124,7 +1152,7 @@ extern "C" void vdpc_attention(void *o, int64_t o_seq, int64_t o_row, const void
     const int qpb = aw::NW * aw::QPW;
     const long long blocks = (long long)((lq + qpb - 1) / qpb) * heads * nseq;
     if (blocks > 2147483647LL) fail_shape("attention", "grid too large");
-    attn_warp_kernel<<<(unsigned)blocks, 128, smem, cur_stream()>>>(p, KC);
+    VDP_LAUNCH(attn_warp_kernel, (unsigned)blocks, 128, smem, cur_stream())(p, KC);
     OPCHECK("attention (warp per query)");
   }
 }
@@ -1150,7 +1178,7 @@ extern "C" void vdpc_cross_attn_1key(void *y, const void *res, const void *ctx, 
   vdpc_linear(vv, ctx, wv, NULL, nctx, ctx_dim, C, VDPC_ACT_NONE, NULL);
   vdpc_linear(oo, vv, wo, bo, nctx, C, C, VDPC_ACT_NONE, NULL);
   const long long rows = (long long)nctx * rows_per_ctx;
-  bcast_rows_kernel<<<grid1d(rows * C, 256), 256, 0, cur_stream()>>>((__half *)y, (const __half *)res, oo, rows, C,
+  VDP_LAUNCH(bcast_rows_kernel, grid1d(rows * C, 256), 256, 0, cur_stream())((__half *)y, (const __half *)res, oo, rows, C,
                                                                       rows_per_ctx);
   OPCHECK("cross_attn_1key");
 }
@@ -1321,9 +1349,9 @@ extern "C" void vdpc_groupnorm(void *y, const void *x, const void *gamma, const 
   const int vec = hw % 8 == 0 && aligned16(x) && aligned16(y);
   Stat *part = (Stat *)workspace(sizeof(Stat) * rows * groups * splits);
   dim3 grid(splits, groups, (unsigned)rows);
-  gn_stats_kernel<<<grid, 256, 0, cur_stream()>>>(part, (const __half *)x, c, hw, groups, chunk, vec);
+  VDP_LAUNCH(gn_stats_kernel, grid, 256, 0, cur_stream())(part, (const __half *)x, c, hw, groups, chunk, vec);
   OPCHECK("groupnorm stats");
-  gn_apply_kernel<<<grid, 256, 0, cur_stream()>>>((__half *)y, (const __half *)x, part, (const __half *)gamma,
+  VDP_LAUNCH(gn_apply_kernel, grid, 256, 0, cur_stream())((__half *)y, (const __half *)x, part, (const __half *)gamma,
                                                   (const __half *)beta, nf, c, hw, groups, chunk, eps, silu, vec);
   OPCHECK("groupnorm apply");
 }
@@ -1395,7 +1423,7 @@ __global__ void __launch_bounds__(256) layernorm_kernel(__half *y, const __half 
 extern "C" void vdpc_layernorm(void *y, const void *x, const void *gamma, const void *beta, int M, int C, float eps) {
   if (M <= 0 || C <= 0) fail_shape("layernorm", "bad sizes");
   const int vec = C % 8 == 0 && aligned16(x) && aligned16(y);
-  layernorm_kernel<<<(unsigned)((M + 7) / 8), 256, 0, cur_stream()>>>(
+  VDP_LAUNCH(layernorm_kernel, (unsigned)((M + 7) / 8), 256, 0, cur_stream())(
       (__half *)y, (const __half *)x, (const __half *)gamma, (const __half *)beta, M, C, eps, vec);
   OPCHECK("layernorm");
 }
@@ -1411,7 +1439,7 @@ __global__ void act_kernel(__half *y, const __half *x, long long n, int act) {
 }
 extern "C" void vdpc_act(void *y, const void *x, int64_t n, int act) {
   if (n <= 0) return;
-  act_kernel<<<grid1d(n, 256), 256, 0, cur_stream()>>>((__half *)y, (const __half *)x, n, act);
+  VDP_LAUNCH(act_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)y, (const __half *)x, n, act);
   OPCHECK("act");
 }
 __global__ void add_kernel(__half *y, const __half *a, const __half *b, long long n) {
@@ -1419,7 +1447,7 @@ __global__ void add_kernel(__half *y, const __half *a, const __half *b, long lon
 }
 extern "C" void vdpc_add(void *y, const void *a, const void *b, int64_t n) {
   if (n <= 0) return;
-  add_kernel<<<grid1d(n, 256), 256, 0, cur_stream()>>>((__half *)y, (const __half *)a, (const __half *)b, n);
+  VDP_LAUNCH(add_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)y, (const __half *)a, (const __half *)b, n);
   OPCHECK("add");
 }
 __global__ void add_bcast_kernel(__half *y, const __half *v, long long rc, long long inner) {
@@ -1428,7 +1456,7 @@ __global__ void add_bcast_kernel(__half *y, const __half *v, long long rc, long 
 extern "C" void vdpc_add_bcast(void *y, const void *v, int rows, int C, int64_t inner) {
   const long long rc = (long long)rows * C;
   if (rc <= 0 || inner <= 0) return;
-  add_bcast_kernel<<<grid1d(rc * inner, 256), 256, 0, cur_stream()>>>((__half *)y, (const __half *)v, rc, inner);
+  VDP_LAUNCH(add_bcast_kernel, grid1d(rc * inner, 256), 256, 0, cur_stream())((__half *)y, (const __half *)v, rc, inner);
   OPCHECK("add_bcast");
 }
 __global__ void blend_kernel(__half *y, const __half *a, const __half *b, float alpha, long long n) {
@@ -1436,7 +1464,7 @@ __global__ void blend_kernel(__half *y, const __half *a, const __half *b, float 
 }
 extern "C" void vdpc_blend(void *y, const void *a, const void *b, float alpha, int64_t n) {
   if (n <= 0) return;
-  blend_kernel<<<grid1d(n, 256), 256, 0, cur_stream()>>>((__half *)y, (const __half *)a, (const __half *)b, alpha, n);
+  VDP_LAUNCH(blend_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)y, (const __half *)a, (const __half *)b, alpha, n);
   OPCHECK("blend");
 }
 __global__ void geglu_kernel(__half *y, const __half *x, long long M, int H) {
@@ -1449,7 +1477,7 @@ __global__ void geglu_kernel(__half *y, const __half *x, long long M, int H) {
 }
 extern "C" void vdpc_geglu(void *y, const void *x, int M, int H) {
   if (M <= 0 || H <= 0) return;
-  geglu_kernel<<<grid1d((long long)M * H, 256), 256, 0, cur_stream()>>>((__half *)y, (const __half *)x, M, H);
+  VDP_LAUNCH(geglu_kernel, grid1d((long long)M * H, 256), 256, 0, cur_stream())((__half *)y, (const __half *)x, M, H);
   OPCHECK("geglu");
 }
 // [cos(t·f_k) | sin(t·f_k)], f_k = exp(−ln(10000)·k/half), fp32 with accurate cosf/sinf.
@@ -1469,7 +1497,7 @@ __global__ void temb_kernel(__half *y, const float *t, int n, int dim) {
 }
 extern "C" void vdpc_timestep_embedding(void *y, const float *t, int n, int dim) {
   if (n <= 0 || dim <= 0) return;
-  temb_kernel<<<grid1d((long long)n * dim, 256), 256, 0, cur_stream()>>>((__half *)y, t, n, dim);
+  VDP_LAUNCH(temb_kernel, grid1d((long long)n * dim, 256), 256, 0, cur_stream())((__half *)y, t, n, dim);
   OPCHECK("timestep_embedding");
 }
 // PyTorch's nearest source index: identity and exact ×2 special-cased, else floor(dst·(float)in/out) clamped.
@@ -1492,7 +1520,7 @@ __global__ void upsample_kernel(__half *y, const __half *x, long long nc, int h,
 extern "C" void vdpc_upsample_nearest(void *y, const void *x, int n, int c, int h, int w, int ho, int wo) {
   const long long nc = (long long)n * c;
   if (nc <= 0 || ho <= 0 || wo <= 0) return;
-  upsample_kernel<<<grid1d(nc * ho * wo, 256), 256, 0, cur_stream()>>>((__half *)y, (const __half *)x, nc, h, w, ho,
+  VDP_LAUNCH(upsample_kernel, grid1d(nc * ho * wo, 256), 256, 0, cur_stream())((__half *)y, (const __half *)x, nc, h, w, ho,
                                                                        wo);
   OPCHECK("upsample_nearest");
 }
@@ -1527,10 +1555,10 @@ __global__ void transpose_gen_kernel(__half *y, const __half *x, long long A, in
 extern "C" void vdpc_transpose_0213(void *y, const void *x, int A, int B, int C, int64_t D) {
   if (A <= 0 || B <= 0 || C <= 0 || D <= 0) return;
   if (D == 1 && A <= 65535 && (B + 31) / 32 <= 65535) {
-    transpose_tile_kernel<<<dim3((C + 31) / 32, (B + 31) / 32, A), dim3(32, 8), 0, cur_stream()>>>(
+    VDP_LAUNCH(transpose_tile_kernel, dim3((C + 31) / 32, (B + 31) / 32, A), dim3(32, 8), 0, cur_stream())(
         (__half *)y, (const __half *)x, B, C);
   } else {
-    transpose_gen_kernel<<<grid1d((long long)A * B * C * D, 256), 256, 0, cur_stream()>>>(
+    VDP_LAUNCH(transpose_gen_kernel, grid1d((long long)A * B * C * D, 256), 256, 0, cur_stream())(
         (__half *)y, (const __half *)x, A, B, C, D);
   }
   OPCHECK("transpose_0213");
@@ -1567,7 +1595,7 @@ extern "C" void vdpc_cfg_euler(float *x, const void *vout, const float *g, int B
   GuidanceTable gt;
   for (int f = 0; f < 64; f++) gt.g[f] = f < F ? g[f] : 0.f;
   const float c_out = -sigma / sqrtf(sigma * sigma + 1.0f), c_skip = 1.0f / (sigma * sigma + 1.0f);
-  cfg_euler_kernel<<<grid1d((long long)B * F * chw, 256), 256, 0, cur_stream()>>>(
+  VDP_LAUNCH(cfg_euler_kernel, grid1d((long long)B * F * chw, 256), 256, 0, cur_stream())(
       x, (const __half *)vout, gt, B, F, chw, sigma, sigma_next, c_out, c_skip, round_f16);
   OPCHECK("cfg_euler");
 }
@@ -1576,12 +1604,12 @@ __global__ void f32_to_f16_kernel(__half *y, const float *x, long long n) { GRID
 __global__ void f16_to_f32_kernel(float *y, const __half *x, long long n) { GRID_STRIDE(i, n) y[i] = __half2float(x[i]); }
 extern "C" void vdpc_f32_to_f16(void *y, const float *x, int64_t n) {
   if (n <= 0) return;
-  f32_to_f16_kernel<<<grid1d(n, 256), 256, 0, cur_stream()>>>((__half *)y, x, n);
+  VDP_LAUNCH(f32_to_f16_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)y, x, n);
   OPCHECK("f32_to_f16");
 }
 extern "C" void vdpc_f16_to_f32(float *y, const void *x, int64_t n) {
   if (n <= 0) return;
-  f16_to_f32_kernel<<<grid1d(n, 256), 256, 0, cur_stream()>>>(y, (const __half *)x, n);
+  VDP_LAUNCH(f16_to_f32_kernel, grid1d(n, 256), 256, 0, cur_stream())(y, (const __half *)x, n);
   OPCHECK("f16_to_f32");
 }
 
@@ -1822,7 +1850,7 @@ static void be_conv2d(void *y, const void *x, const void *w, const void *b, int 
   const int ho = (h + pt + pb - kh) / stride + 1, wo = (wd + pl + pr - kw) / stride + 1;
   if (n <= 0 || cin <= 0 || cout <= 0 || ho <= 0 || wo <= 0 || stride < 1) fail_shape("conv2d (direct)", "bad sizes");
   const long long total = (long long)n * cout * ho * wo;
-  conv_direct_kernel<<<grid1d(total, 256), 256, 0, cur_stream()>>>(
+  VDP_LAUNCH(conv_direct_kernel, grid1d(total, 256), 256, 0, cur_stream())(
       (__half *)y, (const __half *)x, (const __half *)w, (const __half *)b, n, cin, h, wd, cout, kh, kw, stride, pt, pl,
       ho, wo, (cin + 7) / 8 * 8, (const __half *)chan_add, (const __half *)res);
   OPCHECK("conv2d (direct)");
@@ -1848,7 +1876,7 @@ __global__ void add_rows_kernel(__half *y, const __half *v, long long group, int
 static void be_add_rows(void *y, const void *v, int groups, int64_t group, int C) {
   const long long n = (long long)groups * group * C;
   if (n <= 0) return;
-  add_rows_kernel<<<grid1d(n, 256), 256, 0, cur_stream()>>>((__half *)y, (const __half *)v, group, C, n);
+  VDP_LAUNCH(add_rows_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)y, (const __half *)v, group, C, n);
   OPCHECK("add_rows");
 }
 

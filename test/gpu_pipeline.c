@@ -20,10 +20,14 @@
 // fp16 intermediates (flash attention's P, the single-key cross-attention projections). A wiring error
 // (wrong argument, layout, alias) shows up as O(1).
 //
-// Usage: gpu_pipeline [--emulate] [--only ops|models|generate]
+// Usage: gpu_pipeline [--emulate] [--only ops|models|pipeline|cli|generate] [--case NAME] [--vdp PATH]
+//   --only     comma-separated steps: ops (1), models (2), pipeline (3a), cli (3b); generate = 3a + 3b
+//   --case     run steps 2 and 3 on this golden case only (test/data/golden/NAME)
 //   --emulate  no GPU needed: the tested backend is the CPU one with every stored weight, uploaded input
 //              and op output rounded to fp16. Checks this program itself and estimates the fp16 error
-//              (the generate step then runs --device cpu).
+//              (the generate step then runs --device cpu). Not the SIMT emulator: built against
+//              test/simt/ (make test-simt-full), this program tests the real kernels on the CPU.
+//   --vdp      the vdp binary for step 3 (default ./vdp; the SIMT build passes build/simt/vdp)
 // Output: "ok - NAME ..." / "FAIL - NAME ...", "# info ..." lines, then "N passed, N failed".
 #include "../kernels.h"
 #include "../model.h"
@@ -41,6 +45,8 @@ static int n_pass = 0, n_fail = 0, emulate = 0;
 static const Backend *G;                      // the backend under test
 static const Backend *R = &backend_cpu;       // the fp32 reference
 static char tmpdir[256];
+static const char *only_case = NULL;  // --case: the one golden case of steps 2 and 3
+static const char *vdp_bin = "./vdp";  // the binary run_generate runs (--vdp: e.g. the SIMT emulator's build)
 
 // ---------------------------------------------------------------------------------------------------
 // The fp16-emulating CPU backend (--emulate)
@@ -472,6 +478,7 @@ static void run_models(void) {
     snprintf(casedir, sizeof casedir, "%s/%.200s", root, names[i]);
     struct stat st;
     if (stat(casedir, &st) || !S_ISDIR(st.st_mode) || case_str(casedir, "model", model, sizeof model)) continue;
+    if (only_case && strcmp(names[i], only_case)) continue;
     const char *vdpw = convert_or_fail(model);
     if (!vdpw) continue;
     VdpFile f;
@@ -568,8 +575,8 @@ static void run_generate(const char *case_name) {
   const char *vdpw = convert_or_fail(model);
   if (!vdpw) return;
   snprintf(dump, sizeof dump, "%s/dump_%s", tmpdir, case_name);
-  snprintf(cmd, sizeof cmd, "./vdp generate --device %s --model %s --out %s/%s.npy --dump %s %s >%s/gen.log 2>&1", device,
-           vdpw, tmpdir, case_name, dump, args, tmpdir);
+  snprintf(cmd, sizeof cmd, "%s generate --device %s --model %s --out %s/%s.npy --dump %s %s >%s/gen.log 2>&1", vdp_bin,
+           device, vdpw, tmpdir, case_name, dump, args, tmpdir);
   double t0 = vdp_now();
   if (system(cmd)) {
     printf("FAIL - generate: vdp generate failed: %s (log %s/gen.log)\n", cmd, tmpdir), n_fail++;
@@ -599,8 +606,10 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--emulate")) emulate = 1;
     else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+    else if (!strcmp(argv[i], "--vdp") && i + 1 < argc) vdp_bin = argv[++i];
+    else if (!strcmp(argv[i], "--case") && i + 1 < argc) only_case = argv[++i];
     else {
-      fprintf(stderr, "usage: %s [--emulate] [--only ops|models|generate]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--emulate] [--only ops|models|pipeline|cli|generate] [--case NAME] [--vdp PATH]\n", argv[0]);
       return 2;
     }
   }
@@ -627,11 +636,16 @@ int main(int argc, char **argv) {
   printf("# tolerance rule: err = max|%s - ref| / max(1, max|ref|) <= %.0e; host-drawn noises bit-exact\n", G->name, TOL);
   if (!only || strstr(only, "ops")) run_ops();
   if (!only || strstr(only, "models")) run_models();
-  if (!only || strstr(only, "generate")) {
-    run_pipeline_inproc("tiny3_resize");
-    run_pipeline_inproc("tiny_cfg");
-    run_generate("tiny3_resize");
+  const int all_gen = !only || strstr(only, "generate");
+  if (all_gen || strstr(only, "pipeline")) {
+    if (only_case) {
+      run_pipeline_inproc(only_case);
+    } else {
+      run_pipeline_inproc("tiny3_resize");
+      run_pipeline_inproc("tiny_cfg");
+    }
   }
+  if (all_gen || strstr(only, "cli")) run_generate(only_case ? only_case : "tiny3_resize");
   if (n_fail == 0) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

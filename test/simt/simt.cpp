@@ -1,0 +1,1167 @@
+// simt.cpp — the host SIMT emulator's runtime: runs kernels.cu (compiled by g++ with simt.h) on the CPU.
+//
+// Execution model. A launch runs its blocks one after another on the launching host thread. A block's
+// threads are fibers (a hand-written x86-64 stack switch, ~10 ns; swapcontext would make a system call per
+// switch) on stacks with a guard page below each. A fiber runs until it must wait — at __syncthreads or a
+// warp collective — and the scheduler then picks the next runnable fiber by the SIMT_SCHED policy:
+//   rr (default)  round-robin by thread index        rev     the reverse order
+//   random[:S]    a seeded random pick (S = seed)     warp    one warp at a time: the current warp runs
+//                                                             until all its lanes wait at a block barrier
+// Run-until-wait makes a missing __syncthreads visible (a thread runs ahead into the next phase); the warp
+// schedule also exposes write-after-read hazards that lock-step order hides.
+//
+// Collectives are warp barriers: each lane deposits its operands, the last lane of the mask to arrive
+// computes every lane's result. Shuffles (idx / xor / up / down, with width), ballot / any / all, __syncwarp,
+// ldmatrix .x1/.x2/.x4 (.trans) and mma.m16n8k16 f16 -> f32 follow the PTX ISA's fragment layouts (fp32
+// accumulation in a fixed k order: the tensor core's own order differs, so results agree to fp32 rounding).
+// cp.async (16 bytes, src-size zero fill) fills its destination with 0xFF at issue and copies only at the
+// issuing thread's cp.async.wait_group that retires its group: reading too early reads NaN.
+//
+// Poison: cudaMalloc memory, dynamic shared memory and static __shared__ variables (at every block start)
+// are filled with 0xFF bytes (NaN as fp16 and fp32), so a value nobody wrote fails the value checks.
+//
+// Errors (message with the kernel, its launch site, block, thread and the device code's file:line; the
+// process exits with status 1): deadlock (no runnable thread; every waiter listed), divergent barriers
+// (threads at different __syncthreads, or exited while others wait), a warp collective with a wrong or
+// divergent mask, a shuffle from a non-participating lane, misaligned or non-shared ldmatrix / cp.async
+// addresses, a cp.async source in shared memory, dynamic shared memory over 48 KiB without a prior
+// cudaFuncSetAttribute (or over the device limit), bad launch dimensions (these two are launch errors
+// returned by cudaGetLastError, as on a GPU), fiber stack overflow (SIGSEGV on a guard page).
+//
+// The CUDA runtime subset the backend uses is reimplemented here (one device, "memory" is host memory,
+// streams and events are synchronous); NCCL calls are stubs that fail. Environment:
+//   SIMT_SCHED=rr|rev|random[:seed]|warp   SIMT_STACK_KB=64   SIMT_SMEM_OPTIN_KB=227 (the device limit)
+//
+// ThreadSanitizer build (clang++ -fsanitize=thread): one TSan fiber per emulated thread, switched without
+// synchronisation, so that only block start / end, __syncthreads and __syncwarp order memory accesses
+// between the threads of a block: an intra-block race is reported even when the schedule hides it.
+#include "simt.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <nccl.h>
+
+// SIMT_TSAN: the kernels are built with -fsanitize=thread. The runtime itself is compiled without it (its
+// scheduler state is touched from every fiber and would be reported), with -DSIMT_TSAN for the fiber calls.
+#if defined(SIMT_TSAN)
+#elif defined(__SANITIZE_THREAD__)
+#define SIMT_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SIMT_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define SIMT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SIMT_ASAN 1
+#endif
+#endif
+
+#ifdef SIMT_TSAN
+extern "C" {
+void *__tsan_get_current_fiber(void);
+void *__tsan_create_fiber(unsigned flags);
+void __tsan_switch_to_fiber(void *fiber, unsigned flags);
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+}
+#define TSAN_ACQUIRE(p) __tsan_acquire((void *)(p))
+#define TSAN_RELEASE(p) __tsan_release((void *)(p))
+#else
+#define TSAN_ACQUIRE(p) ((void)0)
+#define TSAN_RELEASE(p) ((void)0)
+#endif
+
+// The bounds of the static __shared__ section (shm_mark.cpp, linked before and after kernels.o).
+extern __thread char simt_shm_begin, simt_shm_end;
+
+// x86-64 System V context switch: saves the callee-saved registers on the current stack, stores the stack
+// pointer in *save and continues on the stack `to`. MXCSR and the x87 control word are not switched (ldmxcsr
+// and fldcw serialise the pipeline): no emulated thread changes the rounding mode.
+extern "C" void simt_swap(void **save, void *to);
+asm(R"(
+  .pushsection .text
+  .globl simt_swap
+  .type simt_swap, @function
+simt_swap:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size simt_swap, .-simt_swap
+  .popsection
+)");
+
+namespace simt {
+enum { RUNNABLE, AT_BARRIER, IN_COLLECTIVE, DONE };
+enum { C_SHFL, C_VOTE, C_LDSM, C_MMA };
+constexpr int kMaxCopies = 64;  // cp.async copies in flight per thread
+
+struct Copy {
+  void *dst;
+  const void *src;
+  int bytes;
+  unsigned group;
+  const char *file;
+  int line;
+};
+
+struct Fiber {
+  uint3 tid;  // first member: simt.h's FiberView
+  int linear, warp, lane;
+  void *sp;
+  char *guard, *stack;  // guard page, then the usable stack
+  size_t stack_size;
+  const char *wfile;  // where it waits
+  int wline;
+  // collective operands and results
+  uint64_t v;
+  int arg;
+  const void *addr;
+  uint32_t in[6];
+  float acc[4];
+  uint32_t out[4];
+  uint64_t res;
+  // cp.async
+  Copy *q;  // kMaxCopies entries
+  int nq;
+  unsigned committed;
+#ifdef SIMT_TSAN
+  void *tsan;
+#endif
+};
+
+struct Warp {
+  unsigned present;  // lanes that exist in the block
+  unsigned arrived, mask;
+  unsigned exited;  // lanes that have returned from the kernel
+  int kind, mode, width;
+  const char *file;
+  int line;
+  unsigned gen;
+  char sync[2];  // TSan: __syncwarp ordering objects (alternating generations)
+};
+
+struct Block {
+  uint3 bid;  // first members: simt.h's BlockView
+  dim3 bdim, gdim;
+  int n, nwarps, done, at_barrier, cur;
+  uint8_t st[1024];  // each thread's state (RUNNABLE ...): one byte each, for the scheduler's scans
+  Fiber **fv;        // the host thread's fibers (fv[i] runs thread i)
+  unsigned bar_gen;
+  Fiber *f;
+  Warp warps[32];
+  const LaunchCfg *cfg;
+  void (*body)(void *);
+  void *ctx;
+  char bar_sync[2], start_sync, end_sync;  // TSan ordering objects
+};
+#define ST(f) (simt_cur_block->st[(f)->linear])
+static_assert(offsetof(Fiber, tid) == 0 && offsetof(Block, bid) == 0, "simt.h's views");
+
+// Per host thread: the fibers and their stacks (kept from launch to launch), the scheduler's context.
+struct Host {
+  std::vector<Fiber *> fibers;
+  void *sched_sp;
+  Block block;
+#ifdef SIMT_TSAN
+  void *tsan;
+#endif
+};
+}  // namespace simt
+
+__thread simt::Fiber *simt_cur_fiber;
+__thread simt::Block *simt_cur_block;
+
+namespace simt {
+static __thread Host *t_host;
+static __thread cudaError_t t_last_error;
+static __thread int t_device;
+
+// ----- configuration -----------------------------------------------------------------------------------
+enum { S_RR, S_REV, S_RANDOM, S_WARP };
+static int g_sched = S_RR;
+static uint64_t g_seed = 1;
+static size_t g_stack = 64 * 1024;
+static int g_smem_optin = 227 * 1024;
+static float g_h2f[65536];  // fp16 bits -> float (the host __half2float is a slow software conversion)
+static std::once_flag g_init_once;
+static int g_profile;  // SIMT_PROFILE=1: time per kernel, printed at exit
+
+static double now_s() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+struct Prof {
+  long long launches, threads;
+  double s;
+};
+static std::mutex g_prof_mu;
+static std::unordered_map<std::string, Prof> *g_prof;
+static void profile_add(const char *name, long long threads, double s) {
+  std::lock_guard<std::mutex> lk(g_prof_mu);
+  Prof &p = (*g_prof)[name];
+  p.launches++, p.threads += threads, p.s += s;
+}
+static void profile_print() {
+  std::lock_guard<std::mutex> lk(g_prof_mu);
+  std::vector<std::pair<std::string, Prof>> v(g_prof->begin(), g_prof->end());
+  std::sort(v.begin(), v.end(), [](const auto &a, const auto &b) { return a.second.s > b.second.s; });
+  for (auto &e : v)
+    fprintf(stderr, "simt: profile %-24s %8.3f s %7lld launches %12lld threads\n", e.first.c_str(), e.second.s,
+            e.second.launches, e.second.threads);
+}
+
+static float half_bits_to_float(uint16_t h) {
+  const uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023;
+  uint32_t u;
+  if (e == 31) u = s | 0x7F800000u | (m << 13);
+  else if (e) u = s | ((e + 112) << 23) | (m << 13);
+  else if (!m) u = s;
+  else {  // subnormal: m · 2^-24
+    float f = (float)m * (1.0f / 16777216.0f);
+    memcpy(&u, &f, 4);
+    u |= s;
+  }
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+static void segv_handler(int sig, siginfo_t *si, void *uc);
+
+static void init() {
+  std::call_once(g_init_once, [] {
+    const char *s = getenv("SIMT_SCHED");
+    if (s && *s) {
+      if (!strcmp(s, "rr")) g_sched = S_RR;
+      else if (!strcmp(s, "rev")) g_sched = S_REV;
+      else if (!strcmp(s, "warp")) g_sched = S_WARP;
+      else if (!strncmp(s, "random", 6)) {
+        g_sched = S_RANDOM;
+        if (s[6] == ':') g_seed = strtoull(s + 7, NULL, 10) | 1;
+      } else {
+        fprintf(stderr, "simt: error: SIMT_SCHED=%s: expected rr, rev, random[:seed] or warp\n", s);
+        exit(2);
+      }
+    }
+    const char *pr = getenv("SIMT_PROFILE");
+    if (pr && pr[0] == '1') {
+      g_profile = 1;
+      g_prof = new std::unordered_map<std::string, Prof>();
+      atexit(profile_print);
+    }
+    const char *k = getenv("SIMT_STACK_KB");
+    if (k && atoi(k) >= 4) g_stack = (size_t)atoi(k) * 1024;
+    const char *o = getenv("SIMT_SMEM_OPTIN_KB");
+    if (o && atoi(o) > 0) g_smem_optin = atoi(o) * 1024;
+    if (g_smem_optin > (int)kMaxDynamicShared) g_smem_optin = (int)kMaxDynamicShared;
+    for (int i = 0; i < 65536; i++) g_h2f[i] = half_bits_to_float((uint16_t)i);
+    // fiber stack overflows land on a guard page: report them by name (on an alternate signal stack)
+    static char altstack[64 * 1024];
+    stack_t ss;
+    ss.ss_sp = altstack;
+    ss.ss_size = sizeof altstack;
+    ss.ss_flags = 0;
+    sigaltstack(&ss, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = segv_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigaction(SIGSEGV, &sa, NULL);
+  });
+}
+
+// ----- errors ----------------------------------------------------------------------------------------
+static void where(FILE *f) {
+  Block *b = simt_cur_block;
+  Fiber *t = simt_cur_fiber;
+  if (!b || !b->cfg) return;
+  fprintf(f, "simt:   in kernel %s launched at %s:%d, grid (%u,%u,%u) block (%u,%u,%u) smem %zu", b->cfg->name,
+          b->cfg->file, b->cfg->line, b->gdim.x, b->gdim.y, b->gdim.z, b->bdim.x, b->bdim.y, b->bdim.z, b->cfg->smem);
+  fprintf(f, "; blockIdx (%u,%u,%u)", b->bid.x, b->bid.y, b->bid.z);
+  if (t) fprintf(f, " threadIdx (%u,%u,%u) (warp %d lane %d)", t->tid.x, t->tid.y, t->tid.z, t->warp, t->lane);
+  fputc('\n', f);
+}
+
+[[noreturn]] __attribute__((format(printf, 3, 4))) static void fail(const char *file, int line, const char *fmt, ...) {
+  fflush(stdout);
+  fprintf(stderr, "simt: error: ");
+  if (file) fprintf(stderr, "%s:%d: ", file, line);
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  where(stderr);
+  fflush(stderr);
+  _exit(1);
+}
+
+static void segv_handler(int sig, siginfo_t *si, void *uc) {
+  Host *h = t_host;
+  const char *a = (const char *)si->si_addr;
+  if (h)
+    for (Fiber *f : h->fibers)
+      if (a >= f->guard && a < f->stack) {
+        char msg[512];
+        Block *b = simt_cur_block;
+        int n = snprintf(msg, sizeof msg,
+                         "simt: error: fiber stack overflow (%zu KiB stack; set SIMT_STACK_KB) in kernel %s launched "
+                         "at %s:%d, blockIdx (%u,%u,%u) threadIdx (%u,%u,%u)\n",
+                         f->stack_size >> 10, b && b->cfg ? b->cfg->name : "?", b && b->cfg ? b->cfg->file : "?",
+                         b && b->cfg ? b->cfg->line : 0, b ? b->bid.x : 0, b ? b->bid.y : 0, b ? b->bid.z : 0,
+                         f->tid.x, f->tid.y, f->tid.z);
+        if (write(2, msg, (size_t)n) < 0) {}
+        _exit(1);
+      }
+  signal(sig, SIG_DFL);  // not ours: the default action (a core / the sanitizer's report)
+  raise(sig);
+}
+
+// ----- fibers and the scheduler ---------------------------------------------------------------------------
+static Host *host() {
+  if (!t_host) {
+    t_host = new Host();  // kept for the thread's life (its TLS shared memory is what the fibers use)
+#ifdef SIMT_TSAN
+    t_host->tsan = __tsan_get_current_fiber();
+#endif
+  }
+  return t_host;
+}
+
+static Fiber *new_fiber() {
+  const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  char *m = (char *)mmap(NULL, g_stack + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) {
+    fprintf(stderr, "simt: error: cannot map a %zu KiB fiber stack: %s\n", g_stack >> 10, strerror(errno));
+    exit(1);
+  }
+  if (mprotect(m, page, PROT_NONE)) {
+    fprintf(stderr, "simt: error: mprotect of a fiber guard page: %s\n", strerror(errno));
+    exit(1);
+  }
+  Fiber *f = (Fiber *)calloc(1, sizeof(Fiber));
+  f->q = (Copy *)calloc(kMaxCopies, sizeof(Copy));
+  f->guard = m;
+  f->stack = m + page;
+  f->stack_size = g_stack;
+#ifdef SIMT_TSAN
+  f->tsan = __tsan_create_fiber(0);
+#endif
+  return f;
+}
+
+static int pick(Block *b);
+
+// The calling fiber waits (or has finished): continue the next runnable fiber of the policy directly, or
+// the scheduler when there is none (it then releases a barrier, ends the block or reports a deadlock).
+static inline void switch_to_scheduler(Fiber *f) {
+  Block *b = simt_cur_block;
+  const int j = pick(b);
+  if (j >= 0) {
+    Fiber *g = b->fv[j];
+    b->cur = j;
+    simt_cur_fiber = g;
+#ifdef SIMT_TSAN
+    __tsan_switch_to_fiber(g->tsan, 1 /* no synchronisation */);
+#endif
+    simt_swap(&f->sp, g->sp);
+    return;
+  }
+#ifdef SIMT_TSAN
+  __tsan_switch_to_fiber(t_host->tsan, 1);
+#endif
+  simt_swap(&f->sp, t_host->sched_sp);
+}
+
+[[noreturn]] static void fiber_main() {
+  Block *b = simt_cur_block;
+  Fiber *f = simt_cur_fiber;
+  TSAN_ACQUIRE(&b->start_sync);
+  b->body(b->ctx);
+  f = simt_cur_fiber;
+  TSAN_RELEASE(&b->end_sync);
+  ST(f) = DONE;
+  b->done++;
+  Warp &w = b->warps[f->warp];
+  w.exited |= 1u << f->lane;
+  if (w.arrived && (w.mask >> f->lane & 1))
+    fail(w.file, w.line, "lane %d exited while lanes 0x%08x wait for it in this warp collective (mask 0x%08x)", f->lane,
+         w.arrived, w.mask);
+  switch_to_scheduler(f);
+  __builtin_unreachable();
+}
+
+static void fiber_reset(Fiber *f) {
+  uint64_t *top = (uint64_t *)(((uintptr_t)(f->stack + f->stack_size)) & ~(uintptr_t)15);
+  top[-1] = 0;                         // fiber_main's (never used) return address
+  top[-2] = (uint64_t)&fiber_main;     // simt_swap returns here
+  for (int i = 3; i <= 8; i++) top[-i] = 0;  // rbp rbx r12 r13 r14 r15
+  f->sp = &top[-8];
+  ST(f) = RUNNABLE;
+  f->nq = 0;
+  f->committed = 0;
+}
+
+static __thread uint64_t t_seed;  // the random schedule's state, per host thread (seeded from SIMT_SCHED)
+static uint64_t rng_next() {
+  uint64_t x = t_seed ? t_seed : g_seed;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return t_seed = x;
+}
+
+static inline int pick(Block *b) {
+  const int n = b->n;
+  const uint8_t *st = b->st;
+  switch (g_sched) {
+    case S_RR:
+      for (int k = 1; k <= n; k++) {
+        int j = b->cur + k;
+        if (j >= n) j -= n;
+        if (st[j] == RUNNABLE) return j;
+      }
+      return -1;
+    case S_REV:
+      for (int k = 1; k <= n; k++) {
+        int j = b->cur - k;
+        if (j < 0) j += n;
+        if (st[j] == RUNNABLE) return j;
+      }
+      return -1;
+    case S_RANDOM: {
+      const int s = (int)(rng_next() % (uint64_t)n);
+      for (int k = 0; k < n; k++) {
+        int j = s + k;
+        if (j >= n) j -= n;
+        if (st[j] == RUNNABLE) return j;
+      }
+      return -1;
+    }
+    default: {  // S_WARP: stay in the current warp while any of its lanes can run
+      const int w0 = (b->cur >> 5) << 5, wn = std::min(32, n - w0);
+      for (int k = 1; k <= wn; k++) {
+        const int j = w0 + (b->cur - w0 + k) % wn;
+        if (st[j] == RUNNABLE) return j;
+      }
+      for (int k = 1; k <= n; k++) {
+        int j = w0 + wn - 1 + k;
+        j %= n;
+        if (st[j] == RUNNABLE) return j;
+      }
+      return -1;
+    }
+  }
+}
+
+[[noreturn]] static void deadlock(Block *b) {
+  fflush(stdout);
+  fprintf(stderr, "simt: error: deadlock: no thread can run (%d of %d threads exited); the waiting threads:\n", b->done,
+          b->n);
+  // one line per distinct wait site, with the first thread there and the count
+  for (int i = 0; i < b->n; i++) {
+    Fiber *f = t_host->fibers[i];
+    if (ST(f) == DONE) continue;
+    bool seen = false;
+    for (int j = 0; j < i && !seen; j++) {
+      Fiber *g = t_host->fibers[j];
+      seen = ST(g) == ST(f) && g->wline == f->wline && g->wfile == f->wfile;
+    }
+    if (seen) continue;
+    int cnt = 0;
+    for (int j = i; j < b->n; j++) {
+      Fiber *g = t_host->fibers[j];
+      cnt += ST(g) == ST(f) && g->wline == f->wline && g->wfile == f->wfile;
+    }
+    fprintf(stderr, "simt:   %d thread(s) from threadIdx (%u,%u,%u) wait at %s:%d (%s)\n", cnt, f->tid.x, f->tid.y,
+            f->tid.z, f->wfile, f->wline, ST(f) == AT_BARRIER ? "__syncthreads" : "warp collective");
+  }
+  simt_cur_fiber = NULL;
+  where(stderr);
+  fflush(stderr);
+  _exit(1);
+}
+
+// All live threads wait at a barrier: release them (or report the divergence).
+static bool release_barrier(Block *b) {
+  if (b->at_barrier == 0 || b->at_barrier != b->n - b->done) return false;
+  Fiber *first = NULL;
+  for (int i = 0; i < b->n; i++) {
+    Fiber *f = t_host->fibers[i];
+    if (ST(f) != AT_BARRIER) continue;
+    if (!first) first = f;
+    else if (f->wline != first->wline || strcmp(f->wfile, first->wfile)) {
+      simt_cur_fiber = f;
+      fail(f->wfile, f->wline,
+           "divergent __syncthreads: this thread waits here, threadIdx (%u,%u,%u) waits at %s:%d", first->tid.x,
+           first->tid.y, first->tid.z, first->wfile, first->wline);
+    }
+  }
+  if (b->done) {
+    simt_cur_fiber = first;
+    fail(first->wfile, first->wline, "divergent __syncthreads: %d thread(s) of the block exited while %d wait here",
+         b->done, b->at_barrier);
+  }
+  for (int i = 0; i < b->n; i++)
+    if (ST(t_host->fibers[i]) == AT_BARRIER) ST(t_host->fibers[i]) = RUNNABLE;
+  b->at_barrier = 0;
+  b->bar_gen++;
+  return true;
+}
+
+void poison_dynamic_shared(size_t bytes);
+
+static void run_block(Block *b) {
+  Host *h = t_host;
+  for (int i = 0; i < b->n; i++) fiber_reset(h->fibers[i]);
+  b->done = b->at_barrier = 0;
+  b->cur = g_sched == S_REV ? 0 : b->n - 1;
+  for (int w = 0; w < b->nwarps; w++) {
+    Warp &wp = b->warps[w];
+    const int lanes = std::min(32, b->n - 32 * w);
+    wp.present = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1);
+    wp.arrived = 0;
+    wp.exited = 0;
+  }
+  // poison: static __shared__ variables and the dynamic shared memory of this launch
+  char *s0 = &simt_shm_begin + 1, *s1 = &simt_shm_end;
+  if (s1 > s0) memset(s0, 0xFF, (size_t)(s1 - s0));
+  poison_dynamic_shared(b->cfg->smem);
+  TSAN_RELEASE(&b->start_sync);
+  for (;;) {
+    const int i = pick(b);
+    if (i < 0) {
+      if (b->done == b->n) break;
+      if (release_barrier(b)) continue;
+      deadlock(b);
+    }
+    Fiber *f = h->fibers[i];
+    b->cur = i;
+    simt_cur_fiber = f;
+#ifdef SIMT_TSAN
+    __tsan_switch_to_fiber(f->tsan, 1);
+#endif
+    simt_swap(&h->sched_sp, f->sp);
+  }
+  simt_cur_fiber = NULL;
+  TSAN_ACQUIRE(&b->end_sync);
+}
+
+// ----- dynamic shared memory ------------------------------------------------------------------------------
+struct DynShared {
+  void *(*addr)();
+  const char *name;
+};
+static std::vector<DynShared> &dyn_list() {
+  static std::vector<DynShared> *v = new std::vector<DynShared>();  // leaked on purpose (static init order)
+  return *v;
+}
+void register_dynamic_shared(void *(*addr)(), const char *name) { dyn_list().push_back({addr, name}); }
+void poison_dynamic_shared(size_t bytes) {
+  for (auto &d : dyn_list()) memset(d.addr(), 0xFF, bytes);
+}
+static bool is_shared(const void *p, size_t n) {
+  const char *c = (const char *)p;
+  if (c >= &simt_shm_begin && c + n <= &simt_shm_end) return true;
+  for (auto &d : dyn_list()) {
+    const char *a = (const char *)d.addr();
+    if (c >= a && c + n <= a + simt_cur_block->cfg->smem) return true;
+  }
+  return false;
+}
+
+// ----- launches --------------------------------------------------------------------------------------------
+static std::mutex g_attr_mu;
+static std::unordered_map<const void *, int> g_max_dyn;  // cudaFuncAttributeMaxDynamicSharedMemorySize
+
+static cudaError_t launch_error(const LaunchCfg &c, cudaError_t e, const char *why) {
+  fprintf(stderr, "simt: launch of %s at %s:%d rejected: %s\n", c.name, c.file, c.line, why);
+  t_last_error = e;
+  return e;
+}
+
+void launch(const LaunchCfg &c, void (*body)(void *), void *ctx) {
+  init();
+  const dim3 g = c.grid, bd = c.block;
+  const long long nthreads = (long long)bd.x * bd.y * bd.z;
+  if (nthreads < 1 || nthreads > 1024 || bd.x > 1024 || bd.y > 1024 || bd.z > 64) {
+    launch_error(c, cudaErrorInvalidConfiguration, "block dimensions out of range");
+    return;
+  }
+  if (g.x < 1 || g.y < 1 || g.z < 1 || g.x > 2147483647u || g.y > 65535 || g.z > 65535) {
+    launch_error(c, cudaErrorInvalidConfiguration, "grid dimensions out of range");
+    return;
+  }
+  if (c.smem > 48 * 1024) {
+    int allowed = 0;
+    {
+      std::lock_guard<std::mutex> lk(g_attr_mu);
+      auto it = g_max_dyn.find(c.fn);
+      if (it != g_max_dyn.end()) allowed = it->second;
+    }
+    if ((long long)c.smem > allowed) {
+      char why[200];
+      snprintf(why, sizeof why,
+               "%zu bytes of dynamic shared memory, over 48 KiB without cudaFuncSetAttribute(MaxDynamicSharedMemorySize "
+               ">= %zu) (set: %d)",
+               c.smem, c.smem, allowed);
+      launch_error(c, cudaErrorInvalidValue, why);
+      return;
+    }
+  }
+  Host *h = host();
+  while ((long long)h->fibers.size() < nthreads) h->fibers.push_back(new_fiber());
+  Block *b = &h->block;
+  *b = Block();
+  b->bdim = bd;
+  b->gdim = g;
+  b->n = (int)nthreads;
+  b->nwarps = (b->n + 31) / 32;
+  b->cfg = &c;
+  b->body = body;
+  b->ctx = ctx;
+  b->fv = h->fibers.data();
+  for (int i = 0; i < b->n; i++) {
+    Fiber *f = h->fibers[i];
+    f->linear = i;
+    f->warp = i >> 5;
+    f->lane = i & 31;
+    f->tid = make_uint3(i % bd.x, (i / bd.x) % bd.y, i / (bd.x * bd.y));
+  }
+  Block *saved_block = simt_cur_block;
+  simt_cur_block = b;
+  const double t0 = g_profile ? now_s() : 0;
+  for (unsigned z = 0; z < g.z; z++)
+    for (unsigned y = 0; y < g.y; y++)
+      for (unsigned x = 0; x < g.x; x++) {
+        b->bid = make_uint3(x, y, z);
+        run_block(b);
+      }
+  simt_cur_block = saved_block;
+  if (g_profile) profile_add(c.name, (long long)g.x * g.y * g.z * nthreads, now_s() - t0);
+}
+
+// ----- block barrier and warp collectives ------------------------------------------------------------------
+void syncthreads(const char *file, int line) {
+  Fiber *f = simt_cur_fiber;
+  Block *b = simt_cur_block;
+  const unsigned gen = b->bar_gen;
+  (void)gen;
+  TSAN_RELEASE(&b->bar_sync[gen & 1]);
+  ST(f) = AT_BARRIER;
+  f->wfile = file;
+  f->wline = line;
+  b->at_barrier++;
+  switch_to_scheduler(f);
+  TSAN_ACQUIRE(&b->bar_sync[gen & 1]);
+}
+
+static void compute(Block *b, Warp &w);
+
+// Deposit-and-wait; the last lane of the mask computes every lane's results (Fiber::out / res).
+static void collective(Fiber *f, int kind, int mode, int width, unsigned mask, const char *file, int line) {
+  Block *b = simt_cur_block;
+  Warp &w = b->warps[f->warp];
+  const unsigned bit = 1u << f->lane;
+  if (!(mask & bit)) fail(file, line, "warp collective with mask 0x%08x called by lane %d, which is not in it", mask, f->lane);
+  if (mask & ~w.present)
+    fail(file, line, "warp collective with mask 0x%08x names lanes that do not exist (warp has 0x%08x)", mask, w.present);
+  if (w.arrived == 0) {
+    w.kind = kind, w.mode = mode, w.width = width, w.mask = mask, w.file = file, w.line = line;
+  } else if (w.kind != kind || w.mode != mode || w.width != width || w.mask != mask || w.line != line ||
+             (w.file != file && strcmp(w.file, file))) {
+    fail(file, line, "divergent warp collective: lane %d is here (mask 0x%08x) while lanes 0x%08x wait at %s:%d (mask 0x%08x)",
+         f->lane, mask, w.arrived, w.file, w.line, w.mask);
+  }
+  w.arrived |= bit;
+  if (__builtin_expect(w.arrived != mask, 1)) {
+    if (w.exited & mask)
+      fail(file, line, "warp collective (mask 0x%08x) waits for lane %d, which has exited", mask,
+           __builtin_ctz(w.exited & mask));
+    ST(f) = IN_COLLECTIVE;
+    f->wfile = file;
+    f->wline = line;
+    switch_to_scheduler(f);
+    return;
+  }
+  compute(b, w);
+  Fiber *const *lanes = &b->fv[f->warp * 32];
+  for (unsigned m = mask; m; m &= m - 1) {
+    Fiber *g = lanes[__builtin_ctz(m)];
+    if (g != f) ST(g) = RUNNABLE;
+  }
+  w.arrived = 0;
+  w.gen++;
+}
+
+static inline uint32_t ld32(const char *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+static void compute(Block *b, Warp &w) {
+  Fiber *const *L = &b->fv[(size_t)(&w - b->warps) * 32];
+  switch (w.kind) {
+    case C_SHFL: {
+      const int width = w.width;
+      for (unsigned m = w.mask; m; m &= m - 1) {
+        const int l = __builtin_ctz(m), a = L[l]->arg, base = l & ~(width - 1);
+        int src = l;
+        switch (w.mode) {
+          case SHFL_IDX: src = base + (a & (width - 1)); break;
+          case SHFL_XOR: src = (l ^ a) & 31; if (src >= base + width) src = l; break;
+          case SHFL_UP: src = (l - base) >= a ? l - a : l; break;
+          case SHFL_DOWN: src = (l - base) + a < width ? l + a : l; break;
+        }
+        if (!(w.mask >> src & 1))
+          fail(w.file, w.line, "shuffle: lane %d reads lane %d, which is not in the mask 0x%08x", l, src, w.mask);
+        L[l]->res = L[src]->v;
+      }
+      break;
+    }
+    case C_VOTE: {
+      unsigned ballot = 0;
+      for (unsigned m = w.mask; m; m &= m - 1) {
+        const int l = __builtin_ctz(m);
+        if (L[l]->v) ballot |= 1u << l;
+      }
+      for (unsigned m = w.mask; m; m &= m - 1) {
+        Fiber *f = L[__builtin_ctz(m)];
+        f->res = w.mode == VOTE_BALLOT ? ballot : w.mode == VOTE_ANY ? ballot != 0 : w.mode == VOTE_ALL ? ballot == w.mask : 0;
+      }
+      break;
+    }
+    case C_LDSM: {
+      const int nmat = w.mode & 7;
+      const bool trans = w.mode & 8;
+      for (int l = 0; l < 8 * nmat; l++) {
+        const char *p = (const char *)L[l]->addr;
+        if ((uintptr_t)p & 15)
+          fail(w.file, w.line, "ldmatrix: lane %d's row address %p is not 16-byte aligned", l, (const void *)p);
+        if (!is_shared(p, 16))
+          fail(w.file, w.line, "ldmatrix: lane %d's row address %p is not in shared memory", l, (const void *)p);
+      }
+      for (int l = 0; l < 32; l++) {
+        const int r = l >> 2, c = 2 * (l & 3);
+        for (int i = 0; i < nmat; i++) {
+          uint16_t lo, hi;
+          if (!trans) {  // row r of matrix i, elements c and c+1
+            const char *row = (const char *)L[8 * i + r]->addr;
+            memcpy(&lo, row + 2 * c, 2);
+            memcpy(&hi, row + 2 * c + 2, 2);
+          } else {  // column r of matrix i, rows c and c+1
+            memcpy(&lo, (const char *)L[8 * i + c]->addr + 2 * r, 2);
+            memcpy(&hi, (const char *)L[8 * i + c + 1]->addr + 2 * r, 2);
+          }
+          L[l]->out[i] = lo | (uint32_t)hi << 16;
+        }
+      }
+      break;
+    }
+    case C_MMA: {
+      // A 16x16 row-major, B 16x8 (k x n), C/D 16x8, from the PTX fragment layouts (g = lane/4, t = lane%4)
+      float A[16][16], B[16][8], D[16][8];
+      for (int l = 0; l < 32; l++) {
+        const int g = l >> 2, t = l & 3;
+        const uint32_t *a = L[l]->in;
+        const int rows[4] = {g, g + 8, g, g + 8}, cols[4] = {2 * t, 2 * t, 2 * t + 8, 2 * t + 8};
+        for (int i = 0; i < 4; i++) {
+          A[rows[i]][cols[i]] = g_h2f[a[i] & 0xFFFF];
+          A[rows[i]][cols[i] + 1] = g_h2f[a[i] >> 16];
+        }
+        B[2 * t][g] = g_h2f[a[4] & 0xFFFF];
+        B[2 * t + 1][g] = g_h2f[a[4] >> 16];
+        B[2 * t + 8][g] = g_h2f[a[5] & 0xFFFF];
+        B[2 * t + 9][g] = g_h2f[a[5] >> 16];
+        D[g][2 * t] = L[l]->acc[0];
+        D[g][2 * t + 1] = L[l]->acc[1];
+        D[g + 8][2 * t] = L[l]->acc[2];
+        D[g + 8][2 * t + 1] = L[l]->acc[3];
+      }
+      for (int m = 0; m < 16; m++)
+        for (int n = 0; n < 8; n++) {
+          float s = D[m][n];
+          for (int k = 0; k < 16; k++) s += A[m][k] * B[k][n];
+          D[m][n] = s;
+        }
+      for (int l = 0; l < 32; l++) {
+        const int g = l >> 2, t = l & 3;
+        float *o = reinterpret_cast<float *>(L[l]->out);
+        o[0] = D[g][2 * t];
+        o[1] = D[g][2 * t + 1];
+        o[2] = D[g + 8][2 * t];
+        o[3] = D[g + 8][2 * t + 1];
+      }
+      break;
+    }
+  }
+}
+
+uint64_t shfl(uint64_t v, int mode, int arg, int width, unsigned mask, const char *file, int line) {
+  Fiber *f = simt_cur_fiber;
+  if (width < 1 || width > 32 || (width & (width - 1)))
+    fail(file, line, "shuffle width %d (must be a power of two <= 32)", width);
+  f->v = v;
+  f->arg = arg;
+  collective(f, C_SHFL, mode, width, mask, file, line);
+  return simt_cur_fiber->res;
+}
+
+unsigned vote(int pred, int mode, unsigned mask, const char *file, int line) {
+  Fiber *f = simt_cur_fiber;
+  Block *b = simt_cur_block;
+  f->v = pred != 0;
+  Warp &w = b->warps[f->warp];
+  const unsigned gen = w.gen;
+  (void)gen;
+  if (mode == VOTE_SYNC) TSAN_RELEASE(&w.sync[gen & 1]);
+  collective(f, C_VOTE, mode, 32, mask, file, line);
+  if (mode == VOTE_SYNC) TSAN_ACQUIRE(&w.sync[gen & 1]);
+  return (unsigned)simt_cur_fiber->res;
+}
+
+void ldmatrix(uint32_t *r, const void *p, int nmat, bool trans, const char *file, int line) {
+  Fiber *f = simt_cur_fiber;
+  if (nmat != 1 && nmat != 2 && nmat != 4) fail(file, line, "ldmatrix .x%d", nmat);
+  f->addr = p;
+  collective(f, C_LDSM, nmat | (trans ? 8 : 0), 32, 0xffffffffu, file, line);
+  f = simt_cur_fiber;
+  for (int i = 0; i < nmat; i++) r[i] = f->out[i];
+}
+
+void mma_m16n8k16(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1, const char *file, int line) {
+  Fiber *f = simt_cur_fiber;
+  for (int i = 0; i < 4; i++) f->in[i] = a[i], f->acc[i] = d[i];
+  f->in[4] = b0;
+  f->in[5] = b1;
+  collective(f, C_MMA, 0, 32, 0xffffffffu, file, line);
+  f = simt_cur_fiber;
+  memcpy(d, f->out, 16);
+}
+
+// ----- cp.async ---------------------------------------------------------------------------------------------
+void cp_async(void *smem, const void *gmem, int src_bytes, const char *file, int line) {
+  Fiber *f = simt_cur_fiber;
+  if ((uintptr_t)smem & 15) fail(file, line, "cp.async: shared destination %p is not 16-byte aligned", smem);
+  if (!is_shared(smem, 16)) fail(file, line, "cp.async: destination %p is not in shared memory", smem);
+  if (src_bytes < 0 || src_bytes > 16) fail(file, line, "cp.async: src-size %d (must be 0..16)", src_bytes);
+  if ((uintptr_t)gmem & 15) fail(file, line, "cp.async: global source %p is not 16-byte aligned", gmem);
+  if (src_bytes && is_shared(gmem, 1)) fail(file, line, "cp.async: source %p is in shared memory (must be global)", gmem);
+  if (f->nq == kMaxCopies) fail(file, line, "cp.async: more than %d copies in flight in one thread", kMaxCopies);
+  memset(smem, 0xFF, 16);  // until the wait that retires this copy, the destination reads as NaN
+  f->q[f->nq++] = Copy{smem, gmem, src_bytes, f->committed, file, line};
+}
+
+void cp_async_commit(const char *file, int line) { simt_cur_fiber->committed++; }
+
+void cp_async_wait(int n, const char *file, int line) {
+  Fiber *f = simt_cur_fiber;
+  // groups 0 .. committed-1 exist; all but the newest n must be complete
+  const long long limit = (long long)f->committed - n;
+  int k = 0;
+  for (int i = 0; i < f->nq; i++) {
+    Copy &c = f->q[i];
+    if ((long long)c.group < limit) {
+      if (c.bytes) memcpy(c.dst, c.src, (size_t)c.bytes);
+      if (c.bytes < 16) memset((char *)c.dst + c.bytes, 0, (size_t)(16 - c.bytes));
+    } else {
+      f->q[k++] = c;
+    }
+  }
+  f->nq = k;
+}
+}  // namespace simt
+
+// =============================================================================================================
+// The CUDA runtime subset (cuda_runtime_api.h signatures): one device, host memory, synchronous streams
+// =============================================================================================================
+using namespace simt;
+namespace {
+std::mutex g_mem_mu;
+std::unordered_map<const void *, size_t> g_mem;  // live cudaMalloc blocks
+struct SimtStream {
+  int dev;
+};
+struct SimtEvent {
+  double t;
+};
+double now_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+cudaError_t set_error(cudaError_t e) {
+  if (e != cudaSuccess) t_last_error = e;
+  return e;
+}
+}  // namespace
+
+extern "C" {
+cudaError_t cudaGetDeviceCount(int *count) {
+  init();
+  *count = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int *device) {
+  *device = t_device;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) {
+  if (device != 0) return set_error(cudaErrorInvalidDevice);
+  t_device = device;
+  return cudaSuccess;
+}
+cudaError_t cudaDriverGetVersion(int *v) {
+  *v = CUDART_VERSION;
+  return cudaSuccess;
+}
+cudaError_t cudaRuntimeGetVersion(int *v) {
+  *v = CUDART_VERSION;
+  return cudaSuccess;
+}
+cudaError_t cudaGetLastError(void) {
+  cudaError_t e = t_last_error;
+  t_last_error = cudaSuccess;
+  return e;
+}
+cudaError_t cudaPeekAtLastError(void) { return t_last_error; }
+const char *cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    default: return "cudaErrorUnknown";
+  }
+}
+const char *cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorNotSupported: return "operation not supported (SIMT emulator)";
+    default: return "unknown error (SIMT emulator)";
+  }
+}
+
+static void fill_props(cudaDeviceProp *p) {
+  memset(p, 0, sizeof *p);
+  snprintf(p->name, sizeof p->name, "vdp SIMT emulator (host CPU)");
+  p->major = 9;
+  p->minor = 0;
+  long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+  p->totalGlobalMem = (size_t)pages * (size_t)psz;
+  p->sharedMemPerBlock = 48 * 1024;
+  p->sharedMemPerBlockOptin = (size_t)g_smem_optin;
+  p->sharedMemPerMultiprocessor = (size_t)g_smem_optin + 1024;
+  p->regsPerBlock = 65536;
+  p->warpSize = 32;
+  p->maxThreadsPerBlock = 1024;
+  p->maxThreadsDim[0] = p->maxThreadsDim[1] = 1024;
+  p->maxThreadsDim[2] = 64;
+  p->maxGridSize[0] = 2147483647;
+  p->maxGridSize[1] = p->maxGridSize[2] = 65535;
+  p->multiProcessorCount = 1;
+  p->l2CacheSize = 0;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
+  init();
+  if (device != 0) return set_error(cudaErrorInvalidDevice);
+  fill_props(prop);
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device) {
+  init();
+  if (device != 0) return set_error(cudaErrorInvalidDevice);
+  switch (attr) {
+    case cudaDevAttrComputeCapabilityMajor: *value = 9; break;
+    case cudaDevAttrComputeCapabilityMinor: *value = 0; break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = g_smem_optin; break;
+    case cudaDevAttrMaxSharedMemoryPerBlock: *value = 48 * 1024; break;
+    case cudaDevAttrMultiProcessorCount: *value = 1; break;
+    case cudaDevAttrWarpSize: *value = 32; break;
+    case cudaDevAttrMaxThreadsPerBlock: *value = 1024; break;
+    default: return set_error(cudaErrorInvalidValue);
+  }
+  return cudaSuccess;
+}
+cudaError_t cudaFuncSetAttribute(const void *func, cudaFuncAttribute attr, int value) {
+  init();
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaSuccess;
+  if (value < 0 || value > g_smem_optin) {
+    fprintf(stderr, "simt: cudaFuncSetAttribute(MaxDynamicSharedMemorySize, %d): over the device limit %d\n", value,
+            g_smem_optin);
+    return set_error(cudaErrorInvalidValue);
+  }
+  std::lock_guard<std::mutex> lk(g_attr_mu);
+  g_max_dyn[func] = value;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void **p, size_t size) {
+  init();
+  void *m = NULL;
+  if (posix_memalign(&m, 256, size ? size : 1)) return set_error(cudaErrorMemoryAllocation);
+  memset(m, 0xFF, size);  // poison: never-written device memory reads as NaN
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  g_mem[m] = size;
+  *p = m;
+  return cudaSuccess;
+}
+cudaError_t cudaFree(void *p) {
+  if (!p) return cudaSuccess;
+  {
+    std::lock_guard<std::mutex> lk(g_mem_mu);
+    auto it = g_mem.find(p);
+    if (it == g_mem.end()) {
+      fprintf(stderr, "simt: cudaFree(%p): not a live cudaMalloc pointer\n", p);
+      return set_error(cudaErrorInvalidValue);
+    }
+    g_mem.erase(it);
+  }
+  free(p);
+  return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void **p, size_t size) {
+  *p = malloc(size ? size : 1);
+  return *p ? cudaSuccess : set_error(cudaErrorMemoryAllocation);
+}
+cudaError_t cudaFreeHost(void *p) {
+  free(p);
+  return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t *fr, size_t *total) {
+  long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+  *total = (size_t)pages * (size_t)psz;
+  *fr = (size_t)avail * (size_t)psz;
+  return cudaSuccess;
+}
+cudaError_t cudaPointerGetAttributes(cudaPointerAttributes *a, const void *ptr) {
+  memset(a, 0, sizeof *a);
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  for (auto &kv : g_mem)
+    if ((const char *)ptr >= (const char *)kv.first && (const char *)ptr < (const char *)kv.first + (kv.second ? kv.second : 1)) {
+      a->type = cudaMemoryTypeDevice;
+      a->device = 0;
+      a->devicePointer = const_cast<void *>(ptr);
+      return cudaSuccess;
+    }
+  a->type = cudaMemoryTypeUnregistered;
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+  if (n) memmove(dst, src, n);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s) {
+  return cudaMemcpy(dst, src, n, kind);
+}
+cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                              cudaMemcpyKind kind, cudaStream_t s) {
+  if (width > dpitch || width > spitch) return set_error(cudaErrorInvalidValue);
+  for (size_t r = 0; r < height; r++) memmove((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
+  return cudaSuccess;
+}
+cudaError_t cudaMemset(void *p, int v, size_t n) {
+  memset(p, v, n);
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s) { return cudaMemset(p, v, n); }
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaStreamCreate(cudaStream_t *s) {
+  *s = reinterpret_cast<cudaStream_t>(new SimtStream{t_device});
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) { return cudaStreamCreate(s); }
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  delete reinterpret_cast<SimtStream *>(s);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) { return cudaSuccess; }
+cudaError_t cudaStreamQuery(cudaStream_t s) { return cudaSuccess; }
+cudaError_t cudaEventCreate(cudaEvent_t *e) {
+  *e = reinterpret_cast<cudaEvent_t>(new SimtEvent{0});
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete reinterpret_cast<SimtEvent *>(e);
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  reinterpret_cast<SimtEvent *>(e)->t = now_ms();
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
+  *ms = (float)(reinterpret_cast<SimtEvent *>(b)->t - reinterpret_cast<SimtEvent *>(a)->t);
+  return cudaSuccess;
+}
+
+// =============================================================================================================
+// NCCL: not emulated. The version is the headers'; everything that would communicate fails.
+// =============================================================================================================
+ncclResult_t ncclGetVersion(int *version) {
+  *version = NCCL_VERSION_CODE;
+  return ncclSuccess;
+}
+const char *ncclGetErrorString(ncclResult_t r) {
+  return r == ncclSuccess ? "no error" : "NCCL is not available in the SIMT emulator (use the CPU ring transport)";
+}
+const char *ncclGetLastError(ncclComm_t comm) { return "NCCL is not available in the SIMT emulator"; }
+ncclResult_t ncclGetUniqueId(ncclUniqueId *id) { return ncclInvalidUsage; }
+ncclResult_t ncclCommInitRankConfig(ncclComm_t *comm, int nranks, ncclUniqueId id, int rank, ncclConfig_t *config) {
+  *comm = NULL;
+  return ncclInvalidUsage;
+}
+ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *e) {
+  *e = ncclInvalidUsage;
+  return ncclSuccess;
+}
+ncclResult_t ncclCommAbort(ncclComm_t comm) { return ncclSuccess; }
+ncclResult_t ncclCommFinalize(ncclComm_t comm) { return ncclSuccess; }
+ncclResult_t ncclCommDestroy(ncclComm_t comm) { return ncclSuccess; }
+ncclResult_t ncclGroupStart() { return ncclSuccess; }
+ncclResult_t ncclGroupEnd() { return ncclInvalidUsage; }
+ncclResult_t ncclSend(const void *buf, size_t count, ncclDataType_t type, int peer, ncclComm_t comm, cudaStream_t s) {
+  return ncclInvalidUsage;
+}
+ncclResult_t ncclRecv(void *buf, size_t count, ncclDataType_t type, int peer, ncclComm_t comm, cudaStream_t s) {
+  return ncclInvalidUsage;
+}
+}  // extern "C"

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Every CUDA kernel of kernels.cu against its CPU twin on the host SIMT emulator (test/simt): the GPU test
+# program test/test_gpu_kernels.cu, built by make against the emulator ($SIMT/test_gpu_kernels), runs its
+# small shapes under two schedules: round-robin (a missing __syncthreads lets a thread run ahead into the
+# next phase) and one-warp-at-a-time (write-after-read hazards that lock-step order hides).
+#   t_simt_kernels.sh          both schedules (make test); round-robin only in the ASan + UBSan build
+#                              (SIMT=build/simt-san under SANITIZE=1: memory errors do not depend on the order)
+#   t_simt_kernels.sh --tsan   round-robin only, and every ThreadSanitizer report is a failure
+# Then the convolutions again with the device's opt-in shared memory set to 99 KiB (sm_86 / sm_89), where the
+# implicit GEMM picks other tiles (simt[rr,smem99]).
+# Output: the program's checks prefixed with the schedule, "ok - simt[rr] NAME ..." / "FAIL - ...".
+set -u
+cd "$(dirname "$0")/.."
+SIMT=${SIMT:-build/simt}
+CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+BIN=$SIMT/test_gpu_kernels
+if [ ! -x "$BIN" ]; then
+  if [ ! -f "$CUDA_HOME/include/cuda_runtime.h" ]; then
+    echo "FAIL - simt_build the CUDA headers are not in $CUDA_HOME/include: the SIMT emulator cannot be built (set CUDA_HOME)"
+  else
+    echo "FAIL - simt_build $BIN is missing (make test builds it)"
+  fi
+  exit 1
+fi
+scheds="rr warp rr,smem99" tsan=0
+if [ "${1:-}" = --tsan ]; then scheds="rr" tsan=1; fi
+case "$SIMT" in *san*) scheds="rr" ;; esac
+fail=0
+for s in $scheds; do
+  t0=$(date +%s%N)
+  args=(--small) smem=""
+  if [ "$s" = rr,smem99 ]; then args=(--small --only conv) smem=99; fi
+  out=$(SIMT_SCHED=${s%%,*} SIMT_SMEM_OPTIN_KB=$smem TSAN_OPTIONS="halt_on_error=0 exitcode=0 ignore_noninstrumented_modules=1 ${TSAN_OPTIONS:-}" "$BIN" "${args[@]}" 2>&1)
+  rc=$?
+  t1=$(date +%s%N)
+  grep -v -E '^[0-9]+ passed, [0-9]+ failed' <<<"$out" | grep -v '^ok - ' | grep -v '^FAIL - ' | head -200
+  sed -n -e "s/^ok - /ok - simt[$s] /p" -e "s/^FAIL - /FAIL - simt[$s] /p" <<<"$out"
+  if [ $rc -ne 0 ] && ! grep -q '^FAIL - ' <<<"$out"; then
+    echo "FAIL - simt[$s] test_gpu_kernels exited with status $rc (see the simt: lines above)"
+  fi
+  [ $rc -ne 0 ] && fail=1
+  if [ $tsan = 1 ]; then
+    n=$(grep -c 'WARNING: ThreadSanitizer' <<<"$out")
+    if [ "$n" -gt 0 ]; then echo "FAIL - simt[$s] tsan $n ThreadSanitizer report(s) (above)"; fail=1
+    else echo "ok - simt[$s] tsan no ThreadSanitizer report"; fi
+  fi
+  echo "# simt[$s] test_gpu_kernels ${args[*]} took $(( (t1 - t0) / 1000000 )) ms"
+done
+exit $fail
