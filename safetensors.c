@@ -31,16 +31,7 @@
 // ---------------------------------------------------------------------------------------------------
 // Small helpers (declared in vdp.h section 2b: weights.c uses them too)
 // ---------------------------------------------------------------------------------------------------
-int errf(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
-
+// errf lives in util.c (the output/input rules there use it, and util.o links alone into the GPU tests).
 // Prepends "PREFIX: " to the message already in err (for adding a file name to a parser's error).
 void err_prefix(char *err, size_t errlen, const char *prefix) {
   if (!err || !errlen) return;

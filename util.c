@@ -15,6 +15,17 @@
 #include <time.h>
 #include <unistd.h>
 
+// Formats a message into err (when given) and returns -1, so that `return errf(...)` reports and fails.
+int errf(char *err, size_t errlen, const char *fmt, ...) {
+  if (err && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
 void vdp_die(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
