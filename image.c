@@ -754,6 +754,19 @@ static int distinct_indices(const int *idx, int n, int size, int *list, int *pos
   return m;
 }
 
+// Step 1 of both forms: the Gaussian blur kernels for an h x w -> ho x wo reduction (sigmas and kernel
+// sizes in double, as Python computes them; odd sizes, so the padding is symmetric).
+static void antialias_kernels(int h, int w, int ho, int wo, float **gy, int *ky, float **gx, int *kx) {
+  double sig_y = fmax(((double)h / ho - 1.0) / 2.0, 0.001);
+  double sig_x = fmax(((double)w / wo - 1.0) / 2.0, 0.001);
+  *ky = (int)fmax(4.0 * sig_y, 3.0), *kx = (int)fmax(4.0 * sig_x, 3.0);
+  if (*ky % 2 == 0) (*ky)++;
+  if (*kx % 2 == 0) (*kx)++;
+  *gy = vdp_malloc(sizeof(float) * *ky, "gaussian"), *gx = vdp_malloc(sizeof(float) * *kx, "gaussian");
+  gaussian_kernel(*gy, *ky, (float)sig_y);
+  gaussian_kernel(*gx, *kx, (float)sig_x);
+}
+
 // Only the blurred samples that the 4x4 bicubic taps read are computed: at most 4 * wo columns and
 // 4 * ho rows of the blurred image, instead of all h * w (a 16384^2 input to 224^2 computes 896
 // columns, 0.5% of the W-blur, and 896 rows of those for the H-blur). Every computed sample is summed
@@ -762,15 +775,10 @@ static int distinct_indices(const int *idx, int n, int size, int *list, int *pos
 void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int wo) {
   if (c <= 0 || h <= 0 || w <= 0 || ho <= 0 || wo <= 0)
     vdp_die("resize_antialias: invalid sizes [%d, %d, %d] -> [%d, %d]", c, h, w, ho, wo);
-  // 1. sigmas and kernel sizes, in double as Python computes them
-  double sig_y = fmax(((double)h / ho - 1.0) / 2.0, 0.001);
-  double sig_x = fmax(((double)w / wo - 1.0) / 2.0, 0.001);
-  int ky = (int)fmax(4.0 * sig_y, 3.0), kx = (int)fmax(4.0 * sig_x, 3.0);
-  if (ky % 2 == 0) ky++;
-  if (kx % 2 == 0) kx++;
-  float *gy = vdp_malloc(sizeof(float) * ky, "gaussian"), *gx = vdp_malloc(sizeof(float) * kx, "gaussian");
-  gaussian_kernel(gy, ky, (float)sig_y);
-  gaussian_kernel(gx, kx, (float)sig_x);
+  // 1. sigmas and kernel sizes
+  float *gy, *gx;
+  int ky, kx;
+  antialias_kernels(h, w, ho, wo, &gy, &ky, &gx, &kx);
   int py = (ky - 1) / 2, px = (kx - 1) / 2;  // front padding (odd kernels: symmetric)
 
   // 4. (set up first) bicubic taps, align_corners=True
@@ -864,15 +872,10 @@ void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int
 void resize_antialias_full(float *y, const float *x, int c, int h, int w, int ho, int wo) {
   if (c <= 0 || h <= 0 || w <= 0 || ho <= 0 || wo <= 0)
     vdp_die("resize_antialias_full: invalid sizes [%d, %d, %d] -> [%d, %d]", c, h, w, ho, wo);
-  // 1. sigmas and kernel sizes, in double as Python computes them
-  double sig_y = fmax(((double)h / ho - 1.0) / 2.0, 0.001);
-  double sig_x = fmax(((double)w / wo - 1.0) / 2.0, 0.001);
-  int ky = (int)fmax(4.0 * sig_y, 3.0), kx = (int)fmax(4.0 * sig_x, 3.0);
-  if (ky % 2 == 0) ky++;
-  if (kx % 2 == 0) kx++;
-  float *gy = vdp_malloc(sizeof(float) * ky, "gaussian"), *gx = vdp_malloc(sizeof(float) * kx, "gaussian");
-  gaussian_kernel(gy, ky, (float)sig_y);
-  gaussian_kernel(gx, kx, (float)sig_x);
+  // 1. sigmas and kernel sizes
+  float *gy, *gx;
+  int ky, kx;
+  antialias_kernels(h, w, ho, wo, &gy, &ky, &gx, &kx);
   int py = (ky - 1) / 2, px = (kx - 1) / 2;  // front padding (odd kernels: symmetric)
 
   size_t plane = (size_t)h * w;

@@ -26,14 +26,17 @@ int errf(char *err, size_t errlen, const char *fmt, ...) {
   return -1;
 }
 
-void vdp_die(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
+static _Noreturn void die_status(int status, const char *fmt, va_list ap) {
   fputs("vdp: error: ", stderr);
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
-  va_end(ap);
-  exit(1);
+  exit(status);
+}
+
+void vdp_die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  die_status(1, fmt, ap);
 }
 
 void *vdp_malloc(size_t n, const char *what) {
@@ -111,11 +114,7 @@ float bf16_to_float(uint16_t h) {
 void vdp_usage_die(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fputs("vdp: error: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  exit(2);
+  die_status(2, fmt, ap);
 }
 
 // ---------------------------------------------------------------------------------------------------
