@@ -526,6 +526,30 @@ static void gemm(int M, int64_t N, int K, ASrc A, BSrc B, Out C, Init in) {
   free_f32(Bp);
 }
 
+// The attainable peak of this machine's micro-kernel: every thread runs it over one kc = GEMM_KC panel
+// pair that stays in L1, storing into a private tile, for about `seconds`. The yardstick that the
+// benchmark's GFLOP/s are read against (the GEMM can approach it, never pass it).
+double op_kernel_peak_gflops(double seconds) {
+  const Kern *kn = pick_kernel();
+  double total_flop = 0, t0 = vdp_now(), t1 = t0;
+#pragma omp parallel reduction(+ : total_flop)
+  {
+    float *Ap = alloc_f32((size_t)kn->mr * GEMM_KC, "peak A"), *Bp = alloc_f32((size_t)kn->nr * GEMM_KC, "peak B");
+    float *C = alloc_f32((size_t)kn->mr * kn->nr, "peak C");
+    for (int i = 0; i < kn->mr * GEMM_KC; i++) Ap[i] = 1e-3f * (float)(i % 7);
+    for (int i = 0; i < kn->nr * GEMM_KC; i++) Bp[i] = 1e-3f * (float)(i % 5);
+    int64_t calls = 0;
+    do {
+      for (int r = 0; r < 1000; r++) kn->fn(GEMM_KC, Ap, kn->mr, Bp, C, kn->nr, r > 0);
+      calls += 1000;
+    } while (vdp_now() - t0 < seconds);
+    total_flop += 2.0 * kn->mr * kn->nr * GEMM_KC * (double)calls;
+    free_f32(Ap), free_f32(Bp), free_f32(C);
+  }
+  t1 = vdp_now();
+  return total_flop / (t1 - t0) / 1e9;
+}
+
 // ===================================================================================================
 // 2. Linear and convolutions
 // ===================================================================================================
