@@ -56,9 +56,11 @@ static void free_f32(float *p) {
 //   B panel: NR cols,  element (j, k) at Bp[k*NR + j]
 // Rows/columns past the matrix edge are packed as zeros, so the micro-kernel never branches.
 // A micro-kernel computes one MR×NR tile of C over kc and either stores it (accum = 0) or adds it. It
-// reads A element (i, k) at Ap[k*as + i]: as = MR for panels packed per call, PACK_MR for the
-// pre-packed convolution weights (whose 12-row panels every kernel's MR divides).
-typedef void (*KernFn)(int kc, const float *Ap, int64_t as, const float *Bp, float *C, int64_t ldc, int accum);
+// reads A element (i, k) at Ap[k*as + i] and B element (j, k) at Bp[k*bs + j]: as = MR, bs = NR for
+// panels packed per call; PACK_MR, PACK_NR for the pre-packed weights, whose panels are a multiple of
+// every kernel's MR and NR.
+typedef void (*KernFn)(int kc, const float *Ap, int64_t as, const float *Bp, int64_t bs, float *C, int64_t ldc,
+                       int accum);
 typedef struct {
   const char *name;
   int mr, nr;
@@ -72,7 +74,8 @@ typedef struct {
 #define GEN_NR 8
 #if defined(__GNUC__) || defined(__clang__)
 typedef float v4f __attribute__((vector_size(16)));
-static void kern_generic(int kc, const float *Ap, int64_t as, const float *Bp, float *C, int64_t ldc, int accum) {
+static void kern_generic(int kc, const float *Ap, int64_t as, const float *Bp, int64_t bs, float *C, int64_t ldc,
+                         int accum) {
   v4f c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
   for (int k = 0; k < kc; k++) {
     v4f b0, b1;
@@ -83,7 +86,7 @@ static void kern_generic(int kc, const float *Ap, int64_t as, const float *Bp, f
     c00 += a0 * b0, c01 += a0 * b1, c10 += a1 * b0, c11 += a1 * b1;
     c20 += a2 * b0, c21 += a2 * b1, c30 += a3 * b0, c31 += a3 * b1;
     Ap += as;
-    Bp += 8;
+    Bp += bs;
   }
   v4f out[8] = {c00, c01, c10, c11, c20, c21, c30, c31};
   for (int i = 0; i < 4; i++) {
@@ -100,11 +103,12 @@ static void kern_generic(int kc, const float *Ap, int64_t as, const float *Bp, f
   }
 }
 #else
-static void kern_generic(int kc, const float *Ap, int64_t as, const float *Bp, float *C, int64_t ldc, int accum) {
+static void kern_generic(int kc, const float *Ap, int64_t as, const float *Bp, int64_t bs, float *C, int64_t ldc,
+                         int accum) {
   float acc[GEN_MR][GEN_NR] = {{0}};
   for (int k = 0; k < kc; k++)
     for (int i = 0; i < GEN_MR; i++)
-      for (int j = 0; j < GEN_NR; j++) acc[i][j] += Ap[k * as + i] * Bp[k * GEN_NR + j];
+      for (int j = 0; j < GEN_NR; j++) acc[i][j] += Ap[k * as + i] * Bp[k * bs + j];
   for (int i = 0; i < GEN_MR; i++)
     for (int j = 0; j < GEN_NR; j++) C[i * ldc + j] = (accum ? C[i * ldc + j] : 0.0f) + acc[i][j];
 }
@@ -132,12 +136,12 @@ static void kern_generic(int kc, const float *Ap, int64_t as, const float *Bp, f
 
 // AVX2 + FMA: 6×16 tile = 12 ymm accumulators, 2 B vectors, 1 broadcast (of 16 registers).
 __attribute__((target("avx2,fma"))) static void kern_avx2(int kc, const float *Ap, int64_t as, const float *Bp,
-                                                          float *C, int64_t ldc, int accum) {
+                                                          int64_t bs, float *C, int64_t ldc, int accum) {
   __m256 z = _mm256_setzero_ps(), a;
   __m256 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z,
          c51 = z;
   for (int k = 0; k < kc; k++) {
-    __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8);
+    __m256 b0 = _mm256_loadu_ps(Bp), b1 = _mm256_loadu_ps(Bp + 8);
     FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 0, c00, c01)
     FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 1, c10, c11)
     FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 2, c20, c21)
@@ -145,7 +149,7 @@ __attribute__((target("avx2,fma"))) static void kern_avx2(int kc, const float *A
     FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 4, c40, c41)
     FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 5, c50, c51)
     Ap += as;
-    Bp += 16;
+    Bp += bs;
   }
   STORE_ROW2(8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, 0, c00, c01)
   STORE_ROW2(8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, 1, c10, c11)
@@ -157,13 +161,13 @@ __attribute__((target("avx2,fma"))) static void kern_avx2(int kc, const float *A
 
 // AVX-512: 12×32 tile = 24 zmm accumulators, 2 B vectors, 1 broadcast (of 32 registers).
 __attribute__((target("avx512f"))) static void kern_avx512(int kc, const float *Ap, int64_t as, const float *Bp,
-                                                           float *C, int64_t ldc, int accum) {
+                                                           int64_t bs, float *C, int64_t ldc, int accum) {
   __m512 z = _mm512_setzero_ps(), a;
   __m512 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z,
          c51 = z, c60 = z, c61 = z, c70 = z, c71 = z, c80 = z, c81 = z, c90 = z, c91 = z, ca0 = z, ca1 = z,
          cb0 = z, cb1 = z;
   for (int k = 0; k < kc; k++) {
-    __m512 b0 = _mm512_load_ps(Bp), b1 = _mm512_load_ps(Bp + 16);
+    __m512 b0 = _mm512_loadu_ps(Bp), b1 = _mm512_loadu_ps(Bp + 16);
     FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 0, c00, c01)
     FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 1, c10, c11)
     FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 2, c20, c21)
@@ -177,7 +181,7 @@ __attribute__((target("avx512f"))) static void kern_avx512(int kc, const float *
     FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 10, ca0, ca1)
     FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 11, cb0, cb1)
     Ap += as;
-    Bp += 32;
+    Bp += bs;
   }
   STORE_ROW2(16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, 0, c00, c01)
   STORE_ROW2(16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, 1, c10, c11)
@@ -219,9 +223,11 @@ static const Kern *pick_kernel(void) {
 // B block lives in L2/L3. MC is rounded to a multiple of MR.
 #define GEMM_KC 256
 #define GEMM_MC 120
-// Rows per panel of a pre-packed A operand (convolution weights): a multiple of every kernel's MR
-// (4, 6, 12), so one packed copy serves whichever kernel runs.
+// Rows per panel of a pre-packed A operand (convolution weights) and columns per panel of a pre-packed
+// B operand (Linear weights): multiples of every kernel's MR (4, 6, 12) and NR (8, 16, 32), so one
+// packed copy serves whichever kernel runs.
 #define PACK_MR 12
+#define PACK_NR 32
 
 // Strided matrix view: element (r, c) at p[r*rs + c*cs].
 typedef struct {
@@ -288,6 +294,18 @@ static void pack_conv_weights(float *dst, const float *w, int cout, int cin, int
         d[(int64_t)(k - k0) * PACK_MR] = o < cout ? w[src] : 0.0f;
       }
     }
+  }
+}
+
+// Packed Linear weights w [N, K] (the B operand of x·wᵀ): k blocks of GEMM_KC; the block starting at k0
+// (kc wide) holds rp = round_up(N, PACK_NR) columns as PACK_NR-column panels:
+//   w(n, k) at  rp·k0 + (n / PACK_NR)·PACK_NR·kc + (k − k0)·PACK_NR + n % PACK_NR;  columns past N zero.
+static int64_t packed_linear_elems(int N, int K) { return (int64_t)round_up(N, PACK_NR) * K; }
+static void pack_linear_weights(float *dst, const float *w, int N, int K) {
+  int rp = round_up(N, PACK_NR);
+  for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+    int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+    pack_panels(dst + (int64_t)rp * k0, (View){w, K, 1}, 0, N, rp, k0, kc, PACK_NR);
   }
 }
 
@@ -369,7 +387,8 @@ static void pack_conv_panel(float *dst, const ConvSrc *s, int64_t j0, int64_t N,
 // The GEMM driver
 // ---------------------------------------------------------------------------------------------------
 // Operands. A: a strided view packed per tile, or pre-packed PACK_MR-row panels (packed_weight_elems).
-// B: a strided view, or a convolution's input gathered per panel. C: column n is pixel n % cols of
+// B: a strided view or a convolution's input, gathered per panel into a block shared by the threads;
+// or pre-packed PACK_NR-column panels (packed_linear_elems). C: column n is pixel n % cols of
 // image n / cols,  C(m, n) at p + (n / cols)·img + m·ld + n % cols  (a plain matrix: cols = N).
 typedef struct {
   View v;
@@ -378,6 +397,7 @@ typedef struct {
 typedef struct {
   View v;
   const ConvSrc *conv;  // non-NULL: implicit im2col, v unused
+  const float *packed;  // non-NULL: pre-packed, v and conv unused
 } BSrc;
 typedef struct {
   float *p;
@@ -393,16 +413,17 @@ typedef struct {
   const float *bias_m, *bias_n, *chan, *res;
 } Init;
 
-// C[mc, nc] (+)= Ap[mc, kc] · Bp[nc, kc]ᵀ from packed operands, rows m0.., columns n0.. of C. Tiles
-// that fall on a matrix edge or straddle two images go through a local tile.
+// C[mc, nc] (+)= Ap[mc, kc] · Bp[nc, kc]ᵀ from packed operands (as, bs: their panel widths), into rows
+// m0.. and columns n0.. of C; the B columns start at column bj0 of the packed block. Tiles that fall on a
+// matrix edge or straddle two images go through a local tile.
 static void macro_kernel(const Kern *kn, int mc, int nc, int kc, const float *Ap, int64_t as, const float *Bp,
-                         Out C, int m0, int64_t n0, int accum) {
+                         int64_t bs, int64_t bj0, Out C, int m0, int64_t n0, int accum) {
   const int MR = kn->mr, NR = kn->nr;
   float tile[12 * 32] __attribute__((aligned(64)));
   int64_t coff[32];
   for (int j = 0; j < nc; j += NR) {
     int nr = nc - j < NR ? nc - j : NR;
-    const float *b = Bp + (int64_t)j * kc;
+    const float *b = Bp + (bj0 + j) / bs * bs * kc + (bj0 + j) % bs;
     int64_t n = n0 + j;
     int contiguous = n % C.cols + nr <= C.cols;
     if (!contiguous)
@@ -411,10 +432,10 @@ static void macro_kernel(const Kern *kn, int mc, int nc, int kc, const float *Ap
       int mr = mc - i < MR ? mc - i : MR;
       const float *a = Ap + (i / as) * as * kc + i % as;
       if (mr == MR && nr == NR && contiguous) {
-        kn->fn(kc, a, as, b, C.p + out_off(C, m0 + i, n), C.ld, accum);
+        kn->fn(kc, a, as, b, bs, C.p + out_off(C, m0 + i, n), C.ld, accum);
         continue;
       }
-      kn->fn(kc, a, as, b, tile, NR, 0);
+      kn->fn(kc, a, as, b, bs, tile, NR, 0);
       for (int ii = 0; ii < mr; ii++) {
         const float *t = tile + ii * NR;
         if (contiguous) {
@@ -473,9 +494,11 @@ static void gemm(int M, int64_t N, int K, ASrc A, BSrc B, Out C, Init in) {
   // stall the other at every step.
   int64_t nc_max = ((int64_t)16 << 20) / ((int64_t)K * (int64_t)sizeof(float)) / NR * NR;
   if (nc_max < NR) nc_max = NR;
+  if (B.packed) nc_max = N;  // nothing to pack: one block
   const int NC = round_up((int)(N < nc_max ? N : nc_max), NR);
   const int nkb = (K + GEMM_KC - 1) / GEMM_KC, rpA = round_up(M, PACK_MR);
-  float *Bp = alloc_f32((size_t)NC * K, "gemm packed B");
+  float *Bp = B.packed ? NULL : alloc_f32((size_t)NC * K, "gemm packed B");
+  const int rpB = round_up((int)(B.packed ? N : 0), PACK_NR);
   double flops = 2.0 * M * (double)N * K;
 #pragma omp parallel if (flops > 2e6)
   {
@@ -486,7 +509,7 @@ static void gemm(int M, int64_t N, int K, ASrc A, BSrc B, Out C, Init in) {
       int npanels = (nc + NR - 1) / NR, rp = npanels * NR;
       // packed B of this block: k block k0 at Bp + rp·k0, its NR-column panels consecutive
 #pragma omp for schedule(dynamic, 4)
-      for (int p = 0; p < npanels * nkb; p++) {
+      for (int p = 0; p < (B.packed ? 0 : npanels * nkb); p++) {
         int k0 = p / npanels * GEMM_KC, pn = p % npanels;
         int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
         float *dst = Bp + (int64_t)rp * k0 + (int64_t)pn * NR * kc;
@@ -515,8 +538,11 @@ static void gemm(int M, int64_t N, int K, ASrc A, BSrc B, Out C, Init in) {
             a = A.packed + (int64_t)rpA * pc + (int64_t)m0 * kc, as = PACK_MR;
           else
             pack_panels(Ap, A.v, m0, M, round_up(mc, MR), pc, kc, MR);
-          macro_kernel(kn, mc, ns, kc, a, as, Bp + (int64_t)rp * pc + (int64_t)n0 * kc, C, m0, jc + n0,
-                       prefilled || pc > 0);
+          if (B.packed)  // jc = 0: one block
+            macro_kernel(kn, mc, ns, kc, a, as, B.packed + (int64_t)rpB * pc, PACK_NR, n0, C, m0, n0,
+                         prefilled || pc > 0);
+          else
+            macro_kernel(kn, mc, ns, kc, a, as, Bp + (int64_t)rp * pc, NR, n0, C, m0, jc + n0, prefilled || pc > 0);
         }
       }
       // implicit barrier: Bp is repacked for the next block
@@ -540,7 +566,7 @@ double op_kernel_peak_gflops(double seconds) {
     for (int i = 0; i < kn->nr * GEMM_KC; i++) Bp[i] = 1e-3f * (float)(i % 5);
     int64_t calls = 0;
     do {
-      for (int r = 0; r < 1000; r++) kn->fn(GEMM_KC, Ap, kn->mr, Bp, C, kn->nr, r > 0);
+      for (int r = 0; r < 1000; r++) kn->fn(GEMM_KC, Ap, kn->mr, Bp, kn->nr, C, kn->nr, r > 0);
       calls += 1000;
     } while (vdp_now() - t0 < seconds);
     total_flop += 2.0 * kn->mr * kn->nr * GEMM_KC * (double)calls;
@@ -560,6 +586,14 @@ void op_linear(float *y, const float *x, const float *w, const float *b, int M, 
   ASrc A = {.v = {x, K, 1}};
   BSrc B = {.v = {w, K, 1}};
   gemm(M, N, K, A, B, out_plain(y, N), (Init){.bias_n = b});
+}
+
+// y[M, N] = (x · wᵀ + b) + res from packed weights (pack_linear_weights); res may be y, never x.
+static void linear_packed(float *y, const float *x, const float *wp, const float *b, const float *res, int M, int K,
+                          int N) {
+  ASrc A = {.v = {x, K, 1}};
+  BSrc B = {.packed = wp};
+  gemm(M, N, K, A, B, out_plain(y, N), (Init){.bias_n = b, .res = res});
 }
 
 // The convolution from packed weights (pack_conv_weights): y[n, cout, ho, wo] = Init + W · im2col(x),
@@ -765,7 +799,7 @@ void op_attention(float *o, int64_t o_seq, int64_t o_row, const float *q, int64_
         int kc = hd - k0 < GEMM_KC ? hd - k0 : GEMM_KC;
         for (int j0 = 0; j0 < lk; j0 += LB)
           macro_kernel(kn, lk - j0 < LB ? lk - j0 : LB, nq, kc, Kp + (int64_t)rpK * k0 + (int64_t)j0 * kc, MR,
-                       Qp + (int64_t)rpQ * k0, out_plain(St + (int64_t)j0 * QB, QB), 0, 0, k0 > 0);
+                       Qp + (int64_t)rpQ * k0, NR, 0, out_plain(St + (int64_t)j0 * QB, QB), 0, 0, k0 > 0);
       }
       softmax_cols(St, QB, lk, nq, scale, mx, sum);
       // O[nq, hd] = P · V, P(i, j) = Sᵀ[j, i]
@@ -775,7 +809,7 @@ void op_attention(float *o, int64_t o_seq, int64_t o_row, const float *q, int64_
       for (int k0 = 0; k0 < lk; k0 += GEMM_KC) {
         int kc = lk - k0 < GEMM_KC ? lk - k0 : GEMM_KC;
         pack_panels(Pp, Pv, 0, nq, round_up(nq, MR), k0, kc, MR);
-        macro_kernel(kn, nq, hd, kc, Pp, MR, Vp + (int64_t)rpV * k0, out_plain(Ob, o_row), 0, 0, k0 > 0);
+        macro_kernel(kn, nq, hd, kc, Pp, MR, Vp + (int64_t)rpV * k0, NR, 0, out_plain(Ob, o_row), 0, 0, k0 > 0);
       }
       for (int i = 0; i < nq; i++) {
         float inv = 1.0f / sum[i];
@@ -993,19 +1027,26 @@ void op_transpose_0213(float *y, const float *x, int A, int B, int C, int64_t D)
 // 6. The CPU backend: tensors are host fp32 arrays. Convolutions fuse their epilogues (starting values of
 //    the GEMM); the other ops apply them as separate steps.
 // ---------------------------------------------------------------------------------------------------
-// WEIGHT_CONV tensors ([cout, cin, kh, kw], or the temporal [cout, cin, 3, 1, 1]) are stored packed once
-// at load, in the layout the GEMM reads (pack_conv_weights); everything else as given.
+// Weights are stored packed once, at load, in the layout the GEMM reads: WEIGHT_CONV ([cout, cin, kh, kw],
+// or the temporal [cout, cin, 3, 1, 1]) as pack_conv_weights, WEIGHT_LINEAR ([N, K]) as
+// pack_linear_weights; the rest as given. Every tensor is a whole number of 64-byte lines, so that in the
+// 64-byte aligned pool (cpu_mem_alloc) each one starts on a line.
 static int64_t cpu_weight_elems(int kind, int ndim, const int64_t *shape) {
   int64_t n = 1;
   for (int i = 0; i < ndim; i++) n *= shape[i];
   if (kind == WEIGHT_CONV) n = packed_weight_elems((int)shape[0], (int)(n / shape[0]));
-  return n;
+  if (kind == WEIGHT_LINEAR) n = packed_linear_elems((int)shape[0], (int)shape[1]);
+  return (n + 15) / 16 * 16;
 }
 static void cpu_weight_store(void *dst, const float *src, int kind, int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= shape[i];
   if (kind == WEIGHT_CONV)
     pack_conv_weights(dst, src, (int)shape[0], (int)shape[1], (int)(shape[2] * shape[3]), ndim == 5);
+  else if (kind == WEIGHT_LINEAR)
+    pack_linear_weights(dst, src, (int)shape[0], (int)shape[1]);
   else
-    memcpy(dst, src, (size_t)cpu_weight_elems(kind, ndim, shape) * sizeof(float));
+    memcpy(dst, src, (size_t)n * sizeof(float));
 }
 // Refuses what cannot fit in physical memory up front: with overcommit, malloc would succeed and the
 // process would be killed later, mid-run, when the pages are touched.
@@ -1015,7 +1056,9 @@ static void *cpu_mem_alloc(size_t bytes, const char *what) {
     vdp_die("%s needs %.1f GiB but this machine has %.1f GiB of memory%s", what, bytes / 1073741824.0,
             (double)pages * psize / 1073741824.0,
             strcmp(what, "activation arena") ? "" : " (try fewer frames, a smaller size or --decode-chunk-size)");
-  return vdp_malloc(bytes, what);
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes ? bytes : 1)) vdp_die("out of memory allocating %zu bytes for %s", bytes, what);
+  return p;
 }
 static void cpu_mem_free(void *p) { free(p); }
 static void cpu_copy(void *dst, const void *src, int64_t n) { memmove(dst, src, (size_t)n * sizeof(float)); }
@@ -1032,12 +1075,17 @@ static void cpu_act(void *y, const void *x, int64_t n, int act) {
   }
 }
 
-// y = act(x·wᵀ + b) + res; GEGLU: w [2N, K] -> value · gelu(gate). res may be y.
+// y = act(x·wᵀ + b) + res with w packed (WEIGHT_LINEAR); GEGLU: w [2N, K] -> value · gelu(gate). res may
+// be y. Without an activation the residual is the GEMM's starting value.
 static void cpu_linear(void *y, const void *x, const void *w, const void *b, int M, int K, int N, int act,
                        const void *res) {
+  if (act == ACT_NONE && y != x) {
+    linear_packed(y, x, w, b, res, M, K, N);
+    return;
+  }
   int wide = act == ACT_GEGLU ? 2 * N : N;
   float *t = (act == ACT_GEGLU || res) ? vdp_malloc((size_t)M * wide * sizeof(float), "linear scratch") : y;
-  op_linear(t, x, w, b, M, K, wide);
+  linear_packed(t, x, w, b, NULL, M, K, wide);
   float *r = t;  // act(x·wᵀ + b) [M, N], before the residual
   if (act == ACT_GEGLU) {
     // Never in place: op_geglu's threads write row m over input row m/2, which another thread may still
@@ -1082,8 +1130,8 @@ static void cpu_attention(void *o, int64_t o_seq, int64_t o_row, const void *q, 
 static void cpu_cross_attn_1key(void *y, const void *res, const void *ctx, const void *wv, const void *wo,
                                 const void *bo, int nctx, int ctx_dim, int C, int64_t rows_per_ctx) {
   float *v = vdp_malloc((size_t)nctx * C * sizeof(float), "cross-attention"), *o = vdp_malloc((size_t)nctx * C * sizeof(float), "cross-attention");
-  op_linear(v, ctx, wv, NULL, nctx, ctx_dim, C);
-  op_linear(o, v, wo, bo, nctx, C, C);
+  linear_packed(v, ctx, wv, NULL, NULL, nctx, ctx_dim, C);
+  linear_packed(o, v, wo, bo, NULL, nctx, C, C);
   float *yy = y;
   const float *rr = res;
   for (int64_t r = 0; r < (int64_t)nctx * rows_per_ctx; r++) op_add(yy + r * C, rr + r * C, o + (r / rows_per_ctx) * C, C);

@@ -192,10 +192,31 @@ static void test_conv_temporal(void) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// the CPU backend's convolutions: weights packed at store time, bias + per-channel add + residual fused
+// the CPU backend's Linear and convolutions: weights packed at store time, epilogues fused
 // ---------------------------------------------------------------------------------------------------
-static void test_backend_conv(void) {
+static void test_backend_packed(const char *isa) {
   const Backend *be = &backend_cpu;
+  char name[300];
+  static const int lin[][3] = {{5, 300, 70}, {130, 520, 45}, {1, 33, 1000}};  // M, K, N: odd edges, K > 256
+  for (int s = 0; s < 3; s++) {
+    int M = lin[s][0], K = lin[s][1], N = lin[s][2];
+    int64_t shape[2] = {N, K};
+    float *x = rnd((int64_t)M * K, -1, 1), *w = rnd((int64_t)N * K, -1, 1), *b = rnd(N, -1, 1);
+    float *res = rnd((int64_t)M * N, -1, 1), *y = rnd((int64_t)M * N, 5, 6);
+    float *wp = be->mem_alloc((size_t)be->weight_elems(WEIGHT_LINEAR, 2, shape) * sizeof(float), "test weights");
+    be->weight_store(wp, w, WEIGHT_LINEAR, 2, shape);
+    double *r = dalloc((int64_t)M * N);
+    ref_linear(r, x, w, b, M, K, N);
+    be->linear(y, x, wp, b, M, K, N, ACT_NONE, NULL);
+    snprintf(name, sizeof name, "backend[%s] linear packed weights M=%d K=%d N=%d", isa, M, K, N);
+    check(name, relerr(y, r, (int64_t)M * N), 1e-5);
+    for (int64_t i = 0; i < (int64_t)M * N; i++) r[i] += res[i];
+    memcpy(y, res, (size_t)M * N * sizeof(float));
+    be->linear(y, x, wp, b, M, K, N, ACT_NONE, y);  // residual fused, in place
+    snprintf(name, sizeof name, "backend[%s] linear packed weights + residual in place M=%d K=%d N=%d", isa, M, K, N);
+    check(name, relerr(y, r, (int64_t)M * N), 1e-5);
+    free(x), free(w), free(b), free(res), free(y), free(r), be->mem_free(wp);
+  }
   {  // 3×3 p1, 7 frames of 6×5, cin 31 (K = 279: two k blocks), cout 26 (a partial 12-row panel)
     int n = 7, cin = 31, h = 6, wd = 5, cout = 26;
     int64_t ny = (int64_t)n * cout * h * wd, shape[4] = {cout, cin, 3, 3};
@@ -207,11 +228,13 @@ static void test_backend_conv(void) {
     ref_conv2d(r, x, w, b, n, cin, h, wd, cout, 3, 3, 1, 1, 1, 1, 1);
     for (int64_t i = 0; i < ny; i++) r[i] += (double)chan[i / (h * wd)] + res[i];
     be->conv2d(y, x, wp, b, n, cin, h, wd, cout, 3, 3, 1, 1, 1, 1, 1, chan, res);
-    check("backend conv2d packed weights + bias + chan_add + res (7 frames 6x5, cin 31, cout 26)", relerr(y, r, ny),
-          1e-5);
+    snprintf(name, sizeof name, "backend[%s] conv2d packed weights + bias + chan_add + res (7 frames 6x5, cin 31, "
+             "cout 26)", isa);
+    check(name, relerr(y, r, ny), 1e-5);
     memcpy(y, res, (size_t)ny * sizeof(float));  // the residual may be the output itself
     be->conv2d(y, x, wp, b, n, cin, h, wd, cout, 3, 3, 1, 1, 1, 1, 1, chan, y);
-    check("backend conv2d, residual in place", relerr(y, r, ny), 1e-5);
+    snprintf(name, sizeof name, "backend[%s] conv2d, residual in place", isa);
+    check(name, relerr(y, r, ny), 1e-5);
     free(x), free(w), free(b), free(chan), free(res), free(y), free(wp), free(r);
   }
   {  // temporal: 2 videos of 5 frames, cin 100 (K = 300), hw 7, cout 13
@@ -237,8 +260,9 @@ static void test_backend_conv(void) {
             r[at] = s;
           }
     be->conv_temporal(y, x, wp, b, nb, nf, cin, hw, cout, chan, res);
-    check("backend conv_temporal packed weights + bias + chan_add + res (2x5 frames, cin 100, hw 7)",
-          relerr(y, r, ny), 1e-5);
+    snprintf(name, sizeof name, "backend[%s] conv_temporal packed weights + bias + chan_add + res (2x5 frames, "
+             "cin 100, hw 7)", isa);
+    check(name, relerr(y, r, ny), 1e-5);
     free(x), free(w), free(b), free(chan), free(res), free(y), free(wp), free(r);
   }
 }
@@ -600,6 +624,7 @@ int main(void) {
     g_isa = isas[i] ? isas[i] : "default";
     test_linear(g_isa);
     test_attention();
+    test_backend_packed(g_isa);
     if (isas[i]) {  // conv, the other GEMM user, once per forced kernel
       float *x = rnd(2 * 5 * 7 * 9, -1, 1), *w = rnd(11 * 5 * 9, -1, 1), *y = rnd(2 * 11 * 63, 5, 6);
       double *r = dalloc(2 * 11 * 63);
@@ -616,7 +641,6 @@ int main(void) {
   test_invariance();
   test_conv2d();
   test_conv_temporal();
-  test_backend_conv();
   test_groupnorm();
   test_layernorm();
   test_elementwise();
