@@ -424,7 +424,7 @@ static void macro_kernel(const Kern *kn, int mc, int nc, int kc, const float *Ap
   for (int j = 0; j < nc; j += NR) {
     int nr = nc - j < NR ? nc - j : NR;
     const float *b = Bp + (bj0 + j) / bs * bs * kc + (bj0 + j) % bs;
-    int64_t n = n0 + j;
+    int64_t n = n0 + j, cbase = out_off(C, 0, n);  // column n of row 0
     int contiguous = n % C.cols + nr <= C.cols;
     if (!contiguous)
       for (int jj = 0; jj < nr; jj++) coff[jj] = out_off(C, 0, n + jj);
@@ -432,14 +432,14 @@ static void macro_kernel(const Kern *kn, int mc, int nc, int kc, const float *Ap
       int mr = mc - i < MR ? mc - i : MR;
       const float *a = Ap + (i / as) * as * kc + i % as;
       if (mr == MR && nr == NR && contiguous) {
-        kn->fn(kc, a, as, b, bs, C.p + out_off(C, m0 + i, n), C.ld, accum);
+        kn->fn(kc, a, as, b, bs, C.p + cbase + (int64_t)(m0 + i) * C.ld, C.ld, accum);
         continue;
       }
       kn->fn(kc, a, as, b, bs, tile, NR, 0);
       for (int ii = 0; ii < mr; ii++) {
         const float *t = tile + ii * NR;
         if (contiguous) {
-          float *ci = C.p + out_off(C, m0 + i + ii, n);
+          float *ci = C.p + cbase + (int64_t)(m0 + i + ii) * C.ld;
           if (accum)
             for (int jj = 0; jj < nr; jj++) ci[jj] += t[jj];
           else
@@ -502,8 +502,16 @@ static void gemm(int M, int64_t N, int K, ASrc A, BSrc B, Out C, Init in) {
   double flops = 2.0 * M * (double)N * K;
 #pragma omp parallel if (flops > 2e6)
   {
-    float *Ap = A.packed ? NULL : alloc_f32((size_t)MC * GEMM_KC, "gemm packed A");
-    int nth = thread_count();
+    // A from a view: this thread's copy of the MC-row block ic, packed for all of K (k block pc at
+    // Ap + MC·pc); consecutive tiles share ic, so each block is packed about once per thread.
+    float *Ap = A.packed ? NULL : alloc_f32((size_t)MC * K, "gemm packed A");
+    int nth = thread_count(), packed_ic = -1;
+    // When images are not a multiple of NR columns wide (the 4×4 and 2×2 latents), most tiles straddle
+    // images: they are computed into a plain staging tile and scattered into C once, instead of through
+    // the macro-kernel's local tile at every k block. The choice depends on the image size only (never
+    // on the number of images), so an image's result does not depend on the rest of the batch.
+    int staged = C.cols != INT64_MAX && C.cols % NR != 0;
+    float *stage = staged ? alloc_f32((size_t)MC * round_up(256, NR), "gemm staging tile") : NULL;
     for (int64_t jc = 0; jc < N; jc += NC) {
       int nc = N - jc < NC ? (int)(N - jc) : NC;
       int npanels = (nc + NR - 1) / NR, rp = npanels * NR;
@@ -532,22 +540,34 @@ static void gemm(int M, int64_t N, int K, ASrc A, BSrc B, Out C, Init in) {
         int n0 = js * NS, ns = nc - n0 < NS ? nc - n0 : NS;
         for (int pc = 0; pc < K; pc += GEMM_KC) {
           int kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
-          const float *a = Ap;
+          const float *a = Ap + (int64_t)MC * pc;
           int64_t as = MR;
-          if (A.packed)
+          if (A.packed) {
             a = A.packed + (int64_t)rpA * pc + (int64_t)m0 * kc, as = PACK_MR;
-          else
-            pack_panels(Ap, A.v, m0, M, round_up(mc, MR), pc, kc, MR);
+          } else if (packed_ic != ic) {
+            for (int k0 = 0; k0 < K; k0 += GEMM_KC)
+              pack_panels(Ap + (int64_t)MC * k0, A.v, m0, M, round_up(mc, MR), k0, K - k0 < GEMM_KC ? K - k0 : GEMM_KC, MR);
+            packed_ic = ic;
+          }
+          // staged: the tile's product over all of K in a plain buffer, added to C once at the end
+          Out dst = staged ? out_plain(stage, NS) : C;
+          int dm0 = staged ? 0 : m0, acc = staged ? pc > 0 : prefilled || pc > 0;
+          int64_t dn0 = staged ? 0 : jc + n0;
           if (B.packed)  // jc = 0: one block
-            macro_kernel(kn, mc, ns, kc, a, as, B.packed + (int64_t)rpB * pc, PACK_NR, n0, C, m0, n0,
-                         prefilled || pc > 0);
+            macro_kernel(kn, mc, ns, kc, a, as, B.packed + (int64_t)rpB * pc, PACK_NR, n0, dst, dm0, dn0, acc);
           else
-            macro_kernel(kn, mc, ns, kc, a, as, Bp + (int64_t)rp * pc, NR, n0, C, m0, jc + n0, prefilled || pc > 0);
+            macro_kernel(kn, mc, ns, kc, a, as, Bp + (int64_t)rp * pc, NR, n0, dst, dm0, dn0, acc);
         }
+        if (staged)
+          for (int m = 0; m < mc; m++)
+            for (int j = 0; j < ns; j++) {
+              float *c = C.p + out_off(C, m0 + m, jc + n0 + j);
+              *c = prefilled ? *c + stage[(int64_t)m * NS + j] : stage[(int64_t)m * NS + j];
+            }
       }
       // implicit barrier: Bp is repacked for the next block
     }
-    free_f32(Ap);
+    free_f32(Ap), free_f32(stage);
   }
   free_f32(Bp);
 }

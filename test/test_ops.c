@@ -612,6 +612,18 @@ static void test_invariance(void) {
     n_fail++;
   }
   free(x), free(w), free(b), free(y), free(y2), free(y1);
+  // the same for a convolution over a batch of images, with images narrower than a tile (staged) and not
+  for (int s = 0; s < 2; s++) {
+    int n = 3, cin = 40, h = s ? 8 : 5, wd = s ? 4 : 3, cout = 30, P = h * wd;
+    float *xc = rnd((int64_t)n * cin * P, -1, 1), *wc = rnd((int64_t)cout * cin * 9, -1, 1), *bc = rnd(cout, -1, 1);
+    float *yn = rnd((int64_t)n * cout * P, 5, 6), *yo = rnd((int64_t)cout * P, 5, 6);
+    op_conv2d(yn, xc, wc, bc, n, cin, h, wd, cout, 3, 3, 1, 1, 1, 1, 1);
+    op_conv2d(yo, xc + (int64_t)cin * P, wc, bc, 1, cin, h, wd, cout, 3, 3, 1, 1, 1, 1, 1);  // image 1 alone
+    int same = !memcmp(yo, yn + (int64_t)cout * P, (size_t)cout * P * sizeof(float));
+    printf("%s - conv2d %dx%d: image 1 of a 3-image batch bit-identical to it alone\n", same ? "ok" : "FAIL", h, wd);
+    n_fail += !same;
+    free(xc), free(wc), free(bc), free(yn), free(yo);
+  }
 }
 
 int main(void) {
