@@ -9,9 +9,12 @@
 //   5. element-wise     activations, adds, embeddings, resampling, transposes
 //   6. the CPU backend  these operators behind the model graph's Backend table (model.h)
 //
-// Every matrix product goes through one routine:  C[m,n] (+)= Σ_k A(m,k)·B(n,k), where A and B are
-// read through (row stride, column stride) pairs. That covers x·wᵀ (Linear), w·im2col (conv), q·kᵀ and
-// p·v (attention) without copies beyond the packing every fast GEMM does anyway.
+// Every matrix product goes through one routine:  C[m,n] (+)= Σ_k A(m,k)·B(n,k). A is read through a
+// (row stride, column stride) view or is pre-packed (conv weights); B through a view, as a convolution's
+// input gathered panel by panel (implicit im2col), or pre-packed (Linear weights); C may be split into
+// images (a conv's frames). That covers x·wᵀ (Linear), w·im2col (conv, all frames at once), q·kᵀ and p·v
+// (attention). The CPU backend packs every Linear and conv weight once, at load, in the layout the
+// micro-kernel reads; op_linear / op_conv* (the plain-weight API the tests check) pack per call.
 #include "model.h"
 
 #include <math.h>
@@ -413,44 +416,32 @@ typedef struct {
   const float *bias_m, *bias_n, *chan, *res;
 } Init;
 
-// C[mc, nc] (+)= Ap[mc, kc] · Bp[nc, kc]ᵀ from packed operands (as, bs: their panel widths), into rows
-// m0.. and columns n0.. of C; the B columns start at column bj0 of the packed block. Tiles that fall on a
-// matrix edge or straddle two images go through a local tile.
+// C[mc, nc] (+)= Ap[mc, kc] · Bp[nc, kc]ᵀ from packed operands (as, bs: their panel widths; the B
+// columns start at column bj0 of the packed block), C plain with row stride ldc. Edge tiles go through a
+// local tile.
 static void macro_kernel(const Kern *kn, int mc, int nc, int kc, const float *Ap, int64_t as, const float *Bp,
-                         int64_t bs, int64_t bj0, Out C, int m0, int64_t n0, int accum) {
+                         int64_t bs, int64_t bj0, float *C, int64_t ldc, int accum) {
   const int MR = kn->mr, NR = kn->nr;
   float tile[12 * 32] __attribute__((aligned(64)));
-  int64_t coff[32];
   for (int j = 0; j < nc; j += NR) {
     int nr = nc - j < NR ? nc - j : NR;
     const float *b = Bp + (bj0 + j) / bs * bs * kc + (bj0 + j) % bs;
-    int64_t n = n0 + j, cbase = out_off(C, 0, n);  // column n of row 0
-    int contiguous = n % C.cols + nr <= C.cols;
-    if (!contiguous)
-      for (int jj = 0; jj < nr; jj++) coff[jj] = out_off(C, 0, n + jj);
     for (int i = 0; i < mc; i += MR) {
       int mr = mc - i < MR ? mc - i : MR;
       const float *a = Ap + (i / as) * as * kc + i % as;
-      if (mr == MR && nr == NR && contiguous) {
-        kn->fn(kc, a, as, b, bs, C.p + cbase + (int64_t)(m0 + i) * C.ld, C.ld, accum);
+      float *c = C + (int64_t)i * ldc + j;
+      if (mr == MR && nr == NR) {
+        kn->fn(kc, a, as, b, bs, c, ldc, accum);
         continue;
       }
       kn->fn(kc, a, as, b, bs, tile, NR, 0);
       for (int ii = 0; ii < mr; ii++) {
+        float *ci = c + (int64_t)ii * ldc;
         const float *t = tile + ii * NR;
-        if (contiguous) {
-          float *ci = C.p + cbase + (int64_t)(m0 + i + ii) * C.ld;
-          if (accum)
-            for (int jj = 0; jj < nr; jj++) ci[jj] += t[jj];
-          else
-            for (int jj = 0; jj < nr; jj++) ci[jj] = t[jj];
-        } else {
-          float *ci = C.p + (int64_t)(m0 + i + ii) * C.ld;
-          if (accum)
-            for (int jj = 0; jj < nr; jj++) ci[coff[jj]] += t[jj];
-          else
-            for (int jj = 0; jj < nr; jj++) ci[coff[jj]] = t[jj];
-        }
+        if (accum)
+          for (int jj = 0; jj < nr; jj++) ci[jj] += t[jj];
+        else
+          for (int jj = 0; jj < nr; jj++) ci[jj] = t[jj];
       }
     }
   }
@@ -506,12 +497,12 @@ static void gemm(int M, int64_t N, int K, ASrc A, BSrc B, Out C, Init in) {
     // Ap + MC·pc); consecutive tiles share ic, so each block is packed about once per thread.
     float *Ap = A.packed ? NULL : alloc_f32((size_t)MC * K, "gemm packed A");
     int nth = thread_count(), packed_ic = -1;
-    // When images are not a multiple of NR columns wide (the 4×4 and 2×2 latents), most tiles straddle
-    // images: they are computed into a plain staging tile and scattered into C once, instead of through
-    // the macro-kernel's local tile at every k block. The choice depends on the image size only (never
-    // on the number of images), so an image's result does not depend on the rest of the batch.
-    int staged = C.cols != INT64_MAX && C.cols % NR != 0;
-    float *stage = staged ? alloc_f32((size_t)MC * round_up(256, NR), "gemm staging tile") : NULL;
+    // Each tile's product over all of K is accumulated in a staging tile and added to C once. Its rows
+    // are padded by one cache line: C's rows are often a multiple of 4 KiB apart (a 32×32 image, 1280 or
+    // 5120 features), which would put all MR rows of a micro-tile in one L1 set; tiles that straddle two
+    // images (the 4×4 and 2×2 latents) are scattered once instead of at every k block.
+    const int SLD = round_up(256, NR) + 16;
+    float *stage = alloc_f32((size_t)MC * SLD, "gemm staging tile");
     for (int64_t jc = 0; jc < N; jc += NC) {
       int nc = N - jc < NC ? (int)(N - jc) : NC;
       int npanels = (nc + NR - 1) / NR, rp = npanels * NR;
@@ -549,21 +540,24 @@ static void gemm(int M, int64_t N, int K, ASrc A, BSrc B, Out C, Init in) {
               pack_panels(Ap + (int64_t)MC * k0, A.v, m0, M, round_up(mc, MR), k0, K - k0 < GEMM_KC ? K - k0 : GEMM_KC, MR);
             packed_ic = ic;
           }
-          // staged: the tile's product over all of K in a plain buffer, added to C once at the end
-          Out dst = staged ? out_plain(stage, NS) : C;
-          int dm0 = staged ? 0 : m0, acc = staged ? pc > 0 : prefilled || pc > 0;
-          int64_t dn0 = staged ? 0 : jc + n0;
           if (B.packed)  // jc = 0: one block
-            macro_kernel(kn, mc, ns, kc, a, as, B.packed + (int64_t)rpB * pc, PACK_NR, n0, dst, dm0, dn0, acc);
+            macro_kernel(kn, mc, ns, kc, a, as, B.packed + (int64_t)rpB * pc, PACK_NR, n0, stage, SLD, pc > 0);
           else
-            macro_kernel(kn, mc, ns, kc, a, as, Bp + (int64_t)rp * pc, NR, n0, dst, dm0, dn0, acc);
+            macro_kernel(kn, mc, ns, kc, a, as, Bp + (int64_t)rp * pc, NR, n0, stage, SLD, pc > 0);
         }
-        if (staged)
-          for (int m = 0; m < mc; m++)
-            for (int j = 0; j < ns; j++) {
-              float *c = C.p + out_off(C, m0 + m, jc + n0 + j);
-              *c = prefilled ? *c + stage[(int64_t)m * NS + j] : stage[(int64_t)m * NS + j];
-            }
+        for (int m = 0; m < mc; m++) {  // C (+)= stage, in runs that stay inside one image
+          const float *sr = stage + (int64_t)m * SLD;
+          for (int j = 0; j < ns;) {
+            int64_t n = jc + n0 + j;
+            int run = (int)(C.cols - n % C.cols < ns - j ? C.cols - n % C.cols : ns - j);
+            float *c = C.p + out_off(C, m0 + m, n);
+            if (prefilled)
+              for (int q = 0; q < run; q++) c[q] += sr[j + q];
+            else
+              for (int q = 0; q < run; q++) c[q] = sr[j + q];
+            j += run;
+          }
+        }
       }
       // implicit barrier: Bp is repacked for the next block
     }
@@ -599,9 +593,10 @@ double op_kernel_peak_gflops(double seconds) {
 // ===================================================================================================
 // 2. Linear and convolutions
 // ===================================================================================================
-// Results are bit-identical whatever the thread count and whatever the other rows of the batch:
-// every output element is summed in the same order (its starting value, then k blocks of GEMM_KC in
-// order, each from zero) wherever its tile falls. They do depend on the micro-kernel (FMA or not).
+// Results are bit-identical whatever the thread count and whatever the other rows (images) of the batch:
+// every output element is summed in the same order wherever its tile falls (k blocks of GEMM_KC in
+// order, each from zero, into the staging tile; then added to its starting value once). They do depend
+// on the micro-kernel (FMA or not).
 void op_linear(float *y, const float *x, const float *w, const float *b, int M, int K, int N) {
   ASrc A = {.v = {x, K, 1}};
   BSrc B = {.v = {w, K, 1}};
@@ -819,7 +814,7 @@ void op_attention(float *o, int64_t o_seq, int64_t o_row, const float *q, int64_
         int kc = hd - k0 < GEMM_KC ? hd - k0 : GEMM_KC;
         for (int j0 = 0; j0 < lk; j0 += LB)
           macro_kernel(kn, lk - j0 < LB ? lk - j0 : LB, nq, kc, Kp + (int64_t)rpK * k0 + (int64_t)j0 * kc, MR,
-                       Qp + (int64_t)rpQ * k0, NR, 0, out_plain(St + (int64_t)j0 * QB, QB), 0, 0, k0 > 0);
+                       Qp + (int64_t)rpQ * k0, NR, 0, St + (int64_t)j0 * QB, QB, k0 > 0);
       }
       softmax_cols(St, QB, lk, nq, scale, mx, sum);
       // O[nq, hd] = P · V, P(i, j) = Sᵀ[j, i]
@@ -829,7 +824,7 @@ void op_attention(float *o, int64_t o_seq, int64_t o_row, const float *q, int64_
       for (int k0 = 0; k0 < lk; k0 += GEMM_KC) {
         int kc = lk - k0 < GEMM_KC ? lk - k0 : GEMM_KC;
         pack_panels(Pp, Pv, 0, nq, round_up(nq, MR), k0, kc, MR);
-        macro_kernel(kn, nq, hd, kc, Pp, MR, Vp + (int64_t)rpV * k0, NR, 0, out_plain(Ob, o_row), 0, 0, k0 > 0);
+        macro_kernel(kn, nq, hd, kc, Pp, MR, Vp + (int64_t)rpV * k0, NR, 0, Ob, o_row, k0 > 0);
       }
       for (int i = 0; i < nq; i++) {
         float inv = 1.0f / sum[i];
