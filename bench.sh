@@ -151,9 +151,12 @@ PYEOF
     done
   done
   OUTJ=bench/results/$STAMP-cpu.json
-  $TPY - "$TMP/runs.jsonl" "$OUTJ" "$ROUNDS" "$RUNS_PER_ROUND" "$RUNS" <<'PYEOF'
+  REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  git diff --quiet HEAD -- '*.c' '*.h' 2>/dev/null || REV="$REV+uncommitted"
+  $TPY - "$TMP/runs.jsonl" "$OUTJ" "$ROUNDS" "$RUNS_PER_ROUND" "$RUNS" "$REV" <<'PYEOF'
 import json, os, platform, sys
 runs_path, outj, rounds, per_round, op_runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+rev = sys.argv[6]
 rows = [json.loads(l) for l in open(runs_path) if l.strip()]
 def cpu_name():
     for l in open("/proc/cpuinfo"):
@@ -164,7 +167,7 @@ def med(v):
     v = sorted(v)
     return None if not v else v[len(v) // 2] if len(v) % 2 else 0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2])
 mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-out = {"mode": "cpu", "machine": {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "memory_gib": round(mem_gib, 1),
+out = {"mode": "cpu", "vdp_commit": rev, "machine": {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "memory_gib": round(mem_gib, 1),
                                   "kernel": platform.release()},
        "conditions": "vdp and torch alternate, %d rounds (one process each: setup, a warm-up step, %d timed); "
                      "operator cases: %d timed runs per process; loadavg (1, 5, 15 min) recorded around every "
