@@ -158,7 +158,7 @@ static void *bind1(Binder *b, const char *name, const char *what, int64_t d0) {
 
 static void bind_linear(Binder *b, Linear *l, int in, int out, int has_bias, const char *name) {
   l->in = in, l->out = out;
-  l->w = bind_tensor(b, 2, (const int64_t[]){out, in}, "%s.weight", name);
+  l->w = bind_kind(b, WEIGHT_LINEAR, NULL, 2, (const int64_t[]){out, in}, "%s.weight", name);
   l->b = has_bias ? bind1(b, name, "bias", out) : NULL;
 }
 

@@ -17,7 +17,7 @@
 // (act, residual, per-channel add) that the CPU backend applies as separate steps.
 // ---------------------------------------------------------------------------------------------------
 enum { ACT_NONE = 0, ACT_SILU = 1, ACT_GELU = 2, ACT_QUICK_GELU = 3, ACT_GEGLU = 4 };  // = VDPC_ACT_*
-enum { WEIGHT_PLAIN = 0, WEIGHT_CONV = 1 };  // a backend may store convolution weights re-laid-out
+enum { WEIGHT_PLAIN = 0, WEIGHT_CONV = 1, WEIGHT_LINEAR = 2 };  // a backend may store conv / Linear weights re-laid-out
 
 typedef struct Backend {
   const char *name;

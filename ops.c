@@ -3,15 +3,18 @@
 // Reading order:
 //   1. GEMM core        packing, micro-kernels (portable C, and AVX2 / AVX-512 chosen at run time),
 //                       the parallel driver; attention drives the macro-kernel itself, per thread
-//   2. linear / conv    op_linear, op_conv2d (im2col in bounded bands), op_conv_temporal
+//   2. linear / conv    op_linear, op_conv2d, op_conv_temporal: one implicit GEMM over all frames
 //   3. attention        blocked softmax(q kᵀ) v, never an Lq×Lk matrix
 //   4. normalisation    op_groupnorm (frame-pooled), op_layernorm
 //   5. element-wise     activations, adds, embeddings, resampling, transposes
 //   6. the CPU backend  these operators behind the model graph's Backend table (model.h)
 //
-// Every matrix product goes through one routine:  C[m,n] (+)= Σ_k A(m,k)·B(n,k), where A and B are
-// read through (row stride, column stride) pairs. That covers x·wᵀ (Linear), w·im2col (conv), q·kᵀ and
-// p·v (attention) without copies beyond the packing every fast GEMM does anyway.
+// Every matrix product goes through one routine:  C[m,n] (+)= Σ_k A(m,k)·B(n,k). A is read through a
+// (row stride, column stride) view or is pre-packed (conv weights); B through a view, as a convolution's
+// input gathered panel by panel (implicit im2col), or pre-packed (Linear weights); C may be split into
+// images (a conv's frames). That covers x·wᵀ (Linear), w·im2col (conv, all frames at once), q·kᵀ and p·v
+// (attention). The CPU backend packs every Linear and conv weight once, at load, in the layout the
+// micro-kernel reads; op_linear / op_conv* (the plain-weight API the tests check) pack per call.
 #include "model.h"
 
 #include <math.h>
@@ -55,8 +58,12 @@ static void free_f32(float *p) {
 //   A panel: MR rows,  element (i, k) at Ap[k*MR + i]   (panels of one block are consecutive)
 //   B panel: NR cols,  element (j, k) at Bp[k*NR + j]
 // Rows/columns past the matrix edge are packed as zeros, so the micro-kernel never branches.
-// A micro-kernel computes one MR×NR tile of C over kc and either stores it (accum = 0) or adds it.
-typedef void (*KernFn)(int kc, const float *Ap, const float *Bp, float *C, int64_t ldc, int accum);
+// A micro-kernel computes one MR×NR tile of C over kc and either stores it (accum = 0) or adds it. It
+// reads A element (i, k) at Ap[k*as + i] and B element (j, k) at Bp[k*bs + j]: as = MR, bs = NR for
+// panels packed per call; PACK_MR, PACK_NR for the pre-packed weights, whose panels are a multiple of
+// every kernel's MR and NR.
+typedef void (*KernFn)(int kc, const float *Ap, int64_t as, const float *Bp, int64_t bs, float *C, int64_t ldc,
+                       int accum);
 typedef struct {
   const char *name;
   int mr, nr;
@@ -70,7 +77,8 @@ typedef struct {
 #define GEN_NR 8
 #if defined(__GNUC__) || defined(__clang__)
 typedef float v4f __attribute__((vector_size(16)));
-static void kern_generic(int kc, const float *Ap, const float *Bp, float *C, int64_t ldc, int accum) {
+static void kern_generic(int kc, const float *Ap, int64_t as, const float *Bp, int64_t bs, float *C, int64_t ldc,
+                         int accum) {
   v4f c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
   for (int k = 0; k < kc; k++) {
     v4f b0, b1;
@@ -80,8 +88,8 @@ static void kern_generic(int kc, const float *Ap, const float *Bp, float *C, int
     v4f a2 = {Ap[2], Ap[2], Ap[2], Ap[2]}, a3 = {Ap[3], Ap[3], Ap[3], Ap[3]};
     c00 += a0 * b0, c01 += a0 * b1, c10 += a1 * b0, c11 += a1 * b1;
     c20 += a2 * b0, c21 += a2 * b1, c30 += a3 * b0, c31 += a3 * b1;
-    Ap += 4;
-    Bp += 8;
+    Ap += as;
+    Bp += bs;
   }
   v4f out[8] = {c00, c01, c10, c11, c20, c21, c30, c31};
   for (int i = 0; i < 4; i++) {
@@ -98,11 +106,12 @@ static void kern_generic(int kc, const float *Ap, const float *Bp, float *C, int
   }
 }
 #else
-static void kern_generic(int kc, const float *Ap, const float *Bp, float *C, int64_t ldc, int accum) {
+static void kern_generic(int kc, const float *Ap, int64_t as, const float *Bp, int64_t bs, float *C, int64_t ldc,
+                         int accum) {
   float acc[GEN_MR][GEN_NR] = {{0}};
   for (int k = 0; k < kc; k++)
     for (int i = 0; i < GEN_MR; i++)
-      for (int j = 0; j < GEN_NR; j++) acc[i][j] += Ap[k * GEN_MR + i] * Bp[k * GEN_NR + j];
+      for (int j = 0; j < GEN_NR; j++) acc[i][j] += Ap[k * as + i] * Bp[k * bs + j];
   for (int i = 0; i < GEN_MR; i++)
     for (int j = 0; j < GEN_NR; j++) C[i * ldc + j] = (accum ? C[i * ldc + j] : 0.0f) + acc[i][j];
 }
@@ -129,21 +138,21 @@ static void kern_generic(int kc, const float *Ap, const float *Bp, float *C, int
   }
 
 // AVX2 + FMA: 6×16 tile = 12 ymm accumulators, 2 B vectors, 1 broadcast (of 16 registers).
-__attribute__((target("avx2,fma"))) static void kern_avx2(int kc, const float *Ap, const float *Bp, float *C,
-                                                          int64_t ldc, int accum) {
+__attribute__((target("avx2,fma"))) static void kern_avx2(int kc, const float *Ap, int64_t as, const float *Bp,
+                                                          int64_t bs, float *C, int64_t ldc, int accum) {
   __m256 z = _mm256_setzero_ps(), a;
   __m256 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z,
          c51 = z;
   for (int k = 0; k < kc; k++) {
-    __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8);
+    __m256 b0 = _mm256_loadu_ps(Bp), b1 = _mm256_loadu_ps(Bp + 8);
     FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 0, c00, c01)
     FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 1, c10, c11)
     FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 2, c20, c21)
     FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 3, c30, c31)
     FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 4, c40, c41)
     FMA_ROW2(_mm256_set1_ps, _mm256_fmadd_ps, 5, c50, c51)
-    Ap += 6;
-    Bp += 16;
+    Ap += as;
+    Bp += bs;
   }
   STORE_ROW2(8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, 0, c00, c01)
   STORE_ROW2(8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, 1, c10, c11)
@@ -154,14 +163,14 @@ __attribute__((target("avx2,fma"))) static void kern_avx2(int kc, const float *A
 }
 
 // AVX-512: 12×32 tile = 24 zmm accumulators, 2 B vectors, 1 broadcast (of 32 registers).
-__attribute__((target("avx512f"))) static void kern_avx512(int kc, const float *Ap, const float *Bp, float *C,
-                                                           int64_t ldc, int accum) {
+__attribute__((target("avx512f"))) static void kern_avx512(int kc, const float *Ap, int64_t as, const float *Bp,
+                                                           int64_t bs, float *C, int64_t ldc, int accum) {
   __m512 z = _mm512_setzero_ps(), a;
   __m512 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z,
          c51 = z, c60 = z, c61 = z, c70 = z, c71 = z, c80 = z, c81 = z, c90 = z, c91 = z, ca0 = z, ca1 = z,
          cb0 = z, cb1 = z;
   for (int k = 0; k < kc; k++) {
-    __m512 b0 = _mm512_load_ps(Bp), b1 = _mm512_load_ps(Bp + 16);
+    __m512 b0 = _mm512_loadu_ps(Bp), b1 = _mm512_loadu_ps(Bp + 16);
     FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 0, c00, c01)
     FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 1, c10, c11)
     FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 2, c20, c21)
@@ -174,8 +183,8 @@ __attribute__((target("avx512f"))) static void kern_avx512(int kc, const float *
     FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 9, c90, c91)
     FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 10, ca0, ca1)
     FMA_ROW2(_mm512_set1_ps, _mm512_fmadd_ps, 11, cb0, cb1)
-    Ap += 12;
-    Bp += 32;
+    Ap += as;
+    Bp += bs;
   }
   STORE_ROW2(16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, 0, c00, c01)
   STORE_ROW2(16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, 1, c10, c11)
@@ -217,6 +226,11 @@ static const Kern *pick_kernel(void) {
 // B block lives in L2/L3. MC is rounded to a multiple of MR.
 #define GEMM_KC 256
 #define GEMM_MC 120
+// Rows per panel of a pre-packed A operand (convolution weights) and columns per panel of a pre-packed
+// B operand (Linear weights): multiples of every kernel's MR (4, 6, 12) and NR (8, 16, 32), so one
+// packed copy serves whichever kernel runs.
+#define PACK_MR 12
+#define PACK_NR 32
 
 // Strided matrix view: element (r, c) at p[r*rs + c*cs].
 typedef struct {
@@ -256,80 +270,252 @@ static void pack_panels(float *dst, View v, int r0, int nrows_total, int mr_bloc
   }
 }
 
-// C[mc, nc] (+)= Ap[mc, kc] · Bp[nc, kc]ᵀ from packed operands; edge tiles go through a local tile.
-static void macro_kernel(const Kern *kn, int mc, int nc, int kc, const float *Ap, const float *Bp, float *C,
-                         int64_t ldc, int accum) {
-  const int MR = kn->mr, NR = kn->nr;
-  float tile[12 * 32] __attribute__((aligned(64)));
-  for (int j = 0; j < nc; j += NR) {
-    int nr = nc - j < NR ? nc - j : NR;
-    const float *b = Bp + (int64_t)j * kc;
-    for (int i = 0; i < mc; i += MR) {
-      int mr = mc - i < MR ? mc - i : MR;
-      const float *a = Ap + (int64_t)i * kc;
-      float *c = C + (int64_t)i * ldc + j;
-      if (mr == MR && nr == NR) {
-        kn->fn(kc, a, b, c, ldc, accum);
-      } else {
-        kn->fn(kc, a, b, tile, NR, 0);
-        for (int ii = 0; ii < mr; ii++) {
-          float *ci = c + (int64_t)ii * ldc;
-          const float *t = tile + ii * NR;
-          if (accum)
-            for (int jj = 0; jj < nr; jj++) ci[jj] += t[jj];
-          else
-            for (int jj = 0; jj < nr; jj++) ci[jj] = t[jj];
-        }
+static int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+// ---------------------------------------------------------------------------------------------------
+// Convolutions as GEMMs: C[cout, n·P] = W[cout, K] · im2col(x)[K, n·P], all images (frames) in one product.
+// W is pre-packed once (the CPU backend's WEIGHT_CONV layout, or once per op_conv* call); the columns of
+// im2col are never materialised: the GEMM gathers each B panel straight from the input (pack_conv_panel).
+// ---------------------------------------------------------------------------------------------------
+// Packed weights, K = cin·kh·kw in (ci, ky, kx) order, or 3·cin in (tap, ci) order for the temporal conv:
+// k blocks of GEMM_KC; the block starting at k0 (kc wide) holds rp = round_up(cout, PACK_MR) rows as
+// PACK_MR-row panels:  W(o, k) at  rp·k0 + (o / PACK_MR)·PACK_MR·kc + (k − k0)·PACK_MR + o % PACK_MR.
+// Rows past cout are zero.
+static int64_t packed_weight_elems(int cout, int K) { return (int64_t)round_up(cout, PACK_MR) * K; }
+
+// w: [cout, cin, kh, kw] (temporal = 0), or the temporal conv's [cout, cin, 3] (temporal = 1, kh·kw = 3)
+static void pack_conv_weights(float *dst, const float *w, int cout, int cin, int khkw, int temporal) {
+  int K = cin * khkw, rp = round_up(cout, PACK_MR);
+  for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+    int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+    float *blk = dst + (int64_t)rp * k0;
+    for (int o = 0; o < rp; o++) {
+      float *d = blk + (int64_t)(o / PACK_MR) * PACK_MR * kc + o % PACK_MR;
+      for (int k = k0; k < k0 + kc; k++) {
+        // temporal: k = tap·cin + ci reads w[o, ci, tap]
+        int64_t src = temporal ? ((int64_t)o * cin + k % cin) * 3 + k / cin : (int64_t)o * K + k;
+        d[(int64_t)(k - k0) * PACK_MR] = o < cout ? w[src] : 0.0f;
       }
     }
   }
 }
 
-static int round_up(int x, int m) { return (x + m - 1) / m * m; }
+// Packed Linear weights w [N, K] (the B operand of x·wᵀ): k blocks of GEMM_KC; the block starting at k0
+// (kc wide) holds rp = round_up(N, PACK_NR) columns as PACK_NR-column panels:
+//   w(n, k) at  rp·k0 + (n / PACK_NR)·PACK_NR·kc + (k − k0)·PACK_NR + n % PACK_NR;  columns past N zero.
+static int64_t packed_linear_elems(int N, int K) { return (int64_t)round_up(N, PACK_NR) * K; }
+static void pack_linear_weights(float *dst, const float *w, int N, int K) {
+  int rp = round_up(N, PACK_NR);
+  for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+    int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+    pack_panels(dst + (int64_t)rp * k0, (View){w, K, 1}, 0, N, rp, k0, kc, PACK_NR);
+  }
+}
 
-// The general product, parallel over (M block, N sub-block) tiles:
-//   C[m*ldc + n] = Σ_k A(m,k)·B(n,k) + bias_m[m] + bias_n[n]   (either bias may be NULL)
-// With accum = 1 the product is added to C instead (biases are then not allowed).
-static void gemm(int M, int N, int K, View A, View B, float *C, int64_t ldc, const float *bias_m,
-                 const float *bias_n, int accum) {
+// The B operand of a convolution: column j = (image j / P, output pixel j % P), P = ho·wo; row k as in
+// the packed weights. A temporal conv is the 1×1 geometry over hw pixels with rows (tap, ci) that read
+// frame f + tap − 1 of the same video (zero outside it). A 1×1 stride-1 conv without padding is given
+// the geometry of one row of h·w pixels, so its runs span whole images.
+typedef struct {
+  const float *x;  // [n, cin, h, w]
+  int cin, h, w, kh, kw, stride, pt, pl, ho, wo;
+  int nf;  // temporal: frames per video (n = videos·nf), else 0
+} ConvSrc;
+
+// Gathers columns [j0, j0+NR) (zeros past N) × rows [k0, k0+kc) into one B panel: element (j, k) at
+// dst[(k − k0)·NR + j − j0]. The panel's columns split into runs of consecutive pixels of one output
+// row; for each row k a run is one contiguous (stride 1) or strided read of the input, with the
+// padding written as zeros.
+static void pack_conv_panel(float *dst, const ConvSrc *s, int64_t j0, int64_t N, int k0, int kc, int NR) {
+  struct {
+    int d, len, oy, ox;
+    int64_t img;
+  } run[32];  // NR <= 32
+  int nrun = 0, P = s->ho * s->wo, valid = N - j0 < NR ? (int)(N - j0) : NR;
+  for (int64_t j = j0; j < j0 + valid;) {
+    int64_t img = j / P;
+    int p = (int)(j % P), oy = p / s->wo, ox = p % s->wo;
+    int len = s->wo - ox;
+    if (len > j0 + valid - j) len = (int)(j0 + valid - j);
+    run[nrun].d = (int)(j - j0), run[nrun].len = len, run[nrun].oy = oy, run[nrun].ox = ox, run[nrun].img = img;
+    nrun++;
+    j += len;
+  }
+  const int64_t hw = (int64_t)s->h * s->w, khw = s->kh * s->kw;
+  for (int k = k0; k < k0 + kc; k++) {
+    float *dk = dst + (int64_t)(k - k0) * NR;
+    for (int i = valid; i < NR; i++) dk[i] = 0.0f;
+    if (s->nf) {  // temporal: row k = (tap, ci); runs stay inside one frame
+      int tap = k / s->cin, ci = k % s->cin;
+      for (int r = 0; r < nrun; r++) {
+        float *d = dk + run[r].d;
+        int f = (int)(run[r].img % s->nf) + tap - 1;
+        if (f < 0 || f >= s->nf) {
+          for (int i = 0; i < run[r].len; i++) d[i] = 0.0f;
+          continue;
+        }
+        const float *src = s->x + ((run[r].img + tap - 1) * s->cin + ci) * hw + run[r].ox;
+        for (int i = 0; i < run[r].len; i++) d[i] = src[i];
+      }
+      continue;
+    }
+    int ci = (int)(k / khw), ky = (int)(k / s->kw % s->kh), kx = (int)(k % s->kw);
+    int off = kx - s->pl;  // ix = ox·stride + off
+    for (int r = 0; r < nrun; r++) {
+      float *d = dk + run[r].d - run[r].ox;  // indexed by ox
+      int ox0 = run[r].ox, ox1 = run[r].ox + run[r].len;
+      int iy = run[r].oy * s->stride - s->pt + ky;
+      if (iy < 0 || iy >= s->h) {
+        for (int ox = ox0; ox < ox1; ox++) d[ox] = 0.0f;
+        continue;
+      }
+      const float *xr = s->x + (run[r].img * s->cin + ci) * hw + (int64_t)iy * s->w;
+      // ox in [lo, hi) reads inside the row (0 <= ox·stride + off < w); the rest is padding
+      int lo = off >= 0 ? 0 : (-off + s->stride - 1) / s->stride;
+      int hi = s->w - off <= 0 ? 0 : (s->w - off + s->stride - 1) / s->stride;
+      if (lo < ox0) lo = ox0;
+      if (hi > ox1) hi = ox1;
+      if (hi < lo) hi = lo;
+      for (int ox = ox0; ox < lo; ox++) d[ox] = 0.0f;
+      if (s->stride == 1)
+        for (int ox = lo; ox < hi; ox++) d[ox] = xr[ox + off];
+      else
+        for (int ox = lo; ox < hi; ox++) d[ox] = xr[ox * s->stride + off];
+      for (int ox = hi; ox < ox1; ox++) d[ox] = 0.0f;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The GEMM driver
+// ---------------------------------------------------------------------------------------------------
+// Operands. A: a strided view packed per tile, or pre-packed PACK_MR-row panels (packed_weight_elems).
+// B: a strided view or a convolution's input, gathered per panel into a block shared by the threads;
+// or pre-packed PACK_NR-column panels (packed_linear_elems). C: column n is pixel n % cols of
+// image n / cols,  C(m, n) at p + (n / cols)·img + m·ld + n % cols  (a plain matrix: cols = N).
+typedef struct {
+  View v;
+  const float *packed;  // non-NULL: pre-packed, v unused
+} ASrc;
+typedef struct {
+  View v;
+  const ConvSrc *conv;  // non-NULL: implicit im2col, v unused
+  const float *packed;  // non-NULL: pre-packed, v and conv unused
+} BSrc;
+typedef struct {
+  float *p;
+  int64_t ld, cols, img;
+} Out;
+static Out out_plain(float *p, int64_t ld) { return (Out){p, ld, INT64_MAX, 0}; }
+static inline int64_t out_off(Out c, int64_t m, int64_t n) { return (n / c.cols) * c.img + m * c.ld + n % c.cols; }
+
+// What C holds before the products accumulate into it (each term optional; all NULL: nothing, the
+// first k block stores):  C(m, n) = (bias_m[m] + bias_n[n] + chan[image(n)·M + m]) + res(m, n),
+// res addressed like C. res may be C itself.
+typedef struct {
+  const float *bias_m, *bias_n, *chan, *res;
+} Init;
+
+// C[mc, nc] (+)= Ap[mc, kc] · Bp[nc, kc]ᵀ from packed operands (as, bs: their panel widths; the B
+// columns start at column bj0 of the packed block), C plain with row stride ldc. Edge tiles go through a
+// local tile.
+static void macro_kernel(const Kern *kn, int mc, int nc, int kc, const float *Ap, int64_t as, const float *Bp,
+                         int64_t bs, int64_t bj0, float *C, int64_t ldc, int accum) {
+  const int MR = kn->mr, NR = kn->nr;
+  float tile[12 * 32] __attribute__((aligned(64)));
+  for (int j = 0; j < nc; j += NR) {
+    int nr = nc - j < NR ? nc - j : NR;
+    const float *b = Bp + (bj0 + j) / bs * bs * kc + (bj0 + j) % bs;
+    for (int i = 0; i < mc; i += MR) {
+      int mr = mc - i < MR ? mc - i : MR;
+      const float *a = Ap + (i / as) * as * kc + i % as;
+      float *c = C + (int64_t)i * ldc + j;
+      if (mr == MR && nr == NR) {
+        kn->fn(kc, a, as, b, bs, c, ldc, accum);
+        continue;
+      }
+      kn->fn(kc, a, as, b, bs, tile, NR, 0);
+      for (int ii = 0; ii < mr; ii++) {
+        float *ci = c + (int64_t)ii * ldc;
+        const float *t = tile + ii * NR;
+        if (accum)
+          for (int jj = 0; jj < nr; jj++) ci[jj] += t[jj];
+        else
+          for (int jj = 0; jj < nr; jj++) ci[jj] = t[jj];
+      }
+    }
+  }
+}
+
+// Writes C's starting values (Init); returns whether it wrote any.
+static int init_c(int M, int64_t N, Out C, Init in) {
+  if (!in.bias_m && !in.bias_n && !in.chan && !in.res) return 0;
+  int64_t nimg = C.cols >= N ? 1 : N / C.cols, cols = C.cols >= N ? N : C.cols;  // N = nimg·cols for images
+#pragma omp parallel for schedule(static) collapse(2) if ((int64_t)M * N > 65536)
+  for (int64_t i = 0; i < nimg; i++)
+    for (int m = 0; m < M; m++) {
+      int64_t off = i * C.img + (int64_t)m * C.ld;
+      float *c = C.p + off;
+      const float *r = in.res ? in.res + off : NULL;
+      float bm = (in.bias_m ? in.bias_m[m] : 0.0f) + (in.chan ? in.chan[i * M + m] : 0.0f);
+      const float *bn = in.bias_n ? in.bias_n + i * cols : NULL;
+      for (int64_t n = 0; n < cols; n++) {
+        float v = bn ? bm + bn[n] : bm;
+        c[n] = r ? v + r[n] : v;
+      }
+    }
+  return 1;
+}
+
+// The general product, parallel over (M block, N sub-block) tiles:  C = Init + Σ_k A(m,k)·B(n,k).
+static void gemm(int M, int64_t N, int K, ASrc A, BSrc B, Out C, Init in) {
   if (M <= 0 || N <= 0) return;
   const Kern *kn = pick_kernel();
   const int MR = kn->mr, NR = kn->nr;
-  const int MC = GEMM_MC / MR * MR;
-  int prefilled = accum;
-  if (bias_m || bias_n || K <= 0) {
-    // C starts as the bias (or zero); every k block then accumulates into it.
-#pragma omp parallel for schedule(static) if ((int64_t)M * N > 65536)
-    for (int m = 0; m < M; m++) {
-      float *c = C + (int64_t)m * ldc;
-      float bm = bias_m ? bias_m[m] : 0.0f;
-      for (int n = 0; n < N; n++) c[n] = bm + (bias_n ? bias_n[n] : 0.0f);
-    }
-    prefilled = 1;
+  const int MC = GEMM_MC / MR * MR;  // a multiple of PACK_MR too: tiles start on a packed panel
+  int prefilled = init_c(M, N, C, in);
+  if (K <= 0) {
+    if (!prefilled)
+      for (int m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) C.p[out_off(C, m, n)] = 0.0f;
+    return;
   }
-  if (K <= 0) return;
   // N block: B is packed for all of K at once (at most ~16 MiB), so that the threads meet only twice
   // per block. A barrier per k block would let a thread whose core is shared with another process
   // stall the other at every step.
   int64_t nc_max = ((int64_t)16 << 20) / ((int64_t)K * (int64_t)sizeof(float)) / NR * NR;
   if (nc_max < NR) nc_max = NR;
-  const int NC = round_up(N, NR) < nc_max ? round_up(N, NR) : (int)nc_max;
-  const int nkb = (K + GEMM_KC - 1) / GEMM_KC;
-  float *Bp = alloc_f32((size_t)NC * K, "gemm packed B");
-  double flops = 2.0 * M * N * K;
+  if (B.packed) nc_max = N;  // nothing to pack: one block
+  const int NC = round_up((int)(N < nc_max ? N : nc_max), NR);
+  const int nkb = (K + GEMM_KC - 1) / GEMM_KC, rpA = round_up(M, PACK_MR);
+  float *Bp = B.packed ? NULL : alloc_f32((size_t)NC * K, "gemm packed B");
+  const int rpB = round_up((int)(B.packed ? N : 0), PACK_NR);
+  double flops = 2.0 * M * (double)N * K;
 #pragma omp parallel if (flops > 2e6)
   {
-    float *Ap = alloc_f32((size_t)MC * GEMM_KC, "gemm packed A");
-    int nth = thread_count();
-    for (int jc = 0; jc < N; jc += NC) {
-      int nc = N - jc < NC ? N - jc : NC;
+    // A from a view: this thread's copy of the MC-row block ic, packed for all of K (k block pc at
+    // Ap + MC·pc); consecutive tiles share ic, so each block is packed about once per thread.
+    float *Ap = A.packed ? NULL : alloc_f32((size_t)MC * K, "gemm packed A");
+    int nth = thread_count(), packed_ic = -1;
+    // Each tile's product over all of K is accumulated in a staging tile and added to C once. Its rows
+    // are padded by one cache line: C's rows are often a multiple of 4 KiB apart (a 32×32 image, 1280 or
+    // 5120 features), which would put all MR rows of a micro-tile in one L1 set; tiles that straddle two
+    // images (the 4×4 and 2×2 latents) are scattered once instead of at every k block.
+    const int SLD = round_up(256, NR) + 16;
+    float *stage = alloc_f32((size_t)MC * SLD, "gemm staging tile");
+    for (int64_t jc = 0; jc < N; jc += NC) {
+      int nc = N - jc < NC ? (int)(N - jc) : NC;
       int npanels = (nc + NR - 1) / NR, rp = npanels * NR;
       // packed B of this block: k block k0 at Bp + rp·k0, its NR-column panels consecutive
 #pragma omp for schedule(dynamic, 4)
-      for (int p = 0; p < npanels * nkb; p++) {
+      for (int p = 0; p < (B.packed ? 0 : npanels * nkb); p++) {
         int k0 = p / npanels * GEMM_KC, pn = p % npanels;
         int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
-        pack_panels(Bp + (int64_t)rp * k0 + (int64_t)pn * NR * kc, B, jc + pn * NR, N, NR, k0, kc, NR);
+        float *dst = Bp + (int64_t)rp * k0 + (int64_t)pn * NR * kc;
+        if (B.conv)
+          pack_conv_panel(dst, B.conv, jc + pn * NR, N, k0, kc, NR);
+        else
+          pack_panels(dst, B.v, (int)jc + pn * NR, (int)N, NR, k0, kc, NR);
       }
       // implicit barrier: the B block is complete.
       // Tiles of C (MC rows × NS columns), each computed over all of K by one thread; handed out
@@ -345,119 +531,129 @@ static void gemm(int M, int N, int K, View A, View B, float *C, int64_t ldc, con
         int n0 = js * NS, ns = nc - n0 < NS ? nc - n0 : NS;
         for (int pc = 0; pc < K; pc += GEMM_KC) {
           int kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
-          pack_panels(Ap, A, m0, M, round_up(mc, MR), pc, kc, MR);
-          macro_kernel(kn, mc, ns, kc, Ap, Bp + (int64_t)rp * pc + (int64_t)n0 * kc,
-                       C + (int64_t)m0 * ldc + jc + n0, ldc, prefilled || pc > 0);
+          const float *a = Ap + (int64_t)MC * pc;
+          int64_t as = MR;
+          if (A.packed) {
+            a = A.packed + (int64_t)rpA * pc + (int64_t)m0 * kc, as = PACK_MR;
+          } else if (packed_ic != ic) {
+            for (int k0 = 0; k0 < K; k0 += GEMM_KC)
+              pack_panels(Ap + (int64_t)MC * k0, A.v, m0, M, round_up(mc, MR), k0, K - k0 < GEMM_KC ? K - k0 : GEMM_KC, MR);
+            packed_ic = ic;
+          }
+          if (B.packed)  // jc = 0: one block
+            macro_kernel(kn, mc, ns, kc, a, as, B.packed + (int64_t)rpB * pc, PACK_NR, n0, stage, SLD, pc > 0);
+          else
+            macro_kernel(kn, mc, ns, kc, a, as, Bp + (int64_t)rp * pc, NR, n0, stage, SLD, pc > 0);
+        }
+        for (int m = 0; m < mc; m++) {  // C (+)= stage, in runs that stay inside one image
+          const float *sr = stage + (int64_t)m * SLD;
+          for (int j = 0; j < ns;) {
+            int64_t n = jc + n0 + j;
+            int run = (int)(C.cols - n % C.cols < ns - j ? C.cols - n % C.cols : ns - j);
+            float *c = C.p + out_off(C, m0 + m, n);
+            if (prefilled)
+              for (int q = 0; q < run; q++) c[q] += sr[j + q];
+            else
+              for (int q = 0; q < run; q++) c[q] = sr[j + q];
+            j += run;
+          }
         }
       }
       // implicit barrier: Bp is repacked for the next block
     }
-    free_f32(Ap);
+    free_f32(Ap), free_f32(stage);
   }
   free_f32(Bp);
+}
+
+// The attainable peak of this machine's micro-kernel: every thread runs it over one kc = GEMM_KC panel
+// pair that stays in L1, storing into a private tile, for about `seconds`. The yardstick that the
+// benchmark's GFLOP/s are read against (the GEMM can approach it, never pass it).
+double op_kernel_peak_gflops(double seconds) {
+  const Kern *kn = pick_kernel();
+  double total_flop = 0, t0 = vdp_now(), t1 = t0;
+#pragma omp parallel reduction(+ : total_flop)
+  {
+    float *Ap = alloc_f32((size_t)kn->mr * GEMM_KC, "peak A"), *Bp = alloc_f32((size_t)kn->nr * GEMM_KC, "peak B");
+    float *C = alloc_f32((size_t)kn->mr * kn->nr, "peak C");
+    for (int i = 0; i < kn->mr * GEMM_KC; i++) Ap[i] = 1e-3f * (float)(i % 7);
+    for (int i = 0; i < kn->nr * GEMM_KC; i++) Bp[i] = 1e-3f * (float)(i % 5);
+    int64_t calls = 0;
+    do {
+      for (int r = 0; r < 1000; r++) kn->fn(GEMM_KC, Ap, kn->mr, Bp, kn->nr, C, kn->nr, r > 0);
+      calls += 1000;
+    } while (vdp_now() - t0 < seconds);
+    total_flop += 2.0 * kn->mr * kn->nr * GEMM_KC * (double)calls;
+    free_f32(Ap), free_f32(Bp), free_f32(C);
+  }
+  t1 = vdp_now();
+  return total_flop / (t1 - t0) / 1e9;
 }
 
 // ===================================================================================================
 // 2. Linear and convolutions
 // ===================================================================================================
-// Results are bit-identical whatever the thread count and whatever the other rows of the batch:
-// every output element is summed in the same order (k blocks of GEMM_KC, in order, each from zero)
-// wherever its tile falls. They do depend on the micro-kernel (FMA or not).
+// Results are bit-identical whatever the thread count and whatever the other rows (images) of the batch:
+// every output element is summed in the same order wherever its tile falls (k blocks of GEMM_KC in
+// order, each from zero, into the staging tile; then added to its starting value once). They do depend
+// on the micro-kernel (FMA or not).
 void op_linear(float *y, const float *x, const float *w, const float *b, int M, int K, int N) {
-  View A = {x, K, 1}, B = {w, K, 1};
-  gemm(M, N, K, A, B, y, N, NULL, b, 0);
+  ASrc A = {.v = {x, K, 1}};
+  BSrc B = {.v = {w, K, 1}};
+  gemm(M, N, K, A, B, out_plain(y, N), (Init){.bias_n = b});
 }
 
-// im2col of output pixels [p0, p0+np) of one image: col[k, p - p0] with k = (ci, ky, kx).
-static void im2col(float *col, const float *x, int cin, int h, int wd, int kh, int kw, int stride, int pt,
-                   int pl, int wo, int64_t p0, int np) {
-  int K = cin * kh * kw;
-#pragma omp parallel for schedule(static) if ((int64_t)K * np > 32768)
-  for (int k = 0; k < K; k++) {
-    int ci = k / (kh * kw), ky = k / kw % kh, kx = k % kw;
-    const float *xc = x + (int64_t)ci * h * wd;
-    float *d = col + (int64_t)k * np;
-    int64_t p = p0, end = p0 + np;
-    while (p < end) {  // one output row (or the part of it inside the band) at a time
-      int oy = (int)(p / wo), ox0 = (int)(p % wo);
-      int ox1 = wo;
-      if (end - p < ox1 - ox0) ox1 = ox0 + (int)(end - p);
-      int iy = oy * stride - pt + ky;
-      float *dr = d + (p - p0);
-      if (iy < 0 || iy >= h) {
-        memset(dr, 0, (size_t)(ox1 - ox0) * sizeof(float));
-      } else {
-        // ox in [lo, hi) reads inside the row (ix = ox·stride − pl + kx in [0, wd)); the rest is padding
-        const float *xr = xc + (int64_t)iy * wd;
-        int off = kx - pl;
-        int lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
-        int hi = wd - off <= 0 ? 0 : (wd - off + stride - 1) / stride;
-        if (lo < ox0) lo = ox0;
-        if (hi > ox1) hi = ox1;
-        if (hi < lo) hi = lo;
-        for (int ox = ox0; ox < lo; ox++) dr[ox - ox0] = 0.0f;
-        if (stride == 1)
-          memcpy(dr + (lo - ox0), xr + lo + off, (size_t)(hi - lo) * sizeof(float));
-        else
-          for (int ox = lo; ox < hi; ox++) dr[ox - ox0] = xr[ox * stride + off];
-        for (int ox = hi; ox < ox1; ox++) dr[ox - ox0] = 0.0f;
-      }
-      p += ox1 - ox0;
-    }
-  }
+// y[M, N] = (x · wᵀ + b) + res from packed weights (pack_linear_weights); res may be y, never x.
+static void linear_packed(float *y, const float *x, const float *wp, const float *b, const float *res, int M, int K,
+                          int N) {
+  ASrc A = {.v = {x, K, 1}};
+  BSrc B = {.packed = wp};
+  gemm(M, N, K, A, B, out_plain(y, N), (Init){.bias_n = b, .res = res});
+}
+
+// The convolution from packed weights (pack_conv_weights): y[n, cout, ho, wo] = Init + W · im2col(x),
+// Init: bias [cout], chan_add [n, cout] (per image and channel), res [n, cout, ho, wo] (may be y).
+static void conv2d_packed(float *y, const float *x, const float *wp, const float *b, int n, int cin, int h, int wd,
+                          int cout, int kh, int kw, int stride, int pt, int pl, int pb, int pr, const float *chan_add,
+                          const float *res) {
+  int ho = (h + pt + pb - kh) / stride + 1, wo = (wd + pl + pr - kw) / stride + 1;
+  if (ho <= 0 || wo <= 0 || n <= 0) return;
+  int64_t P = (int64_t)ho * wo;
+  ConvSrc s = {x, cin, h, wd, kh, kw, stride, pt, pl, ho, wo, 0};
+  if (kh == 1 && kw == 1 && stride == 1 && pt == 0 && pl == 0 && pb == 0 && pr == 0)
+    s.h = 1, s.w = s.wo = (int)P, s.ho = 1;  // h w -> (h w): one row per image
+  ASrc A = {.packed = wp};
+  BSrc B = {.conv = &s};
+  Out C = {y, P, P, (int64_t)cout * P};
+  gemm(cout, n * P, cin * kh * kw, A, B, C, (Init){.bias_m = b, .chan = chan_add, .res = res});
+}
+
+// The temporal conv (kernel (3,1,1), padding 1 over frames) from packed weights: out[b, f] = Init +
+// Σ_tap W[:, tap, :] · x[b, f + tap − 1], every frame of every video in one product.
+static void conv_temporal_packed(float *y, const float *x, const float *wp, const float *b, int nb, int nf, int cin,
+                                 int hw, int cout, const float *chan_add, const float *res) {
+  if (nb <= 0 || nf <= 0 || hw <= 0) return;
+  ConvSrc s = {x, cin, 1, hw, 1, 1, 1, 0, 0, 1, hw, nf};
+  ASrc A = {.packed = wp};
+  BSrc B = {.conv = &s};
+  Out C = {y, hw, hw, (int64_t)cout * hw};
+  gemm(cout, (int64_t)nb * nf * hw, 3 * cin, A, B, C, (Init){.bias_m = b, .chan = chan_add, .res = res});
 }
 
 void op_conv2d(float *y, const float *x, const float *w, const float *b, int n, int cin, int h, int wd,
                int cout, int kh, int kw, int stride, int pt, int pl, int pb, int pr) {
-  int ho = (h + pt + pb - kh) / stride + 1, wo = (wd + pl + pr - kw) / stride + 1;
-  if (ho <= 0 || wo <= 0) return;
-  int64_t P = (int64_t)ho * wo, HW = (int64_t)h * wd;
-  int K = cin * kh * kw;
-  View A = {w, K, 1};  // weights [cout, K]: the GEMM's M side
-  int direct = kh == 1 && kw == 1 && stride == 1 && pt == 0 && pl == 0 && pb == 0 && pr == 0;
-  // im2col band: a bounded number of output pixels (≈ 8 MiB of columns, so they stay in L3).
-  int64_t band = direct ? P : (8 << 20) / ((int64_t)K * 4);
-  if (band < 256) band = 256;
-  if (band > P) band = P;
-  float *col = direct ? NULL : alloc_f32((size_t)K * band, "conv2d im2col band");
-  for (int i = 0; i < n; i++) {
-    const float *xi = x + (int64_t)i * cin * HW;
-    float *yi = y + (int64_t)i * cout * P;
-    for (int64_t p0 = 0; p0 < P; p0 += band) {
-      int np = (int)(P - p0 < band ? P - p0 : band);
-      View B;
-      if (direct) {  // 1×1 stride 1: the image itself is the [K, P] column matrix
-        B = (View){xi + p0, 1, HW};
-      } else {
-        im2col(col, xi, cin, h, wd, kh, kw, stride, pt, pl, wo, p0, np);
-        B = (View){col, 1, np};
-      }
-      gemm(cout, np, K, A, B, yi + p0, P, b, NULL, 0);
-    }
-  }
-  free_f32(col);
+  float *wp = alloc_f32((size_t)packed_weight_elems(cout, cin * kh * kw), "conv2d packed weights");
+  pack_conv_weights(wp, w, cout, cin, kh * kw, 0);
+  conv2d_packed(y, x, wp, b, n, cin, h, wd, cout, kh, kw, stride, pt, pl, pb, pr, NULL, NULL);
+  free_f32(wp);
 }
 
 void op_conv_temporal(float *y, const float *x, const float *w, const float *b, int nb, int nf, int cin,
                       int hw, int cout) {
-  // Frames f-1, f, f+1 of one video are adjacent slabs [cin, hw], so together they are one [3·cin, hw]
-  // matrix with row j = k·cin + ci. Reordering the weights to [cout, 3, cin] makes out[f] one GEMM
-  // with K = 3·cin (2·cin at the first/last frame, cin when nf = 1: the zero padding).
-  float *wr = alloc_f32((size_t)cout * 3 * cin, "conv_temporal weights");
-  for (int o = 0; o < cout; o++)
-    for (int k = 0; k < 3; k++)
-      for (int ci = 0; ci < cin; ci++)
-        wr[((int64_t)o * 3 + k) * cin + ci] = w[((int64_t)o * cin + ci) * 3 + k];
-  int64_t slab = (int64_t)cin * hw;
-  for (int bi = 0; bi < nb; bi++)
-    for (int f = 0; f < nf; f++) {
-      int k0 = f == 0 ? 1 : 0, k1 = f == nf - 1 ? 2 : 3;  // taps [k0, k1) fall inside the video
-      const float *xs = x + ((int64_t)bi * nf + f + k0 - 1) * slab;
-      View A = {wr + (int64_t)k0 * cin, (int64_t)3 * cin, 1};
-      View B = {xs, 1, hw};
-      gemm(cout, hw, (k1 - k0) * cin, A, B, y + ((int64_t)bi * nf + f) * cout * hw, hw, b, NULL, 0);
-    }
-  free_f32(wr);
+  float *wp = alloc_f32((size_t)packed_weight_elems(cout, 3 * cin), "conv_temporal packed weights");
+  pack_conv_weights(wp, w, cout, cin, 3, 1);
+  conv_temporal_packed(y, x, wp, b, nb, nf, cin, hw, cout, NULL, NULL);
+  free_f32(wp);
 }
 
 // ===================================================================================================
@@ -617,8 +813,8 @@ void op_attention(float *o, int64_t o_seq, int64_t o_row, const float *q, int64_
       for (int k0 = 0; k0 < hd; k0 += GEMM_KC) {
         int kc = hd - k0 < GEMM_KC ? hd - k0 : GEMM_KC;
         for (int j0 = 0; j0 < lk; j0 += LB)
-          macro_kernel(kn, lk - j0 < LB ? lk - j0 : LB, nq, kc, Kp + (int64_t)rpK * k0 + (int64_t)j0 * kc,
-                       Qp + (int64_t)rpQ * k0, St + (int64_t)j0 * QB, QB, k0 > 0);
+          macro_kernel(kn, lk - j0 < LB ? lk - j0 : LB, nq, kc, Kp + (int64_t)rpK * k0 + (int64_t)j0 * kc, MR,
+                       Qp + (int64_t)rpQ * k0, NR, 0, St + (int64_t)j0 * QB, QB, k0 > 0);
       }
       softmax_cols(St, QB, lk, nq, scale, mx, sum);
       // O[nq, hd] = P · V, P(i, j) = Sᵀ[j, i]
@@ -628,7 +824,7 @@ void op_attention(float *o, int64_t o_seq, int64_t o_row, const float *q, int64_
       for (int k0 = 0; k0 < lk; k0 += GEMM_KC) {
         int kc = lk - k0 < GEMM_KC ? lk - k0 : GEMM_KC;
         pack_panels(Pp, Pv, 0, nq, round_up(nq, MR), k0, kc, MR);
-        macro_kernel(kn, nq, hd, kc, Pp, Vp + (int64_t)rpV * k0, Ob, o_row, k0 > 0);
+        macro_kernel(kn, nq, hd, kc, Pp, MR, Vp + (int64_t)rpV * k0, NR, 0, Ob, o_row, k0 > 0);
       }
       for (int i = 0; i < nq; i++) {
         float inv = 1.0f / sum[i];
@@ -678,9 +874,14 @@ static void stats_slabs(const float *x, int nslab, int64_t stride, int64_t len, 
   *var = ss / n;
 }
 
-static inline float silu1(float v) { return v / (1.0f + expf(-v)); }
+// v·sigmoid(v) through exp_nonpos (vectorises; libm's expf is a scalar call): with e = e^(−|v|) <= 1,
+// sigmoid(|v|) = 1 / (1 + e) and sigmoid(−|v|) = e / (1 + e), so the exponential never overflows.
+static inline VDP_SIMD_MATH float silu1(float v) {
+  float e = exp_nonpos(-fabsf(v)), s = 1.0f / (1.0f + e);
+  return v * (v >= 0.0f ? s : e * s);
+}
 
-void op_groupnorm(float *y, const float *x, const float *gamma, const float *beta, int nb, int nf, int c,
+VDP_NOTRAP void op_groupnorm(float *y, const float *x, const float *gamma, const float *beta, int nb, int nf, int c,
                   int hw, int groups, float eps, int silu) {
   if (groups <= 0 || c % groups) vdp_die("op_groupnorm: %d channels not divisible by %d groups", c, groups);
   int cpg = c / groups;
@@ -729,9 +930,18 @@ void op_layernorm(float *y, const float *x, const float *gamma, const float *bet
 // ===================================================================================================
 #define PAR_N(n) if ((n) > 32768)
 
-static inline float gelu1(float g) { return 0.5f * g * (1.0f + erff(g * 0.70710678118654752440f)); }
+// erf for the exact GELU, written to vectorise (libm's erff is a scalar call): Abramowitz & Stegun 7.1.26,
+// erf(|x|) = 1 − t·(a1 + t·(a2 + t·(a3 + t·(a4 + t·a5))))·e^(−x²), t = 1 / (1 + p·|x|); absolute error
+// about 2e-7 in float (test_ops checks GELU and GEGLU against double-precision erf).
+static inline VDP_SIMD_MATH float erf_vec(float x) {
+  float ax = fabsf(x), t = 1.0f / (1.0f + 0.3275911f * ax);
+  float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  float r = 1.0f - poly * exp_nonpos(-ax * ax);
+  return x < 0.0f ? -r : r;
+}
+static inline VDP_SIMD_MATH float gelu1(float g) { return 0.5f * g * (1.0f + erf_vec(g * 0.70710678118654752440f)); }
 
-void op_geglu(float *y, const float *x, int M, int H) {
+VDP_NOTRAP void op_geglu(float *y, const float *x, int M, int H) {
 #pragma omp parallel for schedule(static) PAR_N((int64_t)M * H)
   for (int m = 0; m < M; m++) {
     const float *xr = x + (int64_t)m * 2 * H;
@@ -740,12 +950,12 @@ void op_geglu(float *y, const float *x, int M, int H) {
   }
 }
 
-void op_silu(float *y, const float *x, int64_t n) {
+VDP_NOTRAP void op_silu(float *y, const float *x, int64_t n) {
 #pragma omp parallel for schedule(static) PAR_N(n)
   for (int64_t i = 0; i < n; i++) y[i] = silu1(x[i]);
 }
 
-void op_gelu(float *y, const float *x, int64_t n) {
+VDP_NOTRAP void op_gelu(float *y, const float *x, int64_t n) {
 #pragma omp parallel for schedule(static) PAR_N(n)
   for (int64_t i = 0; i < n; i++) y[i] = gelu1(x[i]);
 }
@@ -843,15 +1053,29 @@ void op_transpose_0213(float *y, const float *x, int A, int B, int C, int64_t D)
 }
 
 // ---------------------------------------------------------------------------------------------------
-// 6. The CPU backend: tensors are host fp32 arrays; fused epilogues run as separate steps.
+// 6. The CPU backend: tensors are host fp32 arrays. Convolutions fuse their epilogues (starting values of
+//    the GEMM); the other ops apply them as separate steps.
 // ---------------------------------------------------------------------------------------------------
+// Weights are stored packed once, at load, in the layout the GEMM reads: WEIGHT_CONV ([cout, cin, kh, kw],
+// or the temporal [cout, cin, 3, 1, 1]) as pack_conv_weights, WEIGHT_LINEAR ([N, K]) as
+// pack_linear_weights; the rest as given. Every tensor is a whole number of 64-byte lines, so that in the
+// 64-byte aligned pool (cpu_mem_alloc) each one starts on a line.
 static int64_t cpu_weight_elems(int kind, int ndim, const int64_t *shape) {
   int64_t n = 1;
   for (int i = 0; i < ndim; i++) n *= shape[i];
-  return n;
+  if (kind == WEIGHT_CONV) n = packed_weight_elems((int)shape[0], (int)(n / shape[0]));
+  if (kind == WEIGHT_LINEAR) n = packed_linear_elems((int)shape[0], (int)shape[1]);
+  return (n + 15) / 16 * 16;
 }
 static void cpu_weight_store(void *dst, const float *src, int kind, int ndim, const int64_t *shape) {
-  memcpy(dst, src, (size_t)cpu_weight_elems(kind, ndim, shape) * sizeof(float));
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= shape[i];
+  if (kind == WEIGHT_CONV)
+    pack_conv_weights(dst, src, (int)shape[0], (int)shape[1], (int)(shape[2] * shape[3]), ndim == 5);
+  else if (kind == WEIGHT_LINEAR)
+    pack_linear_weights(dst, src, (int)shape[0], (int)shape[1]);
+  else
+    memcpy(dst, src, (size_t)n * sizeof(float));
 }
 // Refuses what cannot fit in physical memory up front: with overcommit, malloc would succeed and the
 // process would be killed later, mid-run, when the pages are touched.
@@ -861,7 +1085,9 @@ static void *cpu_mem_alloc(size_t bytes, const char *what) {
     vdp_die("%s needs %.1f GiB but this machine has %.1f GiB of memory%s", what, bytes / 1073741824.0,
             (double)pages * psize / 1073741824.0,
             strcmp(what, "activation arena") ? "" : " (try fewer frames, a smaller size or --decode-chunk-size)");
-  return vdp_malloc(bytes, what);
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes ? bytes : 1)) vdp_die("out of memory allocating %zu bytes for %s", bytes, what);
+  return p;
 }
 static void cpu_mem_free(void *p) { free(p); }
 static void cpu_copy(void *dst, const void *src, int64_t n) { memmove(dst, src, (size_t)n * sizeof(float)); }
@@ -878,12 +1104,17 @@ static void cpu_act(void *y, const void *x, int64_t n, int act) {
   }
 }
 
-// y = act(x·wᵀ + b) + res; GEGLU: w [2N, K] -> value · gelu(gate). res may be y.
+// y = act(x·wᵀ + b) + res with w packed (WEIGHT_LINEAR); GEGLU: w [2N, K] -> value · gelu(gate). res may
+// be y. Without an activation the residual is the GEMM's starting value.
 static void cpu_linear(void *y, const void *x, const void *w, const void *b, int M, int K, int N, int act,
                        const void *res) {
+  if (act == ACT_NONE && y != x) {
+    linear_packed(y, x, w, b, res, M, K, N);
+    return;
+  }
   int wide = act == ACT_GEGLU ? 2 * N : N;
   float *t = (act == ACT_GEGLU || res) ? vdp_malloc((size_t)M * wide * sizeof(float), "linear scratch") : y;
-  op_linear(t, x, w, b, M, K, wide);
+  linear_packed(t, x, w, b, NULL, M, K, wide);
   float *r = t;  // act(x·wᵀ + b) [M, N], before the residual
   if (act == ACT_GEGLU) {
     // Never in place: op_geglu's threads write row m over input row m/2, which another thread may still
@@ -898,23 +1129,17 @@ static void cpu_linear(void *y, const void *x, const void *w, const void *b, int
   if (t != y) free(t);
 }
 
-static void cpu_epilogue(float *y, const float *chan_add, const float *res, int n, int cout, int64_t hw) {
-  if (chan_add) op_add_bcast(y, chan_add, n, cout, hw);
-  if (res) op_add(y, y, res, (int64_t)n * cout * hw);
-}
-
+// Convolutions read the packed weights of cpu_weight_store; bias, per-channel add and residual are the
+// GEMM's starting values (no extra passes over y).
 static void cpu_conv2d(void *y, const void *x, const void *w, const void *b, int n, int cin, int h, int wd, int cout,
                        int kh, int kw, int stride, int pt, int pl, int pb, int pr, const void *chan_add,
                        const void *res) {
-  op_conv2d(y, x, w, b, n, cin, h, wd, cout, kh, kw, stride, pt, pl, pb, pr);
-  int64_t ho = (h + pt + pb - kh) / stride + 1, wo = (wd + pl + pr - kw) / stride + 1;
-  cpu_epilogue(y, chan_add, res, n, cout, ho * wo);
+  conv2d_packed(y, x, w, b, n, cin, h, wd, cout, kh, kw, stride, pt, pl, pb, pr, chan_add, res);
 }
 
 static void cpu_conv_temporal(void *y, const void *x, const void *w, const void *b, int nb, int nf, int cin, int hw,
                               int cout, const void *chan_add, const void *res) {
-  op_conv_temporal(y, x, w, b, nb, nf, cin, hw, cout);
-  cpu_epilogue(y, chan_add, res, nb * nf, cout, hw);
+  conv_temporal_packed(y, x, w, b, nb, nf, cin, hw, cout, chan_add, res);
 }
 
 static void cpu_groupnorm(void *y, const void *x, const void *g, const void *b, int nb, int nf, int c, int hw,
@@ -934,8 +1159,8 @@ static void cpu_attention(void *o, int64_t o_seq, int64_t o_row, const void *q, 
 static void cpu_cross_attn_1key(void *y, const void *res, const void *ctx, const void *wv, const void *wo,
                                 const void *bo, int nctx, int ctx_dim, int C, int64_t rows_per_ctx) {
   float *v = vdp_malloc((size_t)nctx * C * sizeof(float), "cross-attention"), *o = vdp_malloc((size_t)nctx * C * sizeof(float), "cross-attention");
-  op_linear(v, ctx, wv, NULL, nctx, ctx_dim, C);
-  op_linear(o, v, wo, bo, nctx, C, C);
+  linear_packed(v, ctx, wv, NULL, NULL, nctx, ctx_dim, C);
+  linear_packed(o, v, wo, bo, NULL, nctx, C, C);
   float *yy = y;
   const float *rr = res;
   for (int64_t r = 0; r < (int64_t)nctx * rows_per_ctx; r++) op_add(yy + r * C, rr + r * C, o + (r / rows_per_ctx) * C, C);

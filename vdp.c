@@ -574,28 +574,208 @@ int cmd_generate(int argc, char **argv) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// vdp bench: random weights of a named configuration, UNet step timing; JSON on stdout
+// vdp bench: random weights of a named configuration, UNet step timing; or the operators alone (--ops).
+// JSON on stdout, progress on stderr. A value that was not measured is null, never 0.
 // ---------------------------------------------------------------------------------------------------
+static void bench_usage(FILE *o) {
+  fprintf(o,
+          "usage: vdp bench [--config svd|svd-xt] [options]       random weights, UNet step timing; JSON on stdout\n"
+          "       vdp bench --ops [--device D] [--runs N]          the operator cases alone; JSON on stdout\n"
+          "\n"
+          "  --device cpu|cuda            backend (default cpu)\n"
+          "  --num-frames F --height H --width W   video size (defaults: the config's frames, 576x1024)\n"
+          "  --cfg 0|1                    classifier-free guidance: a batch of 2 (default 1)\n"
+          "  --runs N                     timed runs after one warm-up run (default 5); medians and minima\n"
+          "  --components unet|all        all: also CLIP, VAE encode and decode, and an end-to-end estimate\n"
+          "                               (default unet on the CPU, all on CUDA)\n"
+          "  --num-inference-steps N      steps of the end-to-end estimate (with --components all; default 25)\n"
+          "  --decode-chunk-size N        frames per VAE decode call (default: all)\n"
+          "  --ops                        time linear, conv 3x3 / temporal, attention, GroupNorm+SiLU instead,\n"
+          "                               and the micro-kernel's peak on this machine\n");
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
 }
 
-static double median_ms(double *ms, int n) {
-  qsort(ms, (size_t)n, sizeof *ms, cmp_double);
-  return ms[n / 2];
+// Sorts v; the median is the mean of the two middle values for an even count.
+static double median_of(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int bench_threads(void) {
+#ifdef _OPENMP
+  extern int omp_get_max_threads(void);  // <omp.h>'s, declared here to keep the benchmark self-contained
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// "name": value with two decimals, or null when not measured
+static void json_num(const char *name, double v, int measured, const char *sep) {
+  if (measured) printf("\"%s\": %.2f%s", name, v, sep);
+  else printf("\"%s\": null%s", name, sep);
+}
+
+// Device tensors for the operator cases: random values in [-scale, scale) (a fixed LCG).
+static void *bench_tensor(const Backend *be, int64_t n, float scale, uint32_t seed) {
+  float *h = vdp_malloc((size_t)n * sizeof(float), "bench tensor");
+  for (int64_t i = 0; i < n; i++) {
+    seed = seed * 1664525u + 1013904223u;
+    h[i] = scale * ((float)(seed >> 8) / 8388608.0f - 1.0f);
+  }
+  void *d = be->mem_alloc((size_t)n * be->elem_size, "bench tensor");
+  be->to_device(d, h, n);
+  free(h);
+  return d;
+}
+static void *bench_weight(const Backend *be, int kind, int ndim, const int64_t *shape, float scale) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= shape[i];
+  float *h = vdp_malloc((size_t)n * sizeof(float), "bench weight");
+  uint32_t seed = 12345;
+  for (int64_t i = 0; i < n; i++) {
+    seed = seed * 1664525u + 1013904223u;
+    h[i] = scale * ((float)(seed >> 8) / 8388608.0f - 1.0f);
+  }
+  void *d = be->mem_alloc((size_t)be->weight_elems(kind, ndim, shape) * be->elem_size, "bench weight");
+  be->weight_store(d, h, kind, ndim, shape);
+  free(h);
+  return d;
+}
+
+// The operator cases of `vdp bench --ops` (SVD's shapes: 14 frames, 320 channels at 32x32 latents).
+enum { OP_LINEAR, OP_CONV3, OP_CONV_T, OP_ATTN, OP_GN_SILU };
+typedef struct {
+  const char *name;
+  int op;
+  int a, b, c, d, e;  // linear M K N; conv n cin h w cout; temporal nb nf cin hw cout; attention nseq L heads hd;
+                      // groupnorm n c hw groups
+} OpCase;
+static const OpCase OP_CASES[] = {
+    {"linear 1024x1024x1024", OP_LINEAR, 1024, 1024, 1024, 0, 0},
+    {"linear 3584x320x2560 (GEGLU proj, 14 frames 16x16)", OP_LINEAR, 3584, 320, 2560, 0, 0},
+    {"conv3x3 320->320 [14,320,32,32]", OP_CONV3, 14, 320, 32, 32, 320},
+    {"conv3x3 1280->1280 [14,1280,4,4]", OP_CONV3, 14, 1280, 4, 4, 1280},
+    {"conv_temporal 320->320 [1,14,320,32x32]", OP_CONV_T, 1, 14, 320, 1024, 320},
+    {"attention spatial 1 seq x 4096 tokens x 5 heads x 64", OP_ATTN, 1, 4096, 5, 64, 0},
+    {"attention temporal 1024 seqs x 14 frames x 5 heads x 64", OP_ATTN, 1024, 14, 5, 64, 0},
+    {"groupnorm+silu [14,320,32,32] 32 groups", OP_GN_SILU, 14, 320, 1024, 32, 0},
+};
+
+static int bench_ops(const Backend *be, int runs) {
+  double peak = -1;
+  if (be == &backend_cpu) {
+    fprintf(stderr, "bench: measuring the micro-kernel's peak (1 s)...\n");
+    peak = op_kernel_peak_gflops(1.0);
+  }
+  int ncase = (int)(sizeof OP_CASES / sizeof OP_CASES[0]);
+  printf("{\"device\": \"%s\", \"threads\": %d, \"runs\": %d, \"kernel_peak_gflops\": ", be->name, bench_threads(), runs);
+  if (peak > 0) printf("%.1f, \"ops\": [\n", peak);
+  else printf("null, \"ops\": [\n");
+  double *ms = vdp_malloc((size_t)runs * sizeof(double), "timings");
+  for (int ci = 0; ci < ncase; ci++) {
+    const OpCase *c = &OP_CASES[ci];
+    void *x = NULL, *y = NULL, *w = NULL, *bias = NULL, *g = NULL, *k = NULL, *v = NULL;
+    double flop = 0;
+    switch (c->op) {
+      case OP_LINEAR:  // x [M, K] · w [N, K]ᵀ + b
+        x = bench_tensor(be, (int64_t)c->a * c->b, 1.0f, 1), y = bench_tensor(be, (int64_t)c->a * c->c, 0, 2);
+        w = bench_weight(be, WEIGHT_PLAIN, 2, (const int64_t[]){c->c, c->b}, 0.05f);
+        bias = bench_tensor(be, c->c, 0.1f, 3);
+        flop = 2.0 * c->a * c->b * c->c;
+        break;
+      case OP_CONV3:  // x [n, cin, h, w], 3x3 padding 1
+        x = bench_tensor(be, (int64_t)c->a * c->b * c->c * c->d, 1.0f, 1);
+        y = bench_tensor(be, (int64_t)c->a * c->e * c->c * c->d, 0, 2);
+        w = bench_weight(be, WEIGHT_CONV, 4, (const int64_t[]){c->e, c->b, 3, 3}, 0.02f);
+        bias = bench_tensor(be, c->e, 0.1f, 3);
+        flop = 2.0 * c->a * c->e * c->b * 9.0 * c->c * c->d;
+        break;
+      case OP_CONV_T:  // x [nb·nf, cin, hw]
+        x = bench_tensor(be, (int64_t)c->a * c->b * c->c * c->d, 1.0f, 1);
+        y = bench_tensor(be, (int64_t)c->a * c->b * c->e * c->d, 0, 2);
+        w = bench_weight(be, WEIGHT_CONV, 5, (const int64_t[]){c->e, c->c, 3, 1, 1}, 0.05f);
+        bias = bench_tensor(be, c->e, 0.1f, 3);
+        flop = 2.0 * c->a * c->b * c->e * c->c * 3.0 * c->d;
+        break;
+      case OP_ATTN: {  // q, k, v, o [nseq, L, heads·hd]
+        int64_t n = (int64_t)c->a * c->b * c->c * c->d;
+        x = bench_tensor(be, n, 1.0f, 1), k = bench_tensor(be, n, 1.0f, 4), v = bench_tensor(be, n, 1.0f, 5);
+        y = bench_tensor(be, n, 0, 2);
+        flop = 4.0 * c->a * c->c * (double)c->b * c->b * c->d;
+        break;
+      }
+      case OP_GN_SILU:  // x [n, c, hw], frame-pooled per group as in SVD's temporal blocks
+        x = bench_tensor(be, (int64_t)c->a * c->b * c->c, 1.0f, 1), y = bench_tensor(be, (int64_t)c->a * c->b * c->c, 0, 2);
+        g = bench_tensor(be, c->b, 1.0f, 6), bias = bench_tensor(be, c->b, 0.1f, 7);
+        flop = 0;  // memory-bound: reported as GB/s of one read and one write
+        break;
+    }
+    for (int r = -1; r < runs; r++) {  // r = -1: warm-up
+      double t0 = vdp_now();
+      switch (c->op) {
+        case OP_LINEAR: be->linear(y, x, w, bias, c->a, c->b, c->c, ACT_NONE, NULL); break;
+        case OP_CONV3:
+          be->conv2d(y, x, w, bias, c->a, c->b, c->c, c->d, c->e, 3, 3, 1, 1, 1, 1, 1, NULL, NULL);
+          break;
+        case OP_CONV_T: be->conv_temporal(y, x, w, bias, c->a, c->b, c->c, c->d, c->e, NULL, NULL); break;
+        case OP_ATTN: {
+          int64_t row = (int64_t)c->c * c->d, seq = row * c->b;
+          be->attention(y, seq, row, x, seq, row, k, seq, row, v, seq, row, c->a, c->b, c->b, c->c, c->d,
+                        1.0f / sqrtf((float)c->d));
+          break;
+        }
+        case OP_GN_SILU: be->groupnorm(y, x, g, bias, 1, c->a, c->b, c->c, c->d, 1e-5f, 1); break;
+      }
+      be->sync();
+      if (r >= 0) ms[r] = (vdp_now() - t0) * 1e3;
+    }
+    double med = median_of(ms, runs), best = ms[0];
+    fprintf(stderr, "bench: %s: median %.2f ms, min %.2f ms\n", c->name, med, best);
+    printf("  {\"name\": \"%s\", \"ms_median\": %.3f, \"ms_min\": %.3f, ", c->name, med, best);
+    if (flop > 0) {
+      printf("\"gflop\": %.4f, \"gflops_median\": %.1f, \"gflops_best\": %.1f, \"share_of_kernel_peak\": ", flop / 1e9,
+             flop / med / 1e6, flop / best / 1e6);
+      if (peak > 0) printf("%.3f}", flop / best / 1e6 / peak);
+      else printf("null}");
+    } else {
+      double bytes = 2.0 * c->a * c->b * c->c * sizeof(float);
+      printf("\"gbytes_per_s_median\": %.1f}", bytes / med / 1e6);
+    }
+    printf("%s\n", ci + 1 < ncase ? "," : "");
+    void *all[] = {x, y, w, bias, g, k, v};
+    for (int i = 0; i < 7; i++)
+      if (all[i]) be->mem_free(all[i]);
+  }
+  printf("]}\n");
+  free(ms);
+  return 0;
 }
 
 static int cmd_bench(int argc, char **argv) {
   const char *config = "svd", *device = "cpu", *components = NULL;
-  int F = -1, H = 576, W = 1024, cfg_on = 1, runs = 5, steps = 25, chunk = -1;
+  int F = -1, H = 576, W = 1024, cfg_on = 1, runs = 5, steps = 25, chunk = -1, ops = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      usage(stdout);
+      bench_usage(stdout);
       return 0;
     }
-    if (i + 1 >= argc) vdp_die("%s: missing value (see vdp --help)", a);
+    if (!strcmp(a, "--ops")) {
+      ops = 1;
+      continue;
+    }
+    if (strncmp(a, "--", 2)) vdp_die("bench: unexpected argument '%s' (see vdp bench --help)", a);
+    static const char *const valued[] = {"--config", "--num-frames", "--height", "--width", "--cfg", "--runs",
+                                         "--num-inference-steps", "--decode-chunk-size", "--components", "--device"};
+    int known = 0;
+    for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(a, valued[k]);
+    if (!known) vdp_die("bench: unknown option %s (see vdp bench --help)", a);
+    if (i + 1 >= argc) vdp_die("bench: %s needs a value (see vdp bench --help)", a);
     const char *v = argv[++i];
     if (!strcmp(a, "--config")) config = v;
     else if (!strcmp(a, "--num-frames")) F = (int)parse_int(a, v, 1, 1024);
@@ -606,10 +786,10 @@ static int cmd_bench(int argc, char **argv) {
     else if (!strcmp(a, "--num-inference-steps")) steps = (int)parse_int(a, v, 1, 1000);
     else if (!strcmp(a, "--decode-chunk-size")) chunk = (int)parse_int(a, v, 1, 1024);
     else if (!strcmp(a, "--components")) components = v;
-    else if (!strcmp(a, "--device")) device = v;
-    else vdp_die("bench: unknown option %s", a);
+    else device = v;  // --device
   }
   const Backend *be = pick_backend(device);
+  if (ops) return bench_ops(be, runs);
   VdpConfig c;
   if (config_preset(config, &c)) vdp_die("bench --config %s: expected svd or svd-xt", config);
   if (!components) components = be == &backend_cpu ? "unet" : "all";  // the CPU one is slow: UNet only by default
@@ -622,29 +802,38 @@ static int cmd_bench(int argc, char **argv) {
                  .decode_chunk = chunk};  // the scales only decide the batch (B = 2 with --cfg 1), also for 1 frame
   char err[512];
   Models *m = vdp_calloc(1, sizeof *m, "models");
-  fprintf(stderr, "bench: random %s weights (%s) on %s...\n", config, all ? "UNet, VAE, CLIP" : "UNet", be->name);
+  double t_start = vdp_now();
+  fprintf(stderr, "bench: generating random %s weights (%s) on %s; on the CPU this takes a minute or so...\n", config,
+          all ? "UNet, VAE, CLIP" : "UNet", be->name);
   if (models_random(&c, be, m, all ? WANT_ALL : 1 << COMP_UNET, err, sizeof err)) vdp_die("%s", err);
   GenShape s;
   if (gen_shape(m, &p, &s, err, sizeof err)) vdp_die("%s", err);
+  fprintf(stderr, "bench: weights ready in %.1f s; planning the activation arena...\n", vdp_now() - t_start);
   models_plan(m, &p);
   size_t nin = (size_t)s.B * F * 2 * s.lat_c * s.h * s.w, nout = (size_t)s.B * F * s.lat_c * s.h * s.w;
   float *x = vdp_malloc(nin * sizeof(float), "bench input"), *y = vdp_malloc(nout * sizeof(float), "bench output");
   float *ctx = vdp_calloc((size_t)s.B * s.ctx_dim, sizeof(float), "bench ctx"), ids[6] = {6, 127, 0.02f, 6, 127, 0.02f};
   for (size_t i = 0; i < nin; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
   for (int i = 0; i < s.B * s.ctx_dim; i++) ctx[i] = (float)(i % 7) * 0.1f;
-  double *ms = vdp_malloc((size_t)(runs + 1) * sizeof(double), "timings"), flops = 0, first_ms = 0;
+  double *ms = vdp_malloc((size_t)runs * sizeof(double), "timings"), flops = 0, first_ms = 0;
   for (int r = -1; r < runs; r++) {  // r = -1: the first call, timed apart (warm-up)
+    if (r < 0) fprintf(stderr, "bench: UNet step (warm-up) %dx%dx%d, batch %d...\n", F, H, W, s.B);
     double t0 = vdp_now();
     unet_forward(m, x, s.B, F, s.h, s.w, 1.0f, ctx, ids, y);
     be->sync();
     double t = (vdp_now() - t0) * 1e3;
     flops = model_flops_take();
-    if (r < 0) first_ms = t;
-    else ms[r] = t;
-    fprintf(stderr, "bench: UNet step %s%d/%d: %.1f ms\n", r < 0 ? "(first) " : "", r + 1, runs, t);
+    if (r < 0) {
+      first_ms = t;
+      fprintf(stderr, "bench: UNet step (warm-up): %.1f ms\n", t);
+    } else {
+      ms[r] = t;
+      fprintf(stderr, "bench: UNet step %d/%d: %.1f ms\n", r + 1, runs, t);
+    }
   }
-  double unet = median_ms(ms, runs), clip_ms = 0, enc_ms = 0, dec_ms = 0;
+  double unet = median_of(ms, runs), unet_min = ms[0], clip_ms = 0, enc_ms = 0, dec_ms = 0;
   if (all) {  // one timed call each, after a warm-up call
+    fprintf(stderr, "bench: CLIP, VAE encode and decode (warm-up, then timed)...\n");
     int S = c.clip_image_size;
     float *pix = vdp_calloc((size_t)3 * S * S, sizeof(float), "pixels"), emb[1024];
     float *img = vdp_calloc((size_t)3 * H * W, sizeof(float), "image"), *mean = vdp_malloc(nout * sizeof(float), "mean");
@@ -667,16 +856,25 @@ static int cmd_bench(int argc, char **argv) {
   }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  double e2e = clip_ms + enc_ms + steps * unet + dec_ms;
+  double rss_mib = ru.ru_maxrss / 1024.0;
+  // On the CPU the "device" is host memory: its peak is the process's peak RSS.
+  double peak_dev = be->mem_peak ? be->mem_peak() / 1048576.0 : be == &backend_cpu ? rss_mib : -1;
   printf("{\"device\": \"%s\", \"config\": \"%s\", \"frames\": %d, \"height\": %d, \"width\": %d, \"cfg\": %d, "
-         "\"runs\": %d, \"unet_ms_per_step_median\": %.2f, \"unet_first_step_ms\": %.2f, \"unet_flop_per_step\": %.6g, "
-         "\"unet_tflops\": %.3f, \"clip_ms\": %.2f, \"vae_encode_ms\": %.2f, \"vae_decode_ms\": %.2f, "
-         "\"decode_chunk_size\": %d, \"steps\": %d, \"end_to_end_s\": %.3f, \"activation_arena_mib\": %.1f, "
-         "\"weights_mib\": %.1f, \"peak_device_mib\": %.1f, \"peak_rss_mib\": %.0f}\n",
-         be->name, config, F, H, W, cfg_on, runs, unet, first_ms, flops, flops / (unet * 1e-3) / 1e12, clip_ms, enc_ms,
-         dec_ms, chunk, steps, all ? e2e / 1e3 : 0.0, models_arena_bytes() / 1048576.0,
-         (double)(m->nparams[0] + m->nparams[1] + m->nparams[2]) * be->elem_size / 1048576.0,
-         be->mem_peak ? be->mem_peak() / 1048576.0 : 0.0, ru.ru_maxrss / 1024.0);
+         "\"threads\": %d, \"runs\": %d, \"unet_ms_per_step_median\": %.2f, \"unet_ms_per_step_min\": %.2f, "
+         "\"unet_first_step_ms\": %.2f, \"unet_flop_per_step\": %.6g, \"unet_tflops\": %.3f, ",
+         be->name, config, F, H, W, cfg_on, bench_threads(), runs, unet, unet_min, first_ms, flops,
+         flops / (unet * 1e-3) / 1e12);
+  json_num("clip_ms", clip_ms, all, ", ");
+  json_num("vae_encode_ms", enc_ms, all, ", ");
+  json_num("vae_decode_ms", dec_ms, all, ", ");
+  printf("\"decode_chunk_size\": ");
+  if (all) printf("%d, \"end_to_end_steps\": %d, \"end_to_end_s\": %.3f, ", chunk, steps,
+                  (clip_ms + enc_ms + steps * unet + dec_ms) / 1e3);
+  else printf("null, \"end_to_end_steps\": null, \"end_to_end_s\": null, ");
+  printf("\"activation_arena_mib\": %.1f, \"weights_mib\": %.1f, ", models_arena_bytes() / 1048576.0,
+         (double)(m->nparams[0] + m->nparams[1] + m->nparams[2]) * be->elem_size / 1048576.0);
+  json_num("peak_device_mib", peak_dev, peak_dev >= 0, ", ");
+  printf("\"peak_rss_mib\": %.0f}\n", rss_mib);
   free(x), free(y), free(ctx), free(ms);
   models_thread_release(m);
   models_free(m), free(m);

@@ -349,6 +349,7 @@ void op_timestep_embedding(float *y, const float *t, int n, int dim);
 void op_upsample_nearest(float *y, const float *x, int n, int c, int h, int w, int ho, int wo);
 // [A, B, C, D] -> [A, C, B, D]; e.g. (b f) c hw -> (b f) hw c  with D = 1
 void op_transpose_0213(float *y, const float *x, int A, int B, int C, int64_t D);
+double op_kernel_peak_gflops(double seconds);  // the GEMM micro-kernel alone, all threads, data in L1
 
 // ---------------------------------------------------------------------------------------------------
 // RNG (rng.c): torch.Generator("cpu").manual_seed(s) + torch.randn, bit for bit (../shared/torch-rng.md)

@@ -29,6 +29,9 @@ ap.add_argument("--dtype", default=None, choices=[None, "fp16", "fp32"])
 ap.add_argument("--pipeline", default=None, help="a diffusers SVD folder: time the whole pipeline instead")
 ap.add_argument("--image", default=None)
 ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--unet-only", action="store_true", help="components mode: the UNet step alone (bench.sh's CPU mode)")
+ap.add_argument("--warmup", type=int, default=2, help="untimed UNet steps before the timed ones")
+ap.add_argument("--no-flops", action="store_true", help="skip the FLOP-counting pass (an extra UNet step)")
 a = ap.parse_args()
 
 dev = a.device
@@ -49,6 +52,9 @@ def sync():
         torch.cuda.synchronize()
 
 
+LAST_RUNS = []  # the timed runs of the last timeit call, in seconds
+
+
 def timeit(fn, warm=1, n=3):
     for _ in range(warm):
         fn()
@@ -59,7 +65,9 @@ def timeit(fn, warm=1, n=3):
         fn()
         sync()
         ts.append(time.perf_counter() - t)
-    return sorted(ts)[len(ts) // 2]
+    LAST_RUNS[:] = ts
+    ts = sorted(ts)
+    return ts[len(ts) // 2] if len(ts) % 2 else 0.5 * (ts[len(ts) // 2 - 1] + ts[len(ts) // 2])
 
 
 def peak_reset():
@@ -123,16 +131,26 @@ with torch.no_grad():
     enc = torch.randn(B, 1, 1024, device=dev, dtype=dt)
     ids = torch.tensor([[6.0, 127.0, 0.02]] * B, device=dev, dtype=dt)
     f = lambda: unet(x, t, enc, ids, return_dict=False)
-    with FlopCounterMode(display=False) as fc:
-        f()
+    fc = None
+    if not a.no_flops:
+        with FlopCounterMode(display=False) as fc:
+            f()
     peak_reset()
-    s = timeit(f, 2, a.runs)
+    s = timeit(f, a.warmup, a.runs)
     res["unet_ms_per_step_median"] = s * 1e3
-    res["unet_flop_per_step"] = fc.get_total_flops()
-    res["unet_tflops"] = fc.get_total_flops() / s / 1e12
+    res["unet_ms_per_step_runs"] = [t * 1e3 for t in LAST_RUNS]
+    res["unet_flop_per_step"] = fc.get_total_flops() if fc else None
+    res["unet_tflops"] = fc.get_total_flops() / s / 1e12 if fc else None
     res["unet_peak_mib"] = peak_mib()
     del unet, x
     peak_reset()
+    if a.unet_only:
+        res["threads"] = torch.get_num_threads()
+        if not cuda:
+            import resource
+            res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        print(json.dumps(res))
+        raise SystemExit(0)
 
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
     clip = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=1280, intermediate_size=5120,

@@ -202,7 +202,7 @@ static void check(const char *name, const Tn *t) {
 static void op_linear_case(const char *name, int M, int K, int N, int act, int bias, int res_mode) {
   // res_mode 0: none, 1: a separate residual, 2: res == y (y holds the residual stream)
   int wide = act == ACT_GEGLU ? 2 * N : N;
-  Tn x = tn_in((int64_t)M * K, 1.0f), w = tn_w(WEIGHT_PLAIN, 2, (int64_t[]){wide, K}, 1.0f / sqrtf((float)K));
+  Tn x = tn_in((int64_t)M * K, 1.0f), w = tn_w(WEIGHT_LINEAR, 2, (int64_t[]){wide, K}, 1.0f / sqrtf((float)K));
   Tn b = bias ? tn_in(wide, 0.5f) : NONE_T, res = res_mode == 1 ? tn_in((int64_t)M * N, 1.0f) : NONE_T;
   Tn y = res_mode == 2 ? tn_in((int64_t)M * N, 1.0f) : tn_out((int64_t)M * N);
   BOTH(be->linear(P(y), P(x), P(w), P(b), M, K, N, act, res_mode == 2 ? P(y) : P(res)));
@@ -283,8 +283,8 @@ static void run_ops(void) {
   {  // single-key cross-attention, residual stream in place
     int nctx = 2, cd = 24, C = 16;
     int64_t rpc = 30;
-    Tn ctx = tn_in((int64_t)nctx * cd, 1.0f), wv = tn_w(WEIGHT_PLAIN, 2, (int64_t[]){C, cd}, 0.2f);
-    Tn wo = tn_w(WEIGHT_PLAIN, 2, (int64_t[]){C, C}, 0.25f), bo = tn_in(C, 0.5f), y = tn_in(nctx * rpc * C, 1.0f);
+    Tn ctx = tn_in((int64_t)nctx * cd, 1.0f), wv = tn_w(WEIGHT_LINEAR, 2, (int64_t[]){C, cd}, 0.2f);
+    Tn wo = tn_w(WEIGHT_LINEAR, 2, (int64_t[]){C, C}, 0.25f), bo = tn_in(C, 0.5f), y = tn_in(nctx * rpc * C, 1.0f);
     BOTH(be->cross_attn_1key(P(y), P(y), P(ctx), P(wv), P(wo), P(bo), nctx, cd, C, rpc));
     check("cross_attn_1key_res_is_y", &y);
     tn_free(&ctx), tn_free(&wv), tn_free(&wo), tn_free(&bo), tn_free(&y);

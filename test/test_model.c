@@ -132,10 +132,14 @@ static void geglu_residual_check(void) {
   op_linear(t, x, w, b, M, K, 2 * N);
   op_geglu(ref, t, M, N);
   op_add(ref, ref, res, (int64_t)M * N);
-  backend_cpu.linear(y, x, w, b, M, K, N, ACT_GEGLU, res);
+  const int64_t wshape[2] = {2 * N, K};  // the backend reads its own (packed) layout of the weights
+  float *wp = backend_cpu.mem_alloc((size_t)backend_cpu.weight_elems(WEIGHT_LINEAR, 2, wshape) * sizeof(float), "w");
+  backend_cpu.weight_store(wp, w, WEIGHT_LINEAR, 2, wshape);
+  backend_cpu.linear(y, x, wp, b, M, K, N, ACT_GEGLU, res);
   double e1 = rel_err(y, ref, (size_t)M * N);
   memcpy(y, res, sizeof(float) * M * N);
-  backend_cpu.linear(y, x, w, b, M, K, N, ACT_GEGLU, y);
+  backend_cpu.linear(y, x, wp, b, M, K, N, ACT_GEGLU, y);
+  backend_cpu.mem_free(wp);
   double e2 = rel_err(y, ref, (size_t)M * N);
   check(e1 <= 1e-6 && e2 <= 1e-6, "cpu backend: linear GEGLU + residual (res apart, res == y)", "(err %.2e, %.2e)", e1, e2);
   free(x), free(w), free(b), free(res), free(y), free(ref), free(t);

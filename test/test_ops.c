@@ -6,7 +6,7 @@
 // tolerance per op; each line prints the measured error. The GEMM users (linear, conv, attention) run
 // once per micro-kernel (VDP_ISA=generic|avx2|default; a kernel the CPU lacks falls back to generic).
 // Speed lines (GFLOP/s) are informational and never fail.
-#include "vdp.h"
+#include "model.h"
 
 #include <math.h>
 #include <omp.h>
@@ -134,6 +134,10 @@ static void test_conv2d(void) {
       {"3x3 cout 37 (edge tiles)", 3, 9, 6, 13, 37, 3, 3, 1, 1, 1, 1, 1, 1},
       {"5x3 s3 pad(2,1,0,2) 11x8", 2, 6, 11, 8, 7, 5, 3, 3, 2, 1, 0, 2, 1},
       {"3x3 s2 p1 on 2x1 image", 1, 4, 2, 1, 5, 3, 3, 2, 1, 1, 1, 1, 1},
+      {"3x3 p1 14 frames 5x5 (tiles straddle frames, K > 256)", 14, 40, 5, 5, 30, 3, 3, 1, 1, 1, 1, 1, 1},
+      {"1x1 6 frames 3x3, K 300", 6, 300, 3, 3, 25, 1, 1, 1, 0, 0, 0, 0, 1},
+      {"3x3 p1 several B blocks (n·P > 16 MiB / K)", 3, 320, 24, 23, 13, 3, 3, 1, 1, 1, 1, 1, 1},
+      {"3x3 s2 pad(0,0,1,1) 5 frames 9x7", 5, 30, 9, 7, 14, 3, 3, 2, 0, 0, 1, 1, 1},
   };
   for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
     int n = cases[t].n, cin = cases[t].cin, h = cases[t].h, wd = cases[t].w, cout = cases[t].cout;
@@ -157,7 +161,8 @@ static void test_conv2d(void) {
 // temporal conv
 // ---------------------------------------------------------------------------------------------------
 static void test_conv_temporal(void) {
-  static const int cases[][6] = {{1, 1, 7, 6, 9, 1}, {2, 2, 5, 11, 3, 1}, {1, 5, 7, 6, 9, 0}, {2, 5, 33, 35, 20, 1}};
+  static const int cases[][6] = {{1, 1, 7, 6, 9, 1},   {2, 2, 5, 11, 3, 1},    {1, 5, 7, 6, 9, 0},
+                                 {2, 5, 33, 35, 20, 1}, {2, 7, 100, 13, 17, 1}, {1, 14, 90, 4, 40, 1}};
   for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
     int nb = cases[t][0], nf = cases[t][1], cin = cases[t][2], hw = cases[t][3], cout = cases[t][4];
     int64_t ny = (int64_t)nb * nf * cout * hw;
@@ -183,6 +188,82 @@ static void test_conv_temporal(void) {
              b ? "" : " no bias");
     check(name, relerr(y, r, ny), 1e-5);
     free(x), free(w), free(b), free(y), free(r);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// the CPU backend's Linear and convolutions: weights packed at store time, epilogues fused
+// ---------------------------------------------------------------------------------------------------
+static void test_backend_packed(const char *isa) {
+  const Backend *be = &backend_cpu;
+  char name[300];
+  static const int lin[][3] = {{5, 300, 70}, {130, 520, 45}, {1, 33, 1000}};  // M, K, N: odd edges, K > 256
+  for (int s = 0; s < 3; s++) {
+    int M = lin[s][0], K = lin[s][1], N = lin[s][2];
+    int64_t shape[2] = {N, K};
+    float *x = rnd((int64_t)M * K, -1, 1), *w = rnd((int64_t)N * K, -1, 1), *b = rnd(N, -1, 1);
+    float *res = rnd((int64_t)M * N, -1, 1), *y = rnd((int64_t)M * N, 5, 6);
+    float *wp = be->mem_alloc((size_t)be->weight_elems(WEIGHT_LINEAR, 2, shape) * sizeof(float), "test weights");
+    be->weight_store(wp, w, WEIGHT_LINEAR, 2, shape);
+    double *r = dalloc((int64_t)M * N);
+    ref_linear(r, x, w, b, M, K, N);
+    be->linear(y, x, wp, b, M, K, N, ACT_NONE, NULL);
+    snprintf(name, sizeof name, "backend[%s] linear packed weights M=%d K=%d N=%d", isa, M, K, N);
+    check(name, relerr(y, r, (int64_t)M * N), 1e-5);
+    for (int64_t i = 0; i < (int64_t)M * N; i++) r[i] += res[i];
+    memcpy(y, res, (size_t)M * N * sizeof(float));
+    be->linear(y, x, wp, b, M, K, N, ACT_NONE, y);  // residual fused, in place
+    snprintf(name, sizeof name, "backend[%s] linear packed weights + residual in place M=%d K=%d N=%d", isa, M, K, N);
+    check(name, relerr(y, r, (int64_t)M * N), 1e-5);
+    free(x), free(w), free(b), free(res), free(y), free(r), be->mem_free(wp);
+  }
+  {  // 3×3 p1, 7 frames of 6×5, cin 31 (K = 279: two k blocks), cout 26 (a partial 12-row panel)
+    int n = 7, cin = 31, h = 6, wd = 5, cout = 26;
+    int64_t ny = (int64_t)n * cout * h * wd, shape[4] = {cout, cin, 3, 3};
+    float *x = rnd((int64_t)n * cin * h * wd, -1, 1), *w = rnd((int64_t)cout * cin * 9, -1, 1), *b = rnd(cout, -1, 1);
+    float *chan = rnd((int64_t)n * cout, -1, 1), *res = rnd(ny, -1, 1), *y = rnd(ny, 5, 6);
+    float *wp = vdp_malloc((size_t)be->weight_elems(WEIGHT_CONV, 4, shape) * sizeof(float), "test weights");
+    be->weight_store(wp, w, WEIGHT_CONV, 4, shape);
+    double *r = dalloc(ny);
+    ref_conv2d(r, x, w, b, n, cin, h, wd, cout, 3, 3, 1, 1, 1, 1, 1);
+    for (int64_t i = 0; i < ny; i++) r[i] += (double)chan[i / (h * wd)] + res[i];
+    be->conv2d(y, x, wp, b, n, cin, h, wd, cout, 3, 3, 1, 1, 1, 1, 1, chan, res);
+    snprintf(name, sizeof name, "backend[%s] conv2d packed weights + bias + chan_add + res (7 frames 6x5, cin 31, "
+             "cout 26)", isa);
+    check(name, relerr(y, r, ny), 1e-5);
+    memcpy(y, res, (size_t)ny * sizeof(float));  // the residual may be the output itself
+    be->conv2d(y, x, wp, b, n, cin, h, wd, cout, 3, 3, 1, 1, 1, 1, 1, chan, y);
+    snprintf(name, sizeof name, "backend[%s] conv2d, residual in place", isa);
+    check(name, relerr(y, r, ny), 1e-5);
+    free(x), free(w), free(b), free(chan), free(res), free(y), free(wp), free(r);
+  }
+  {  // temporal: 2 videos of 5 frames, cin 100 (K = 300), hw 7, cout 13
+    int nb = 2, nf = 5, cin = 100, hw = 7, cout = 13;
+    int64_t ny = (int64_t)nb * nf * cout * hw, shape[5] = {cout, cin, 3, 1, 1};
+    float *x = rnd((int64_t)nb * nf * cin * hw, -1, 1), *w = rnd((int64_t)cout * cin * 3, -1, 1), *b = rnd(cout, -1, 1);
+    float *chan = rnd((int64_t)nb * nf * cout, -1, 1), *res = rnd(ny, -1, 1), *y = rnd(ny, 5, 6);
+    float *wp = vdp_malloc((size_t)be->weight_elems(WEIGHT_CONV, 5, shape) * sizeof(float), "test weights");
+    be->weight_store(wp, w, WEIGHT_CONV, 5, shape);
+    double *r = dalloc(ny);
+    for (int bi = 0; bi < nb; bi++)
+      for (int f = 0; f < nf; f++)
+        for (int o = 0; o < cout; o++)
+          for (int p = 0; p < hw; p++) {
+            int64_t at = (((int64_t)bi * nf + f) * cout + o) * hw + p;
+            double s = (double)b[o] + chan[((int64_t)bi * nf + f) * cout + o] + res[at];
+            for (int k = 0; k < 3; k++) {
+              int fi = f + k - 1;
+              if (fi < 0 || fi >= nf) continue;
+              for (int c = 0; c < cin; c++)
+                s += (double)w[((int64_t)o * cin + c) * 3 + k] * x[(((int64_t)bi * nf + fi) * cin + c) * hw + p];
+            }
+            r[at] = s;
+          }
+    be->conv_temporal(y, x, wp, b, nb, nf, cin, hw, cout, chan, res);
+    snprintf(name, sizeof name, "backend[%s] conv_temporal packed weights + bias + chan_add + res (2x5 frames, "
+             "cin 100, hw 7)", isa);
+    check(name, relerr(y, r, ny), 1e-5);
+    free(x), free(w), free(b), free(chan), free(res), free(y), free(wp), free(r);
   }
 }
 
@@ -531,6 +612,18 @@ static void test_invariance(void) {
     n_fail++;
   }
   free(x), free(w), free(b), free(y), free(y2), free(y1);
+  // the same for a convolution over a batch of images, with images narrower than a tile (staged) and not
+  for (int s = 0; s < 2; s++) {
+    int n = 3, cin = 40, h = s ? 8 : 5, wd = s ? 4 : 3, cout = 30, P = h * wd;
+    float *xc = rnd((int64_t)n * cin * P, -1, 1), *wc = rnd((int64_t)cout * cin * 9, -1, 1), *bc = rnd(cout, -1, 1);
+    float *yn = rnd((int64_t)n * cout * P, 5, 6), *yo = rnd((int64_t)cout * P, 5, 6);
+    op_conv2d(yn, xc, wc, bc, n, cin, h, wd, cout, 3, 3, 1, 1, 1, 1, 1);
+    op_conv2d(yo, xc + (int64_t)cin * P, wc, bc, 1, cin, h, wd, cout, 3, 3, 1, 1, 1, 1, 1);  // image 1 alone
+    int same = !memcmp(yo, yn + (int64_t)cout * P, (size_t)cout * P * sizeof(float));
+    printf("%s - conv2d %dx%d: image 1 of a 3-image batch bit-identical to it alone\n", same ? "ok" : "FAIL", h, wd);
+    n_fail += !same;
+    free(xc), free(wc), free(bc), free(yn), free(yo);
+  }
 }
 
 int main(void) {
@@ -543,6 +636,7 @@ int main(void) {
     g_isa = isas[i] ? isas[i] : "default";
     test_linear(g_isa);
     test_attention();
+    test_backend_packed(g_isa);
     if (isas[i]) {  // conv, the other GEMM user, once per forced kernel
       float *x = rnd(2 * 5 * 7 * 9, -1, 1), *w = rnd(11 * 5 * 9, -1, 1), *y = rnd(2 * 11 * 63, 5, 6);
       double *r = dalloc(2 * 11 * 63);
