@@ -30,6 +30,7 @@ static void usage(FILE *o) {
           "  vdp sim --stages S [options]                       the stage ring with a dummy denoiser\n"
           "  vdp bench --config svd|svd-xt [--device cpu|cuda --num-frames F --height H --width W --cfg 0|1\n"
           "            --runs N --num-inference-steps N --decode-chunk-size N --components unet|all]   JSON\n"
+          "  vdp bench --ops [--device cpu|cuda --runs N]           operator timings (GFLOP/s), JSON\n"
           "\n"
           "generate options (diffusers' names and defaults):\n"
           "  --height 576 --width 1024 --num-frames (model default) --num-inference-steps 25\n"
@@ -769,13 +770,13 @@ static int cmd_bench(int argc, char **argv) {
       ops = 1;
       continue;
     }
-    if (strncmp(a, "--", 2)) vdp_die("bench: unexpected argument '%s' (see vdp bench --help)", a);
+    if (strncmp(a, "--", 2)) vdp_usage_die("bench: unexpected argument '%s' (see vdp bench --help)", a);
     static const char *const valued[] = {"--config", "--num-frames", "--height", "--width", "--cfg", "--runs",
                                          "--num-inference-steps", "--decode-chunk-size", "--components", "--device"};
     int known = 0;
     for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(a, valued[k]);
-    if (!known) vdp_die("bench: unknown option %s (see vdp bench --help)", a);
-    if (i + 1 >= argc) vdp_die("bench: %s needs a value (see vdp bench --help)", a);
+    if (!known) vdp_usage_die("bench: unknown option %s (see vdp bench --help)", a);
+    if (i + 1 >= argc) vdp_usage_die("bench: %s needs a value (see vdp bench --help)", a);
     const char *v = argv[++i];
     if (!strcmp(a, "--config")) config = v;
     else if (!strcmp(a, "--num-frames")) F = (int)parse_int(a, v, 1, 1024);
@@ -791,10 +792,10 @@ static int cmd_bench(int argc, char **argv) {
   const Backend *be = pick_backend(device);
   if (ops) return bench_ops(be, runs);
   VdpConfig c;
-  if (config_preset(config, &c)) vdp_die("bench --config %s: expected svd or svd-xt", config);
+  if (config_preset(config, &c)) vdp_usage_die("bench --config %s: expected svd or svd-xt", config);
   if (!components) components = be == &backend_cpu ? "unet" : "all";  // the CPU one is slow: UNet only by default
   int all = !strcmp(components, "all");
-  if (!all && strcmp(components, "unet")) vdp_die("bench --components %s: expected unet or all", components);
+  if (!all && strcmp(components, "unet")) vdp_usage_die("bench --components %s: expected unet or all", components);
   if (F < 0) F = c.unet_num_frames;
   if (chunk < 0) chunk = F;
   GenParams p = {.height = H, .width = W, .num_frames = F, .steps = steps, .fps = 7, .motion_bucket_id = 127,
