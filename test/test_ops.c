@@ -553,43 +553,6 @@ static void test_transpose(void) {
   }
 }
 
-// ---------------------------------------------------------------------------------------------------
-// speed (informational; prints GFLOP/s, never fails)
-// ---------------------------------------------------------------------------------------------------
-static void bench(void) {
-  {
-    int M = 1024, K = 1024, N = 1024;
-    float *x = rnd((int64_t)M * K, -1, 1), *w = rnd((int64_t)N * K, -1, 1), *b = rnd(N, -1, 1);
-    float *y = vdp_malloc((size_t)M * N * sizeof(float), "bench");
-    op_linear(y, x, w, b, M, K, N);  // warm-up
-    double best = 1e30;
-    for (int r = 0; r < 5; r++) {
-      double t0 = vdp_now();
-      op_linear(y, x, w, b, M, K, N);
-      double dt = vdp_now() - t0;
-      if (dt < best) best = dt;
-    }
-    printf("ok - speed op_linear 1024x1024x1024: %.2f ms, %.1f GFLOP/s\n", best * 1e3, 2.0 * M * N * K / best / 1e9);
-    free(x), free(w), free(b), free(y);
-  }
-  {
-    int n = 2, cin = 320, h = 36, wd = 64, cout = 320;
-    float *x = rnd((int64_t)n * cin * h * wd, -1, 1), *w = rnd((int64_t)cout * cin * 9, -1, 1), *b = rnd(cout, -1, 1);
-    float *y = vdp_malloc((size_t)n * cout * h * wd * sizeof(float), "bench");
-    op_conv2d(y, x, w, b, n, cin, h, wd, cout, 3, 3, 1, 1, 1, 1, 1);
-    double best = 1e30;
-    for (int r = 0; r < 3; r++) {
-      double t0 = vdp_now();
-      op_conv2d(y, x, w, b, n, cin, h, wd, cout, 3, 3, 1, 1, 1, 1, 1);
-      double dt = vdp_now() - t0;
-      if (dt < best) best = dt;
-    }
-    double fl = 2.0 * n * cout * h * wd * cin * 9;
-    printf("ok - speed op_conv2d 320->320 3x3 36x64 n=2: %.2f ms, %.1f GFLOP/s\n", best * 1e3, fl / best / 1e9);
-    free(x), free(w), free(b), free(y);
-  }
-}
-
 // Every output element is summed in one fixed order: the result of a row must not depend on the
 // other rows of the batch nor on the thread count.
 static void test_invariance(void) {
@@ -659,6 +622,5 @@ int main(void) {
   test_timestep_embedding();
   test_upsample();
   test_transpose();
-  bench();
   return n_fail ? 1 : 0;
 }
