@@ -253,7 +253,7 @@ PYEOF
   : >"$TMP/$name.vdp.txt"
   for r in $(seq 0 $runs); do  # run 0 is a warm-up
     # shellcheck disable=SC2086
-    ./vdp generate --device cpu --model "$TMP/tiny3.vdpw" --image $IMG --out "$TMP/o.npy" $GARGS >/dev/null 2>"$TMP/gen.log" ||
+    ./vdp generate --device cpu --model "$TMP/tiny3.vdpw" --image $IMG --out "$TMP/o.npy" --overwrite $GARGS >/dev/null 2>"$TMP/gen.log" ||
       { tail -3 "$TMP/gen.log"; exit 1; }
     [ "$r" -gt 0 ] && grep -E '^vdp: load' "$TMP/gen.log" >>"$TMP/$name.vdp.txt"
   done
