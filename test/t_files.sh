@@ -5,19 +5,10 @@
 # that looks complete; usage errors exit 2. Each block names the finding of the issue it covers.
 # VDP=path overrides the binary (default ./vdp). Runs as root too (CI does): the read-only cases use
 # the mode bits and /proc, which root cannot write either.
-set -u
-cd "$(dirname "$0")/.."
-VDP=${VDP:-./vdp}
-case "$VDP" in /*) ;; *) VDP=$PWD/$VDP ;; esac
-fails=0
-ok() { echo "ok - $*"; }
-bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
-tmp=$(mktemp -d /tmp/t_files.XXXXXX)
-trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
-[ -x "$VDP" ] || { bad "vdp binary $VDP not found (run make)"; exit 1; }
+source "$(dirname "$0")/lib.sh"
+case "$VDP" in /*) ;; *) VDP=$PWD/$VDP ;; esac  # the tests cd into their folders
 
-M=$tmp/tiny3.vdpw
-"$VDP" convert test/data/models/tiny3 "$M" >/dev/null 2>"$tmp/conv.err" || { bad "convert tiny3: $(tail -1 "$tmp/conv.err")"; exit 1; }
+convert_tiny3
 IMG=test/data/images/test_48x40.png
 COMMON=(--model "$M" --height 32 --width 48 --num-inference-steps 2 --num-frames 3)
 

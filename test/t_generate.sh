@@ -5,18 +5,9 @@
 #      to the run without --stages, for K = 1 and K = 3 videos;
 #   3. bad input gets a clear error and a non-zero exit, never a crash.
 # VDP=path overrides the binary (default ./vdp).
-set -u
-cd "$(dirname "$0")/.."
-VDP=${VDP:-./vdp}
-fails=0
-ok() { echo "ok - $*"; }
-bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
-tmp=$(mktemp -d /tmp/t_generate.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-[ -x "$VDP" ] || { bad "vdp binary $VDP not found (run make)"; exit 1; }
+source "$(dirname "$0")/lib.sh"
 
-M=$tmp/tiny3.vdpw
-"$VDP" convert test/data/models/tiny3 "$M" >/dev/null 2>"$tmp/conv.err" || { bad "convert tiny3: $(tail -1 "$tmp/conv.err")"; exit 1; }
+convert_tiny3
 IMG=test/data/images/test_48x40.png
 COMMON=(--model "$M" --image "$IMG" --height 32 --width 48 --num-inference-steps 4 --num-frames 3)
 

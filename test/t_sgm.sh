@@ -6,15 +6,8 @@
 #   2. `vdp generate` on both gives byte-identical frames
 #   3. the frame-count default (file name with "xt") and --num-frames; flags that would be ignored refused
 # Tensor-by-tensor comparisons, the fp32 source and the malformed files are in test/test_sgm.c.
-set -u
-cd "$(dirname "$0")/.."
-VDP=${VDP:-./vdp}
-fails=0
-ok() { echo "ok - $*"; }
-bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
-T=$(mktemp -d /tmp/t_sgm.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-[ -x "$VDP" ] || { bad "vdp binary $VDP not found (run make)"; exit 1; }
+source "$(dirname "$0")/lib.sh"
+T=$tmp
 SGM=test/data/sgm/svd_mini.safetensors
 DIR=test/data/sgm/svd_mini
 

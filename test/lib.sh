@@ -1,0 +1,20 @@
+# test/lib.sh — the shared start of the test/t_*.sh scripts (sourced, not run; run_tests.sh picks up
+# only t_*.sh): the repository root as working folder, the binary under test (VDP=path overrides
+# ./vdp), run_tests.sh's protocol (one "ok - ..." or "FAIL - ..." line per check; the script ends with
+# `[ "$fails" -eq 0 ]`), and a private temporary folder $tmp removed at exit (write bits restored first,
+# for the tests that make read-only files).
+set -u
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+VDP=${VDP:-./vdp}
+fails=0
+ok() { echo "ok - $*"; }
+bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
+tmp=$(mktemp -d "/tmp/$(basename "$0" .sh).XXXXXX")
+trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
+[ -x "$VDP" ] || { bad "vdp binary $VDP not found (run make)"; exit 1; }
+
+# convert_tiny3: $M = the tiny3 fixture converted to .vdpw in $tmp (exits the script if that fails)
+convert_tiny3() {
+  M=$tmp/tiny3.vdpw
+  "$VDP" convert test/data/models/tiny3 "$M" >/dev/null 2>"$tmp/conv.err" || { bad "convert tiny3: $(tail -1 "$tmp/conv.err")"; exit 1; }
+}
