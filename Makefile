@@ -102,7 +102,7 @@ $(BUILD)/%.o: %.c vdp.h model.h ring.h | $(BUILD)/test
 $(BUILD)/kernels.o: kernels.cu kernels.h vdp.h model.h $(BUILD)/gpu-arch | $(BUILD)/test
 	$(NVCC) -O3 -std=c++17 $(GENCODE) -I. -Xcompiler -fPIC -c -o $@ $<
 
-$(BUILD)/test/%: test/%.c $(LIB_OBJ) $(CUDA_OBJ) vdp.h model.h ring.h test/golden.h | $(BUILD)/test
+$(BUILD)/test/%: test/%.c $(LIB_OBJ) $(CUDA_OBJ)  vdp.h model.h ring.h test/golden.h test/check.h | $(BUILD)/test
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJ) $(CUDA_OBJ) $(LDLIBS)
 
 $(BUILD)/test:

@@ -754,9 +754,12 @@ static int distinct_indices(const int *idx, int n, int size, int *list, int *pos
   return m;
 }
 
-// Step 1 of both forms: the Gaussian blur kernels for an h x w -> ho x wo reduction (sigmas and kernel
+// Step 1 of both forms (after checking the sizes): the Gaussian blur kernels for an h x w -> ho x wo reduction (sigmas and kernel
 // sizes in double, as Python computes them; odd sizes, so the padding is symmetric).
-static void antialias_kernels(int h, int w, int ho, int wo, float **gy, int *ky, float **gx, int *kx) {
+static void antialias_kernels(const char *who, int c, int h, int w, int ho, int wo, float **gy, int *ky, float **gx,
+                              int *kx) {
+  if (c <= 0 || h <= 0 || w <= 0 || ho <= 0 || wo <= 0)
+    vdp_die("%s: invalid sizes [%d, %d, %d] -> [%d, %d]", who, c, h, w, ho, wo);
   double sig_y = fmax(((double)h / ho - 1.0) / 2.0, 0.001);
   double sig_x = fmax(((double)w / wo - 1.0) / 2.0, 0.001);
   *ky = (int)fmax(4.0 * sig_y, 3.0), *kx = (int)fmax(4.0 * sig_x, 3.0);
@@ -773,12 +776,10 @@ static void antialias_kernels(int h, int w, int ho, int wo, float **gy, int *ky,
 // in the same order as a full blur would sum it, so the result is bit-identical to blurring everything
 // (test_image checks this against the direct form on large inputs).
 void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int wo) {
-  if (c <= 0 || h <= 0 || w <= 0 || ho <= 0 || wo <= 0)
-    vdp_die("resize_antialias: invalid sizes [%d, %d, %d] -> [%d, %d]", c, h, w, ho, wo);
   // 1. sigmas and kernel sizes
   float *gy, *gx;
   int ky, kx;
-  antialias_kernels(h, w, ho, wo, &gy, &ky, &gx, &kx);
+  antialias_kernels("resize_antialias", c, h, w, ho, wo, &gy, &ky, &gx, &kx);
   int py = (ky - 1) / 2, px = (kx - 1) / 2;  // front padding (odd kernels: symmetric)
 
   // 4. (set up first) bicubic taps, align_corners=True
@@ -870,12 +871,10 @@ void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int
 // The direct form: blur the whole image, then sample it. resize_antialias must equal it bit for bit
 // (test_image); it is kept as that reference, and costs O(c h w (kx + ky)) time and two full-size copies.
 void resize_antialias_full(float *y, const float *x, int c, int h, int w, int ho, int wo) {
-  if (c <= 0 || h <= 0 || w <= 0 || ho <= 0 || wo <= 0)
-    vdp_die("resize_antialias_full: invalid sizes [%d, %d, %d] -> [%d, %d]", c, h, w, ho, wo);
   // 1. sigmas and kernel sizes
   float *gy, *gx;
   int ky, kx;
-  antialias_kernels(h, w, ho, wo, &gy, &ky, &gx, &kx);
+  antialias_kernels("resize_antialias_full", c, h, w, ho, wo, &gy, &ky, &gx, &kx);
   int py = (ky - 1) / 2, px = (kx - 1) / 2;  // front padding (odd kernels: symmetric)
 
   size_t plane = (size_t)h * w;

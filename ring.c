@@ -993,26 +993,6 @@ static void sim_usage(FILE *f) {
           "the throughput. Defaults: 1 stage, 28 steps, latent 1 8 8 32 32, 1 video, seed 42, 0 ms, 60 s, cpu.\n");
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out) {
-  if (!s || !vdp_is_decimal(s, 0)) return -1;
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || *end || v < lo || v > hi) return -1;
-  *out = v;
-  return 0;
-}
-
-static int parse_double(const char *s, double lo, double hi, double *out) {
-  if (!s || !vdp_is_decimal(s, 1)) return -1;
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || *end || !(v >= lo && v <= hi)) return -1;
-  *out = v;
-  return 0;
-}
-
 int cmd_sim(int argc, char **argv) {
   long S = 1, n_steps = 28, K = 1, rank = 0, world = 0, device = -1, seed = 42;
   int S_given = 0, verbose = 0, transport = RING_CPU, ndims = 5;
@@ -1031,14 +1011,14 @@ int cmd_sim(int argc, char **argv) {
   } while (0)
 #define SIM_INT(var, lo, hi)                                                              \
   do {                                                                                    \
-    if (i + 1 >= argc || parse_long(argv[i + 1], lo, hi, &var))                           \
+    if (i + 1 >= argc || vdp_parse_long(argv[i + 1], lo, hi, &var))                           \
       SIM_BAD("%s needs an integer in [%ld, %ld], got '%s'", a, (long)(lo), (long)(hi),   \
               i + 1 < argc ? argv[i + 1] : "(nothing)");                                  \
     i++;                                                                                  \
   } while (0)
 #define SIM_NUM(var, lo, hi)                                                              \
   do {                                                                                    \
-    if (i + 1 >= argc || parse_double(argv[i + 1], lo, hi, &var))                         \
+    if (i + 1 >= argc || vdp_parse_double(argv[i + 1], lo, hi, &var))                         \
       SIM_BAD("%s needs a number in [%g, %g], got '%s'", a, (double)(lo), (double)(hi),   \
               i + 1 < argc ? argv[i + 1] : "(nothing)");                                  \
     i++;                                                                                  \
@@ -1068,7 +1048,7 @@ int cmd_sim(int argc, char **argv) {
       ndims = 0;
       while (i + 1 < argc && argv[i + 1][0] != '-') {
         if (ndims == 6) SIM_BAD("--latent-shape takes at most 6 dimensions");
-        if (parse_long(argv[i + 1], 1, 1L << 24, &shape[ndims])) SIM_BAD("--latent-shape: bad dimension '%s'", argv[i + 1]);
+        if (vdp_parse_long(argv[i + 1], 1, 1L << 24, &shape[ndims])) SIM_BAD("--latent-shape: bad dimension '%s'", argv[i + 1]);
         ndims++;
         i++;
       }

@@ -141,6 +141,27 @@ int vdp_is_decimal(const char *s, int allow_fraction) {
   return *p == 0;
 }
 
+// A whole decimal number (vdp_is_decimal) in [lo, hi] -> *out, 0; anything else -1 (*out untouched).
+int vdp_parse_long(const char *s, long lo, long hi, long *out) {
+  if (!s || !vdp_is_decimal(s, 0)) return -1;
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *end || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+int vdp_parse_double(const char *s, double lo, double hi, double *out) {
+  if (!s || !vdp_is_decimal(s, 1)) return -1;
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || *end || !(v >= lo && v <= hi)) return -1;
+  *out = v;
+  return 0;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Output files: exclusive temporary beside the target, fsync, rename
 // ---------------------------------------------------------------------------------------------------

@@ -55,10 +55,8 @@ static void usage(FILE *o) {
 // Flag parsing: every number is checked whole; a bad value names the flag (a usage error: exit 2).
 // ---------------------------------------------------------------------------------------------------
 static long parse_int(const char *flag, const char *s, long lo, long hi) {
-  char *end;
-  errno = 0;
-  long v = vdp_is_decimal(s, 0) ? strtol(s, &end, 10) : 0;
-  if (!vdp_is_decimal(s, 0) || errno || *end || v < lo || v > hi)
+  long v;
+  if (vdp_parse_long(s, lo, hi, &v))
     vdp_usage_die("%s %s: expected an integer in [%ld, %ld]", flag, s, lo, hi);
   return v;
 }
@@ -73,10 +71,8 @@ static uint64_t parse_u64(const char *flag, const char *s) {
 }
 
 static float parse_float(const char *flag, const char *s, double lo, double hi) {
-  char *end;
-  errno = 0;
-  double v = vdp_is_decimal(s, 1) ? strtod(s, &end) : NAN;
-  if (!vdp_is_decimal(s, 1) || errno || *end || !(v >= lo && v <= hi))
+  double v;
+  if (vdp_parse_double(s, lo, hi, &v))
     vdp_usage_die("%s %s: expected a decimal number in [%g, %g]", flag, s, lo, hi);
   return (float)v;
 }

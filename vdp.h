@@ -116,6 +116,9 @@ void vdp_usage_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), no
 // A number as flags take it: [+-]digits, and with allow_fraction [.digits][e[+-]digits]; no leading
 // spaces, hex, inf or nan (which strtol/strtod alone would accept).
 int vdp_is_decimal(const char *s, int allow_fraction);
+// A whole decimal number in [lo, hi] -> *out and 0; otherwise -1 (the callers name the flag).
+int vdp_parse_long(const char *s, long lo, long hi, long *out);
+int vdp_parse_double(const char *s, double lo, double hi, double *out);
 
 // Output files (util.c). One rule for every file vdp writes: the bytes go to a fresh temporary created
 // exclusively beside the target (DIR/.NAME.XXXXXXXX.tmp: never a fixed name, never through a symlink),

@@ -1405,9 +1405,8 @@ int cmd_convert(int argc, char **argv) {
       }
       const char *v = argv[++i];
       if (!strcmp(a, "--num-frames")) {
-        char *end;
-        long nf = strtol(v, &end, 10);
-        if (end == v || *end || nf < 1 || nf > MAX_LAYERS) {
+        long nf;
+        if (vdp_parse_long(v, 1, MAX_LAYERS, &nf)) {
           fprintf(stderr, "vdp: error: --num-frames must be an integer in 1..%d, not '%s'\n", MAX_LAYERS, v);
           return 2;
         }

@@ -18,3 +18,18 @@ convert_tiny3() {
   M=$tmp/tiny3.vdpw
   "$VDP" convert test/data/models/tiny3 "$M" >/dev/null 2>"$tmp/conv.err" || { bad "convert tiny3: $(tail -1 "$tmp/conv.err")"; exit 1; }
 }
+
+# simt_require BIN...: the emulated binaries ($SIMT/..., built by make test) exist, or one FAIL line that
+# says why (the CUDA headers missing, or the build not run) and exit 1.
+simt_require() {
+  local b
+  for b in "$@"; do
+    [ -x "$b" ] && continue
+    if [ ! -f "${CUDA_HOME:-/usr/local/cuda}/include/cuda_runtime.h" ]; then
+      echo "FAIL - simt_build the CUDA headers are not in ${CUDA_HOME:-/usr/local/cuda}/include: the SIMT emulator cannot be built (set CUDA_HOME)"
+    else
+      echo "FAIL - simt_build $b is missing (make test builds it)"
+    fi
+    exit 1
+  done
+}

@@ -9,19 +9,10 @@
 # Then the convolutions again with the device's opt-in shared memory set to 99 KiB (sm_86 / sm_89), where the
 # implicit GEMM picks other tiles (simt[rr,smem99]).
 # Output: the program's checks prefixed with the schedule, "ok - simt[rr] NAME ..." / "FAIL - ...".
-set -u
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 SIMT=${SIMT:-build/simt}
-CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 BIN=$SIMT/test_gpu_kernels
-if [ ! -x "$BIN" ]; then
-  if [ ! -f "$CUDA_HOME/include/cuda_runtime.h" ]; then
-    echo "FAIL - simt_build the CUDA headers are not in $CUDA_HOME/include: the SIMT emulator cannot be built (set CUDA_HOME)"
-  else
-    echo "FAIL - simt_build $BIN is missing (make test builds it)"
-  fi
-  exit 1
-fi
+simt_require "$BIN"
 scheds="rr warp rr,smem99" tsan=0
 if [ "${1:-}" = --tsan ]; then scheds="rr" tsan=1; fi
 case "$SIMT" in *san*) scheds="rr" ;; esac

@@ -6,21 +6,10 @@
 #                              fp16 tolerance of gpu_pipeline.c, host-drawn noises bit-exact
 #   t_simt_pipeline.sh --full  (make test-simt-full) everything: all golden cases, two in-process pipelines
 # Output: gpu_pipeline's "ok - ..." / "FAIL - ..." lines.
-set -u
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 SIMT=${SIMT:-build/simt}
-CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 BIN=$SIMT/gpu_pipeline
-for b in "$BIN" "$SIMT/vdp"; do
-  if [ ! -x "$b" ]; then
-    if [ ! -f "$CUDA_HOME/include/cuda_runtime.h" ]; then
-      echo "FAIL - simt_build the CUDA headers are not in $CUDA_HOME/include: the SIMT emulator cannot be built (set CUDA_HOME)"
-    else
-      echo "FAIL - simt_build $b is missing (make test builds it)"
-    fi
-    exit 1
-  fi
-done
+simt_require "$BIN" "$SIMT/vdp"
 if [ ! -x ./vdp ]; then echo "FAIL - simt_pipeline ./vdp (model conversion) is missing"; exit 1; fi
 if [ "${1:-}" = --full ]; then
   args=(--vdp "$SIMT/vdp")

@@ -1,6 +1,7 @@
 // test_image.c — image.c against Pillow / diffusers references (test/data/image/, written by
 // test/golden/make_image_golden.py), plus error handling of every loader. Run from the repo root.
 #include "vdp.h"
+#include "test/check.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -16,19 +17,6 @@
 
 #define DATA "test/data/image/"
 
-static int nfail = 0;
-
-static void check(int ok, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void check(int ok, const char *name, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("%s - %s ", ok ? "ok" : "FAIL", name);
-  vprintf(fmt, ap);
-  printf("\n");
-  va_end(ap);
-  if (!ok) nfail++;
-  fflush(stdout);
-}
 
 // ---- temporary files (removed at exit)
 static char tmpdir[64];
@@ -713,5 +701,5 @@ int main(void) {
   test_save_png();
   test_npy();
   test_video();
-  return nfail ? 1 : 0;
+  return n_fail ? 1 : 0;
 }

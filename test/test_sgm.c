@@ -9,6 +9,7 @@
 //      a header without data, padded here with a sparse data area) is the published one; that of another
 //      layout (svd_layout.header) is the one its diffusers config files give
 #include "vdp.h"
+#include "test/check.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -26,18 +27,6 @@ int config_to_text(const VdpConfig *c, char **text, size_t *len);
 
 static const char *SGM_FILE = "test/data/sgm/svd_mini.safetensors", *SGM_DIR = "test/data/sgm/svd_mini";
 static char g_tmp[256];
-static int n_fail = 0, n_ok = 0;
-
-static void check(int cond, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void check(int cond, const char *name, const char *fmt, ...) {
-  char msg[1200];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  printf("%s - %s %s\n", cond ? "ok" : "FAIL", name, msg);
-  cond ? n_ok++ : n_fail++;
-}
 
 static const char *tmp(const char *name) {
   static char buf[8][512];

@@ -7,6 +7,7 @@
 //
 // Usage: test_weights [--seeds DIR]   (--seeds also writes the fuzzers' seed files into DIR)
 #include "vdp.h"
+#include "test/check.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -20,18 +21,6 @@ int vdpw_convert(const char *src_dir, const char *out_path, int out_dtype, int v
                  size_t errlen);
 enum { VARIANT_AUTO, VARIANT_FP32, VARIANT_FP16 };
 
-static int n_fail = 0, n_ok = 0;
-static void check(int cond, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void check(int cond, const char *name, const char *fmt, ...) {
-  char msg[1200];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  printf("%s - %s %s\n", cond ? "ok" : "FAIL", name, msg);
-  if (cond) n_ok++;
-  else n_fail++;
-}
 
 // ---------------------------------------------------------------------------------------------------
 // A small configuration that every part accepts
