@@ -1142,7 +1142,8 @@ void unet_forward(const Models *m, const float *sample, int B, int F, int h, int
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Scheduler: EulerDiscrete with Karras sigmas, continuous timesteps, v-prediction
+// Schedulers and samplers: EulerDiscrete with Karras sigmas, continuous timesteps, v-prediction (SVD);
+// AnimateLCM-SVD-xt's consistency sampler (few steps)
 // ---------------------------------------------------------------------------------------------------
 // The shortest decimal that reads back as the same float (what a JSON config held), as a double.
 static double float_as_decimal(float f) {
@@ -1173,6 +1174,70 @@ float scheduler_karras(const VdpConfig *cfg, int n, float *sigmas, float *timest
   return cfg->sched_leading ? sqrtf(smax * smax + 1.0f) : smax;
 }
 
+const char *sampler_name(int sampler) { return sampler == VDP_SAMPLER_ANIMATELCM ? "animatelcm" : "euler"; }
+
+int sampler_from_name(const char *name) {
+  if (!strcmp(name, "euler")) return VDP_SAMPLER_EULER;
+  if (!strcmp(name, "animatelcm")) return VDP_SAMPLER_ANIMATELCM;
+  return -1;
+}
+
+// AnimateLCM-SVD-xt's schedule (../shared/animatelcm.md), as its demos configure the sampler whatever the
+// base model's scheduler says: 40 Karras points (ρ = 7) from σ_max = 700 down to σ_min = 0.002, sampled at
+// ramp_i = i·(40 // n) / 39 from the top, so the last σ is not σ_min; σ_n = 0. All in float64 like numpy,
+// then σ stored as float32; the UNet timestep is 0.25·ln σ from the float64 σ (the UNet's time projection
+// casts it to float32).
+static float animatelcm_table(int n, StepScalars *tab) {
+  const double rho = 7.0, lo = pow(0.002, 1.0 / rho), hi = pow(700.0, 1.0 / rho);
+  const int r = ANIMATELCM_POINTS / n;
+  for (int i = 0; i < n; i++) {
+    double ramp = (double)(i * r) / (double)(ANIMATELCM_POINTS - 1);
+    double sigma = pow(hi + ramp * (lo - hi), rho);
+    tab[i].sigma = (float)sigma;
+    tab[i].t = (float)(0.25 * log(sigma + 1e-44));
+  }
+  for (int i = 0; i < n; i++) {
+    float s = tab[i].sigma, next = i + 1 < n ? tab[i + 1].sigma : 0.0f;
+    tab[i].sigma_next = next < 0.0f ? 0.0f : next > 700.0f ? 700.0f : next;  // the sampler's clamp (a no-op here)
+    tab[i].c_in = sqrtf(s * s + 1.0f);           // σ_data = 1
+    tab[i].c_skip = 1.0f / (s * s + 1.0f);
+    tab[i].c_out = -s / sqrtf(s * s + 1.0f);
+  }
+  return (float)sqrt(700.0 * 700.0 + 1.0);       // init_noise_sigma = sqrt(σ_max² + 1)
+}
+
+float sampler_table(const VdpConfig *cfg, int sampler, int n, StepScalars *tab) {
+  if (sampler == VDP_SAMPLER_ANIMATELCM) return animatelcm_table(n, tab);
+  float sig[1001], ts[1000];  // steps <= 1000 (gen_shape)
+  float init = scheduler_karras(cfg, n, sig, ts);
+  for (int i = 0; i < n; i++) {
+    float s = sig[i];
+    tab[i] = (StepScalars){.sigma = s, .sigma_next = sig[i + 1], .t = ts[i], .c_in = sqrtf(s * s + 1.0f),
+                           .c_skip = 1.0f / (s * s + 1.0f), .c_out = -s / sqrtf(s * s + 1.0f)};
+  }
+  return init;
+}
+
+// x [n] in place from the guided prediction v [n] (and z [n] or NULL).
+void sampler_update(int sampler, const StepScalars *st, float *x, const float *v, const float *z, int64_t n) {
+  if (sampler == VDP_SAMPLER_ANIMATELCM) {
+    // consistency step: denoised = c_out·v + c_skip·x, then x = denoised + z·σ_next (no z for one step)
+    for (int64_t j = 0; j < n; j++) {
+      float denoised = st->c_out * v[j] + st->c_skip * x[j];
+      x[j] = z ? denoised + z[j] * st->sigma_next : denoised;
+    }
+    return;
+  }
+  // Euler step on the v-prediction: x0 = v·c_out + x·c_skip; x += (x - x0)/σ · (σ_next - σ)
+  float sigma = st->sigma, next = st->sigma_next;
+  float c_out = -sigma / sqrtf(sigma * sigma + 1.0f), c_skip_div = sigma * sigma + 1.0f, dt = next - sigma;
+  for (int64_t j = 0; j < n; j++) {
+    float xj = x[j], x0 = v[j] * c_out + xj / c_skip_div;
+    float d = (xj - x0) / sigma;
+    x[j] = xj + d * dt;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Pipeline
 // ---------------------------------------------------------------------------------------------------
@@ -1199,6 +1264,15 @@ int gen_shape(const Models *m, const GenParams *p, GenShape *s, char *err, size_
   }
   if (p->steps < 1 || p->steps > 1000) {
     snprintf(err, errlen, "--num-inference-steps %d: must be between 1 and 1000", p->steps);
+    return -1;
+  }
+  if (p->sampler < 0 || p->sampler >= VDP_N_SAMPLERS) {
+    snprintf(err, errlen, "sampler %d: unknown", p->sampler);
+    return -1;
+  }
+  if (p->sampler == VDP_SAMPLER_ANIMATELCM && p->steps > ANIMATELCM_POINTS) {
+    snprintf(err, errlen, "--num-inference-steps %d: the animatelcm sampler's schedule has %d points, so at most %d "
+             "steps (its model card: 2 to 8)", p->steps, ANIMATELCM_POINTS, ANIMATELCM_POINTS);
     return -1;
   }
   if (p->decode_chunk < 1) {
@@ -1228,18 +1302,21 @@ int gen_shape(const Models *m, const GenParams *p, GenShape *s, char *err, size_
   s->B = p->max_guidance > 1.0f ? 2 : 1;
   s->lat_c = c->vae_latent_channels, s->ctx_dim = c->clip_projection_dim;
   s->latent_n = (size_t)s->F * s->lat_c * s->h * s->w;
-  s->cond_n = (size_t)s->B * s->ctx_dim + (size_t)s->B * s->lat_c * s->h * s->w + (size_t)s->B * 3 + (size_t)s->F;
+  s->n_z = p->sampler == VDP_SAMPLER_ANIMATELCM && p->steps > 1 ? p->steps : 0;
+  s->cond_n = (size_t)s->B * s->ctx_dim + (size_t)s->B * s->lat_c * s->h * s->w + (size_t)s->B * 3 + (size_t)s->F +
+              (size_t)s->n_z * s->latent_n;
   return 0;
 }
 
 // Views into the conditioning blob.
-typedef struct { float *ctx, *img_lat, *ids, *guidance; } CondView;
+typedef struct { float *ctx, *img_lat, *ids, *guidance, *z; } CondView;
 static CondView cond_view(const GenShape *s, float *cond) {
   CondView v;
   v.ctx = cond;                                              // [B, D]
   v.img_lat = v.ctx + (size_t)s->B * s->ctx_dim;            // [B, lat_c, h, w]
   v.ids = v.img_lat + (size_t)s->B * s->lat_c * s->h * s->w;  // [B, 3]
   v.guidance = v.ids + (size_t)s->B * 3;                    // [F]
+  v.z = s->n_z ? v.guidance + s->F : NULL;                  // [n_z, F, lat_c, h, w]
   return v;
 }
 
@@ -1314,15 +1391,26 @@ int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, ui
   free(emb), free(mean);
 
   // initial latent: RNG draw #2, scaled by init_noise_sigma
-  float *sig = hbuf(p->steps + 1), *ts = hbuf(p->steps);
-  float init_sigma = scheduler_karras(c, p->steps, sig, ts);
+  StepScalars *tab = vdp_malloc((size_t)p->steps * sizeof *tab, "step table");
+  float init_sigma = sampler_table(c, p->sampler, p->steps, tab);
   torch_randn_f32(gen, latent, (int64_t)s.latent_n);
-  free(gen);
   dump_tensor(p, "noise_latents", latent, 5, (int64_t[]){1, s.F, s.lat_c, s.h, s.w});
   for (size_t i = 0; i < s.latent_n; i++) latent[i] *= init_sigma;
+  // animatelcm: every step's z, draws #3 ... in step order (the sampler draws one per step)
+  for (int k = 0; k < s.n_z; k++) {
+    float *zk = cv.z + (size_t)k * s.latent_n;
+    torch_randn_f32(gen, zk, (int64_t)s.latent_n);
+    char name[64];
+    snprintf(name, sizeof name, "step_noise_%d", k);
+    dump_tensor(p, name, zk, 5, (int64_t[]){1, s.F, s.lat_c, s.h, s.w});
+  }
+  free(gen);
+  float *sig = hbuf(p->steps + 1), *ts = hbuf(p->steps);
+  for (int i = 0; i < p->steps; i++) sig[i] = tab[i].sigma, ts[i] = tab[i].t;
+  sig[p->steps] = 0.0f;
   dump_tensor(p, "sigmas", sig, 1, (int64_t[]){p->steps + 1});
   dump_tensor(p, "timesteps", ts, 1, (int64_t[]){p->steps});
-  free(sig), free(ts);
+  free(sig), free(ts), free(tab);
   return 0;
 }
 
@@ -1331,14 +1419,14 @@ void pipeline_step(const Models *m, const GenParams *p, int i, const float *cond
   char err[256];
   if (gen_shape(m, p, &s, err, sizeof err)) vdp_die("%s", err);
   CondView cv = cond_view(&s, (float *)cond);
-  float sig[1001], ts[1000];  // steps <= 1000 (gen_shape)
-  scheduler_karras(&m->cfg, p->steps, sig, ts);
-  float sigma = sig[i], next = sig[i + 1], t = ts[i];
+  StepScalars tab[1000];  // steps <= 1000 (gen_shape)
+  sampler_table(&m->cfg, p->sampler, p->steps, tab);
+  const StepScalars *st = &tab[i];
 
   // UNet input: [B, F, 2·lat_c, h, w] = cat(latent / sqrt(σ²+1), image latents) on channels
   int64_t plane = (int64_t)s.lat_c * s.h * s.w;  // one frame's latent
   float *xin = hbuf((int64_t)s.B * s.F * 2 * plane), *v = hbuf((int64_t)s.B * s.F * plane);
-  float c_in = sqrtf(sigma * sigma + 1.0f);
+  float c_in = st->c_in;
   for (int b = 0; b < s.B; b++)
     for (int f = 0; f < s.F; f++) {
       float *dst = xin + ((int64_t)b * s.F + f) * 2 * plane;
@@ -1346,7 +1434,7 @@ void pipeline_step(const Models *m, const GenParams *p, int i, const float *cond
       for (int64_t k = 0; k < plane; k++) dst[k] = src[k] / c_in;
       memcpy(dst + plane, cv.img_lat + (int64_t)b * plane, (size_t)plane * sizeof(float));
     }
-  unet_forward(m, xin, s.B, s.F, s.h, s.w, t, cv.ctx, cv.ids, v);
+  unet_forward(m, xin, s.B, s.F, s.h, s.w, st->t, cv.ctx, cv.ids, v);
   free(xin);
   float *vp = v;  // the guided prediction [F, lat_c, h, w]
   if (s.B == 2) {
@@ -1358,13 +1446,7 @@ void pipeline_step(const Models *m, const GenParams *p, int i, const float *cond
         vp[j] = vu[j] + cv.guidance[f] * (vc[j] - vu[j]);
       }
   }
-  // Euler step on the v-prediction: x0 = v·c_out + x·c_skip; x += (x - x0)/σ · (σ_next - σ)
-  float c_out = -sigma / sqrtf(sigma * sigma + 1.0f), c_skip_div = sigma * sigma + 1.0f, dt = next - sigma;
-  for (int64_t j = 0; j < (int64_t)s.latent_n; j++) {
-    float x = latent[j], x0 = vp[j] * c_out + x / c_skip_div;
-    float d = (x - x0) / sigma;
-    latent[j] = x + d * dt;
-  }
+  sampler_update(p->sampler, st, latent, vp, cv.z ? cv.z + (size_t)i * s.latent_n : NULL, (int64_t)s.latent_n);
   if (vp != v) free(vp);
   free(v);
 }

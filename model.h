@@ -135,6 +135,7 @@ typedef struct {
   int height, width, num_frames, steps, fps, motion_bucket_id, decode_chunk;
   float noise_aug, min_guidance, max_guidance;
   uint64_t seed;
+  int sampler;           // VDP_SAMPLER_*
   const char *dump_dir;  // NULL: no dump
   int quiet;             // no per-step progress
 } GenParams;
@@ -175,6 +176,20 @@ void unet_forward(const Models *m, const float *sample, int B, int F, int h, int
 double model_flops_take(void);  // FLOPs executed by this thread's forward passes since the last call
 float scheduler_karras(const VdpConfig *cfg, int n, float *sigmas, float *timesteps);         // -> init_noise_sigma
 
+// The sampler of a job, in two pieces (the step loop needs nothing else of it):
+//   (a) sampler_table: every step's scalars, computed once per job;
+//   (b) sampler_update: the latent update of step i from the guided prediction v (and, for animatelcm with
+//       more than one step, that step's noise z, drawn at encode time: see pipeline_encode).
+#define ANIMATELCM_POINTS 40  // the length of AnimateLCM's Karras schedule: at most 40 steps
+typedef struct {
+  float sigma, sigma_next;  // σ_i and σ_{i+1} (σ_N = 0)
+  float t;                  // the UNet's timestep
+  float c_in;               // UNet input = x / c_in, c_in = sqrt(σ² + 1)
+  float c_skip, c_out;      // animatelcm: denoised = c_out·v + c_skip·x (Euler computes its own, below)
+} StepScalars;
+float sampler_table(const VdpConfig *cfg, int sampler, int n, StepScalars *tab);  // tab [n] -> init_noise_sigma
+void sampler_update(int sampler, const StepScalars *s, float *x, const float *v, const float *z, int64_t n);
+
 // ---------------------------------------------------------------------------------------------------
 // Pipeline (diffusers StableVideoDiffusionPipeline, fp32)
 // ---------------------------------------------------------------------------------------------------
@@ -185,15 +200,18 @@ typedef struct {
   int lat_c, ctx_dim;
   size_t latent_n;       // floats of the latent [F, lat_c, h, w]
   size_t cond_n;         // floats of the conditioning blob (see pipeline_encode)
+  int n_z;               // step noises carried in the blob: steps for animatelcm with steps > 1, else 0
 } GenShape;
 int gen_shape(const Models *m, const GenParams *p, GenShape *s, char *err, size_t errlen);
 
 // Stage 0: CLIP + VAE encode + noise. Writes the conditioning blob cond [cond_n] =
-//   ctx [B, D] | image latents [B, lat_c, h, w] | added time ids [B, 3] | guidance [F]
-// and the initial latent [F, lat_c, h, w] (noise × init_noise_sigma).
+//   ctx [B, D] | image latents [B, lat_c, h, w] | added time ids [B, 3] | guidance [F] | z [n_z, F, lat_c, h, w]
+// and the initial latent [F, lat_c, h, w] (noise × init_noise_sigma). One torch stream seeded with `seed`
+// draws noise_aug, the initial latent, then (animatelcm) every step's z in step order: drawing them all
+// here is bit-identical to drawing each at its step, and a stage of the ring needs no generator.
 int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, uint64_t seed, float *cond,
                     float *latent, char *err, size_t errlen);
-// One Euler step i (global index) on latent in place.
+// One step i (global index) of the job's sampler on latent in place.
 void pipeline_step(const Models *m, const GenParams *p, int i, const float *cond, float *latent);
 // VAE decode in chunks + postprocess: frames [F, H, W, 3] in [0, 1].
 void pipeline_decode(const Models *m, const GenParams *p, const float *latent, float *frames);

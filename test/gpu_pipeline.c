@@ -474,10 +474,10 @@ static void run_models(void) {
   qsort(names, (size_t)nc, sizeof names[0], (int (*)(const void *, const void *))strcmp);
   int ncase = 0;
   for (int i = 0; i < nc; i++) {
-    char casedir[600], model[256], err[1024];
+    char casedir[600], model[1600], err[1024];
     snprintf(casedir, sizeof casedir, "%s/%.200s", root, names[i]);
     struct stat st;
-    if (stat(casedir, &st) || !S_ISDIR(st.st_mode) || case_str(casedir, "model", model, sizeof model)) continue;
+    if (stat(casedir, &st) || !S_ISDIR(st.st_mode) || case_model(casedir, model, sizeof model)) continue;
     if (only_case && strcmp(names[i], only_case)) continue;
     const char *vdpw = convert_or_fail(model);
     if (!vdpw) continue;
@@ -501,10 +501,10 @@ static void run_models(void) {
 // The whole pipeline in this process (pipeline_encode, every step, pipeline_decode: what the CLI runs)
 // on the tested backend: frames vs diffusers. Also what --emulate uses to estimate the fp16 frame error.
 static void run_pipeline_inproc(const char *case_name) {
-  char casedir[512], model[256], image[512], err[1024];
+  char casedir[512], model[1600], image[512], err[1024];
   snprintf(casedir, sizeof casedir, "test/data/golden/%s", case_name);
   printf("# 3a. the pipeline in-process on %s (%s): frames vs diffusers\n", G->name, case_name);
-  if (case_str(casedir, "model", model, sizeof model) || case_str(casedir, "image", image, sizeof image)) {
+  if (case_model(casedir, model, sizeof model) || case_str(casedir, "image", image, sizeof image)) {
     printf("FAIL - pipeline: cannot read %s/case.json\n", casedir), n_fail++;
     return;
   }
@@ -519,6 +519,8 @@ static void run_pipeline_inproc(const char *case_name) {
                  .min_guidance = (float)case_num(casedir, "min_guidance_scale", 1.0),
                  .max_guidance = (float)case_num(casedir, "max_guidance_scale", 3.0),
                  .seed = (uint64_t)case_num(casedir, "seed", 0), .quiet = 1};
+  char sampler[32];
+  if (!case_str(casedir, "sampler", sampler, sizeof sampler)) p.sampler = sampler_from_name(sampler);
   VdpFile f;
   VdpImage img;
   Models *m = vdp_calloc(1, sizeof *m, "models");
@@ -557,13 +559,13 @@ static void run_pipeline_inproc(const char *case_name) {
 // 3. the CLI end to end on one case
 // ---------------------------------------------------------------------------------------------------
 static void run_generate(const char *case_name) {
-  char casedir[512], model[256], line[4096], cmd[16384], dump[600], path[700];
+  char casedir[512], model[1600], line[4096], cmd[16384], dump[600], path[700];
   snprintf(casedir, sizeof casedir, "test/data/golden/%s", case_name);
   const char *device = emulate ? "cpu" : "cuda";
   printf("# 3b. ./vdp generate --device %s on %s: frames vs diffusers, noises bit-exact\n", device, case_name);
   snprintf(path, sizeof path, "%s/args.txt", casedir);
   FILE *f = fopen(path, "rb");
-  if (!f || !fgets(line, sizeof line, f) || case_str(casedir, "model", model, sizeof model)) {
+  if (!f || !fgets(line, sizeof line, f) || case_model(casedir, model, sizeof model)) {
     printf("FAIL - generate: cannot read %s or its case.json\n", path), n_fail++;
     if (f) fclose(f);
     return;
