@@ -1244,7 +1244,7 @@ static int unet_swap(const char *path, const VdpConfig *cfg, const VdpTensorSpec
     if (!used[i]) diff_add(&d.extra, &d.n_extra, "%s", h->t[i].name);
   free(used);
   char what[1200];
-  snprintf(what, sizeof what, "--unet %s: the UNet", path);
+  snprintf(what, sizeof what, "--unet %s: the UNet (diffusers names)", path);
   d.shape_first = 1;  // a UNet of another architecture is named by its first misshapen tensor
   return diff_report(&d, what, err, errlen);
 }
