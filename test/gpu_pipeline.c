@@ -601,6 +601,20 @@ static void run_generate(const char *case_name) {
     }
     free(ref), free(got);
   }
+  // animatelcm: every step's z, drawn on the host from the one stream, bit-exact
+  for (int k = 0;; k++) {
+    char name[64], what[300], rpath[900];
+    snprintf(name, sizeof name, "step_noise_%d", k);
+    snprintf(rpath, sizeof rpath, "%s/%s.npy", casedir, name);
+    if (access(rpath, R_OK)) break;
+    int64_t sr[8], sg[8];
+    int nr, ng;
+    float *ref = load(casedir, name, sr, &nr), *got = load(dump, name, sg, &ng);
+    snprintf(what, sizeof what, "generate/%s/%s", case_name, name);
+    if (!ref || !got || numel(sr, nr) != numel(sg, ng)) printf("FAIL - %s: missing or of another size\n", what), n_fail++;
+    else compare(what, got, ref, numel(sr, nr), 1, 0);
+    free(ref), free(got);
+  }
 }
 
 int main(int argc, char **argv) {
