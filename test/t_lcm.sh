@@ -4,7 +4,7 @@
 #   1. vdp convert --unet --sampler animatelcm: the sampler recorded (vdp info); usage errors exit 2, a wrong
 #      --unet file exits 1 before anything is written
 #   2. generate takes the file's sampler and its defaults (4 steps, guidance 1.0 -> 1.2); --sampler overrides;
-#      more than 40 steps is a usage error (exit 2) before the weights load
+#      more than 40 steps is a usage error (exit 2) before the weights load (generate and bench)
 #   3. the stage ring: S = 1, 2, 3 byte-identical to the plain loop (each stage continues the one stream);
 #      several videos: video k is the single video of seed s + k
 source "$(dirname "$0")/lib.sh"
@@ -54,6 +54,9 @@ expect_rc 2 "at most 40 steps" "$VDP" generate --model "$L" --image $IMG --out "
 expect_rc 2 "expected euler or animatelcm" "$VDP" generate --model "$L" --image $IMG --out "$tmp/e.npy" --sampler ddim
 expect_rc 2 "more stages than the 4 steps" gen "$tmp/err" --out "$tmp/e.npy" --stages 5
 [ -e "$tmp/e.npy" ] && bad "a usage error left an output" || ok "usage errors wrote nothing"
+
+expect_rc 2 "expected euler or animatelcm" "$VDP" bench --sampler ddim
+expect_rc 2 "takes at most 40 steps" "$VDP" bench --sampler animatelcm --num-inference-steps 41
 
 # 3. the ring: byte-identical for every S; several videos = seed s + k
 gen "$tmp/r.err" --out "$tmp/ref.npy" --seed 5 >/dev/null || bad "plain run: $(tail -1 "$tmp/r.err")"
