@@ -1605,6 +1605,7 @@ int cmd_info(int argc, char **argv) {
   printf("file: %s\n", f.path);
   printf("size: %zu bytes (%.3f GB)\n", f.map_size, f.map_size / 1e9);
   printf("format: vdpw version %d, %d tensors\n", VDPW_VERSION, f.n_tensors);
+  printf("sampler: %s (what vdp generate uses unless --sampler says otherwise)\n", sampler_name(c->sched_sampler));
   printf("configuration:\n");
   for (int i = 0; i < N_CFG_FIELDS; i++) {
     const CfgField *fd = &CFG_FIELDS[i];

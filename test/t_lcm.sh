@@ -19,8 +19,11 @@ if ! "$VDP" convert $BASE "$L" --unet $UNET --sampler animatelcm --dtype fp32 >/
 fi
 grep -q "replace the base's UNet; sampler recorded: animatelcm" "$tmp/conv.err" && ok "convert --unet says what it did" ||
   bad "convert --unet progress line: $(cat "$tmp/conv.err" | head -5)"
-if "$VDP" info "$L" | grep -q "^  sched_sampler=1 "; then ok "vdp info shows sched_sampler=1 (animatelcm)"
-else bad "vdp info: $("$VDP" info "$L" | grep sched_sampler)"; fi
+if "$VDP" info "$L" | grep -q "^  sched_sampler=1 " && "$VDP" info "$L" | grep -q "^sampler: animatelcm"; then
+  ok "vdp info shows the sampler: animatelcm (sched_sampler=1)"
+else bad "vdp info: $("$VDP" info "$L" | grep sampler)"; fi
+"$VDP" convert $BASE "$tmp/base.vdpw" >/dev/null 2>&1 && "$VDP" info "$tmp/base.vdpw" | grep -q "^sampler: euler" &&
+  ok "vdp info: a plain convert records euler" || bad "plain convert's sampler: $("$VDP" info "$tmp/base.vdpw" | grep sampler)"
 
 expect_rc() {  # want-rc want-substring command...
   local want=$1 sub=$2; shift 2
