@@ -1298,6 +1298,8 @@ static void linspace_f32(float *y, float start, float end, int n) {
   for (int i = 0; i < n; i++) y[i] = i < n / 2 ? start + step * (float)i : end - step * (float)(n - 1 - i);
 }
 
+static void set_step_counter(PipeState *st, int i);
+
 int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, uint64_t seed, PipeState *st,
                     float *cond, float *latent, char *err, size_t errlen) {
   const VdpConfig *c = &m->cfg;
@@ -1372,6 +1374,7 @@ int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, ui
   pipeline_latent_from_host(m, latent, x0, s.latent_n);
   free(x0);
   pipeline_load_cond(st, cond);
+  set_step_counter(st, 0);  // the step counter starts here, not inside the loop
   return 0;
 }
 
@@ -1469,6 +1472,11 @@ void pipeline_load_cond(PipeState *st, const float *cond) {
   be->upload_bytes(st->ids, cv.ids, (size_t)s->B * 3 * sizeof(float));
 }
 
+static void set_step_counter(PipeState *st, int i) {
+  st->be->upload_bytes(st->step, &i, sizeof i);
+  st->host_step = i;
+}
+
 // One step on the backend: the UNet input, the UNet, guidance + the sampler's update (which advances the
 // step counter). Nothing here reads or passes a per-step value on the host.
 static void step_body(const Models *m, PipeState *st, float *latent) {
@@ -1486,7 +1494,7 @@ void pipeline_step(const Models *m, const GenParams *p, int i, PipeState *st, fl
   if (i < 0 || i >= st->tab.steps) vdp_die("pipeline_step: step %d of %d (internal error)", i, st->tab.steps);
   // The counter is set from the host only when a block of steps begins elsewhere than where the last one
   // ended (a ring stage receiving a video; a new video): never between two consecutive steps.
-  if (st->host_step != i) be->upload_bytes(st->step, &i, sizeof i);
+  if (st->host_step != i) set_step_counter(st, i);
   if (be->step_mark) be->step_mark(i, 0);
   if (!st->graphs) {
     step_body(m, st, latent);

@@ -20,7 +20,7 @@
 // fp16 intermediates (flash attention's P, the single-key cross-attention projections). A wiring error
 // (wrong argument, layout, alias) shows up as O(1).
 //
-// Usage: gpu_pipeline [--emulate] [--only ops|models|pipeline|cli|generate] [--case NAME] [--vdp PATH]
+// Usage: gpu_pipeline [--emulate] [--only ops|models|pipeline|cli|generate] [--case NAME] [--vdp PATH] [--profile]
 //   --only     comma-separated steps: ops (1), models (2), pipeline (3a), cli (3b); generate = 3a + 3b
 //   --case     run steps 2 and 3 on this golden case only (test/data/golden/NAME)
 //   --emulate  no GPU needed: the tested backend is the CPU one with every stored weight, uploaded input
@@ -28,6 +28,8 @@
 //              (the generate step then runs --device cpu). Not the SIMT emulator: built against
 //              test/simt/ (make test-simt-full), this program tests the real kernels on the CPU.
 //   --vdp      the vdp binary for step 3 (default ./vdp; the SIMT build passes build/simt/vdp)
+//   --profile  step 3 also checks the SIMT emulator's per-step counters (SIMT_PROFILE=1): no copy in any
+//              step, one graph launch per step with --cuda-graph on, none with off
 // Output: "ok - NAME ..." / "FAIL - NAME ...", "# info ..." lines, then "N passed, N failed".
 #include "../kernels.h"
 #include "../model.h"
@@ -637,6 +639,57 @@ static void run_pipeline_inproc(const char *case_name) {
 // ---------------------------------------------------------------------------------------------------
 // 3. the CLI end to end on one case
 // ---------------------------------------------------------------------------------------------------
+static int check_profile = 0;  // --profile: the emulator's per-step counters must show a device-resident loop
+
+static char *read_all(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *buf = NULL;
+  size_t cap = 0, len = 0, k;
+  do {
+    if (len == cap) buf = realloc(buf, cap = cap ? 2 * cap : 1 << 16);
+    k = fread(buf + len, 1, cap - len, f);
+    len += k;
+  } while (k > 0);
+  fclose(f);
+  *n = len;
+  return buf;
+}
+
+// The per-step lines of SIMT_PROFILE=1 in gen_graph_{on,off}.log: every step copies nothing either way;
+// with graphs each step is one graph launch and no kernel launch of its own, without them no graph.
+static void check_step_profile(const char *case_name, int graphs, int steps) {
+  char path[700], line[1024];
+  snprintf(path, sizeof path, "%s/gen_graph_%s.log", tmpdir, graphs ? "on" : "off");
+  FILE *f = fopen(path, "r");
+  int seen = 0, bad = 0;
+  long long kl_total = 0, kg_total = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    int step;
+    long long kl, gl, kg, h2d, h2db, d2h, d2hb;
+    if (sscanf(line, "simt: profile step %d: %lld kernel launches, %lld graph launches (%lld kernels), H2D %lld copies %lld "
+                     "bytes, D2H %lld copies %lld bytes", &step, &kl, &gl, &kg, &h2d, &h2db, &d2h, &d2hb) != 8)
+      continue;
+    if (step != seen) bad = 1;
+    seen++;
+    kl_total += kl, kg_total += kg;
+    if (h2d || d2h || (graphs ? gl != 1 || kl != 0 || kg == 0 : gl != 0 || kl == 0)) {
+      printf("FAIL - generate/%s profile --cuda-graph %s: %s", case_name, graphs ? "on" : "off", line), n_fail++;
+      bad = 2;
+    }
+  }
+  if (f) fclose(f);
+  if (seen != steps || bad == 1) {
+    printf("FAIL - generate/%s profile --cuda-graph %s: %d step lines in %s, expected %d in order\n", case_name,
+           graphs ? "on" : "off", seen, path, steps), n_fail++;
+  } else if (!bad) {
+    printf("ok - generate/%s profile --cuda-graph %s: %d steps, 0 H2D and 0 D2H copies in each; %s per step\n",
+           case_name, graphs ? "on" : "off", steps, graphs ? "1 graph launch and 0 kernel launches" : "no graph");
+    printf("# info - %s: %.0f kernels per step (%s)\n", case_name, (double)(graphs ? kg_total : kl_total) / steps,
+           graphs ? "replayed from the graph" : "launched one by one");
+  }
+}
+
 static void run_generate(const char *case_name) {
   char casedir[512], model[256], line[4096], cmd[16384], dump[600], path[700];
   snprintf(casedir, sizeof casedir, "test/data/golden/%s", case_name);
@@ -656,14 +709,33 @@ static void run_generate(const char *case_name) {
   const char *vdpw = convert_or_fail(model);
   if (!vdpw) return;
   snprintf(dump, sizeof dump, "%s/dump_%s", tmpdir, case_name);
-  snprintf(cmd, sizeof cmd, "%s generate --device %s --model %s --out %s/%s.npy --dump %s %s >%s/gen.log 2>&1", vdp_bin,
-           device, vdpw, tmpdir, case_name, dump, args, tmpdir);
-  double t0 = vdp_now();
-  if (system(cmd)) {
-    printf("FAIL - generate: vdp generate failed: %s (log %s/gen.log)\n", cmd, tmpdir), n_fail++;
-    return;
+  // CUDA graphs on (the default; with --dump) and off: the frames must be byte-identical. SIMT_PROFILE=1
+  // makes the emulator print its per-step counters (checked with --profile).
+  for (int graphs = 1; graphs >= 0; graphs--) {
+    snprintf(cmd, sizeof cmd, "SIMT_PROFILE=1 %s generate --device %s --model %s --out %s/%s_graph_%s.npy --cuda-graph %s "
+             "%s%s %s >%s/gen_graph_%s.log 2>&1", vdp_bin, device, vdpw, tmpdir, case_name, graphs ? "on" : "off",
+             graphs ? "on" : "off", graphs ? "--dump " : "", graphs ? dump : "", args, tmpdir, graphs ? "on" : "off");
+    double t0 = vdp_now();
+    if (system(cmd)) {
+      printf("FAIL - generate: vdp generate failed: %s (log %s/gen_graph_%s.log)\n", cmd, tmpdir, graphs ? "on" : "off");
+      n_fail++;
+      return;
+    }
+    printf("# info - generate --cuda-graph %s took %.2f s\n", graphs ? "on" : "off", vdp_now() - t0);
+    if (check_profile) check_step_profile(case_name, graphs, (int)case_num(casedir, "num_inference_steps", 0));
   }
-  printf("# info - generate took %.2f s\n", vdp_now() - t0);
+  {
+    char a[700], b[700];
+    snprintf(a, sizeof a, "%s/%s_graph_on.npy", tmpdir, case_name);
+    snprintf(b, sizeof b, "%s/%s_graph_off.npy", tmpdir, case_name);
+    size_t na = 0, nb = 0;
+    char *fa = read_all(a, &na), *fb = read_all(b, &nb);
+    if (fa && fb && na == nb && na > 0 && !memcmp(fa, fb, na))
+      printf("ok - generate/%s/frames --cuda-graph on == off (byte-identical, %zu bytes)\n", case_name, na), n_pass++;
+    else
+      printf("FAIL - generate/%s/frames --cuda-graph on != off (%s vs %s)\n", case_name, a, b), n_fail++;
+    free(fa), free(fb);
+  }
   const char *names[] = {"frames", "noise_aug", "noise_latents", "image_embeds", "image_latents", "final_latents"};
   for (int i = 0; i < 6; i++) {
     int64_t sr[8], sg[8];
@@ -689,8 +761,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else if (!strcmp(argv[i], "--vdp") && i + 1 < argc) vdp_bin = argv[++i];
     else if (!strcmp(argv[i], "--case") && i + 1 < argc) only_case = argv[++i];
+    else if (!strcmp(argv[i], "--profile")) check_profile = 1;
     else {
-      fprintf(stderr, "usage: %s [--emulate] [--only ops|models|pipeline|cli|generate] [--case NAME] [--vdp PATH]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--emulate] [--only ops|models|pipeline|cli|generate] [--case NAME] [--vdp PATH] [--profile]\n", argv[0]);
       return 2;
     }
   }
