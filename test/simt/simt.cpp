@@ -1029,8 +1029,8 @@ cudaError_t capture_refuse(const char *what, cudaError_t e) {
 cudaError_t unsafe_call_check(const char *what) {
   std::lock_guard<std::mutex> lk(g_cap_mu);
   if (!t_strict_caps && !g_global_caps) return cudaSuccess;
-  for (Capture &c : g_caps)
-    if (pthread_equal(c.owner, pthread_self()) || c.mode == cudaStreamCaptureModeGlobal) c.invalid = true;
+  for (Capture &c : g_caps)  // the caller's own captures (another thread's Global capture only refuses the call)
+    if (pthread_equal(c.owner, pthread_self())) c.invalid = true;
   fprintf(stderr, "simt: %s while a stream capture is open: cudaErrorStreamCaptureUnsupported (the capture is invalidated)\n",
           what);
   return cudaErrorStreamCaptureUnsupported;
