@@ -13,9 +13,9 @@ BIN=$SIMT/gpu_pipeline
 simt_require "$BIN" "$SIMT/vdp"
 if [ ! -x ./vdp ]; then echo "FAIL - simt_pipeline ./vdp (model conversion) is missing"; exit 1; fi
 if [ "${1:-}" = --full ]; then
-  args=(--vdp "$SIMT/vdp")
+  args=(--vdp "$SIMT/vdp" --profile)
 else
-  args=(--only ops,models,cli --case tiny3_resize --vdp "$SIMT/vdp")
+  args=(--only ops,models,cli --case tiny3_resize --vdp "$SIMT/vdp" --profile)
 fi
 run() {  # gpu_pipeline args...; its lines, and a FAIL line when it exits non-zero without one
   local t0 t1 out rc
@@ -30,8 +30,10 @@ run() {  # gpu_pipeline args...; its lines, and a FAIL line when it exits non-ze
 }
 run "${args[@]}"
 rc=$?
-# The AnimateLCM sampler on the emulated CUDA backend (swapped UNet, z from the host stream): the pipeline
-# in-process and `vdp generate --device cuda`, frames within the fp16 tolerance of diffusers', z bit-exact.
-# (--full runs every golden case's models already; this case also has an odd step count and decode chunks.)
-run --only pipeline,cli --case lcm_3step_chunk2 --vdp "$SIMT/vdp" || rc=1
+# The AnimateLCM sampler on the emulated CUDA backend (swapped UNet, z drawn on the host at encode and
+# uploaded once; its update kernel is checked against the CPU twin with the ops above): the pipeline in-process and
+# `vdp generate --device cuda` with --cuda-graph on and off, frames within the fp16 tolerance of diffusers',
+# z bit-exact, no copy inside any step. (--full runs every golden case's models already; this case also has
+# an odd step count and decode chunks.)
+run --only pipeline,cli --case lcm_3step_chunk2 --vdp "$SIMT/vdp" --profile || rc=1
 exit $rc

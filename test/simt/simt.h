@@ -118,7 +118,9 @@ struct LaunchCfg {
   size_t smem;
   cudaStream_t stream;
 };
-void launch(const LaunchCfg &c, void (*body)(void *), void *ctx);
+// ctx: the converted arguments; clone / drop copy and free them (a launch on a capturing stream keeps a copy,
+// as cudaStreamBeginCapture records the argument values at the launch, and a graph launch replays it)
+void launch(const LaunchCfg &c, void (*body)(void *), void *ctx, void *(*clone)(const void *), void (*drop)(void *));
 
 // k<<<g, b, smem, s>>>(args): the arguments are converted to the kernel's parameter types once (as the
 // CUDA runtime does); every emulated thread then calls the kernel, i.e. gets its own by-value copy.
@@ -136,7 +138,9 @@ struct Launcher<void(P...)> {
       void (*fn)(P...);
       Args args;
     } ctx{fn, Args(std::forward<A>(a)...)};
-    launch(cfg, [](void *c) { std::apply(static_cast<Ctx *>(c)->fn, static_cast<Ctx *>(c)->args); }, &ctx);
+    launch(cfg, [](void *c) { std::apply(static_cast<Ctx *>(c)->fn, static_cast<Ctx *>(c)->args); }, &ctx,
+           [](const void *c) -> void * { return new Ctx(*static_cast<const Ctx *>(c)); },
+           [](void *c) { delete static_cast<Ctx *>(c); });
   }
 };
 template <class... P>
