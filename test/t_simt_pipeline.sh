@@ -31,9 +31,9 @@ run() {  # gpu_pipeline args...; its lines, and a FAIL line when it exits non-ze
 run "${args[@]}"
 rc=$?
 # The AnimateLCM sampler on the emulated CUDA backend (swapped UNet, z drawn on the host at encode and
-# uploaded once; its update kernel is checked against the CPU twin with the ops above): the pipeline in-process and
-# `vdp generate --device cuda` with --cuda-graph on and off, frames within the fp16 tolerance of diffusers',
-# z bit-exact, no copy inside any step. (--full runs every golden case's models already; this case also has
-# an odd step count and decode chunks.)
+# uploaded once; its update kernel is checked against the CPU twin with the ops above): the pipeline
+# in-process and `vdp generate --device cuda` with --cuda-graph on and off, frames within the fp16
+# tolerance of diffusers', z bit-exact, no copy inside any step. (--full runs every golden case's models
+# already; this case also has an odd step count and decode chunks.)
 run --only pipeline,cli --case lcm_3step_chunk2 --vdp "$SIMT/vdp" --profile || rc=1
 exit $rc
