@@ -228,7 +228,8 @@ typedef struct {
   float c_in;               // UNet input = x / c_in, c_in = sqrt(σ² + 1)
   float c_skip, c_out;      // c_out·v + c_skip·x: animatelcm's denoised; Euler's x0 divides by σ² + 1 instead
 } StepScalars;
-float sampler_table(const VdpConfig *cfg, int sampler, int n, StepScalars *tab);  // tab [n] -> init_noise_sigma
+// tab [n] -> init_noise_sigma; cfg gives Euler its scheduler settings (animatelcm has its own, cfg may be NULL)
+float sampler_table(const VdpConfig *cfg, int sampler, int n, StepScalars *tab);
 
 // ---------------------------------------------------------------------------------------------------
 // Pipeline (diffusers StableVideoDiffusionPipeline, fp32)
