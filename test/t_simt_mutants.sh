@@ -50,6 +50,14 @@ mutants=(
   "attn_warp_one_key_too_many|const int kc = min(KC, p.lk - k0);|s/p.lk - k0)/p.lk - k0 + 1)/|attn_warp_negative"
 )
 
+# MUTANTS=word,word: only the mutants whose name contains one of the words (while working on one kernel)
+if [ -n "${MUTANTS:-}" ]; then
+  keep=()
+  for m in "${mutants[@]}"; do
+    for w in ${MUTANTS//,/ }; do [[ "${m%%|*}" == *"$w"* ]] && { keep+=("$m"); break; }; done
+  done
+  mutants=("${keep[@]}")
+fi
 # the schedules each mutant runs under (SIMT_SCHED, then the block order SIMT_BLOCKS), until one catches it
 runs="rr,rev warp,fwd"
 blocks_of() { case "$1" in *,*) echo "${1#*,}" ;; *) echo fwd ;; esac; }
