@@ -4,8 +4,9 @@
 // values (converted), so the only differences are the GPU's fp16 outputs / fp16 P matrix and the order of
 // fp32 accumulation. Random noise alone hides whole classes of bugs (every warp, split and frame of a
 // reduction sees the same statistics; the variance dwarfs eps; a stray key's weight is tiny), so the norms
-// and attention also run on structured inputs ("struct" / "negative" checks, see "structured data"). Every GPU output buffer is poisoned with NaN before the op, so an element the kernel
-// does not write fails the check. Error = max|gpu − ref| / max|ref| over the checked elements, with one
+// and attention also run on structured inputs ("struct" / "negative" checks, see "structured data").
+// Every GPU output buffer is poisoned with NaN before the op, so an element the kernel does not write fails
+// the check, and so is its slack past the end, which must still be poison after the op. Error = max|gpu − ref| / max|ref| over the checked elements, with one
 // bound per output precision (TOL_F16, TOL_F32 below). For the full-size SVD shapes the CPU reference is
 // computed on a subset (some images / frames / columns / rows / queries) of the full GPU run.
 //

@@ -1,9 +1,10 @@
 // simt.cpp — the host SIMT emulator's runtime: runs kernels.cu (compiled by g++ with simt.h) on the CPU.
 //
-// Execution model. A launch runs its blocks one after another on the launching host thread. A block's
-// threads are fibers (a hand-written x86-64 stack switch, ~10 ns; swapcontext would make a system call per
-// switch) on stacks with a guard page below each. A fiber runs until it must wait — at __syncthreads or a
-// warp collective — and the scheduler then picks the next runnable fiber by the SIMT_SCHED policy:
+// Execution model. A launch runs its blocks one after another (SIMT_BLOCKS order) on the launching host
+// thread. A block's threads are fibers (a hand-written x86-64 stack switch, ~10 ns; swapcontext would make a
+// system call per switch) on stacks with a guard page below each. A fiber runs until it must wait — at
+// __syncthreads or a warp collective — and the scheduler then picks the next runnable fiber by the SIMT_SCHED
+// policy:
 //   rr (default)  round-robin by thread index        rev     the reverse order
 //   random[:S]    a seeded random pick (S = seed)     warp    one warp at a time: the current warp runs
 //                                                             until all its lanes wait at a block barrier
@@ -26,11 +27,13 @@
 // divergent mask, a shuffle from a non-participating lane, misaligned or non-shared ldmatrix / cp.async
 // addresses, a cp.async source in shared memory, dynamic shared memory over 48 KiB without a prior
 // cudaFuncSetAttribute (or over the device limit), bad launch dimensions (these two are launch errors
-// returned by cudaGetLastError, as on a GPU), fiber stack overflow (SIGSEGV on a guard page).
+// returned by cudaGetLastError, as on a GPU), fiber stack overflow (SIGSEGV on a guard page), accesses out
+// of bounds of a cudaMalloc allocation (guard zones: see "device-memory guard zones"; copies and memsets too).
 //
 // The CUDA runtime subset the backend uses is reimplemented here (one device, "memory" is host memory,
 // streams and events are synchronous); NCCL calls are stubs that fail. Environment:
 //   SIMT_SCHED=rr|rev|random[:seed]|warp   SIMT_STACK_KB=64   SIMT_SMEM_OPTIN_KB=227 (the device limit)
+//   SIMT_BLOCKS=fwd|rev|random[:seed] (the order of a grid's blocks)   SIMT_GUARD=launch|block|off
 //
 // ThreadSanitizer build (clang++ -fsanitize=thread): one TSan fiber per emulated thread, switched without
 // synchronisation, so that only block start / end, __syncthreads and __syncwarp order memory accesses
