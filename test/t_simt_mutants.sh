@@ -78,12 +78,17 @@ build() {  # build NAME: compile the mutated copy and link test_gpu_kernels
   $SIMT_CXX $flags -fdata-sections -x c++ -include test/simt/simt.h -include "$SIMT/dynshared.h" -c -o "$d/body.o" \
     "$d/kernels.cu" >"$d/build.log" 2>&1 &&
     ld -r -T test/simt/shm.ld -o "$d/kernels.o" "$SIMT/shm_begin.o" "$d/body.o" "$SIMT/shm_end.o" >>"$d/build.log" 2>&1 &&
-    $SIMT_CXX $flags -x c++ -o "$d/test_gpu_kernels" test/test_gpu_kernels.cu -x none "$SIMT/ops.o" "$SIMT/util.o" \
-      "$d/kernels.o" "$SIMT/simt.o" $SIMT_LIBS >>"$d/build.log" 2>&1
+    $SIMT_CXX -o "$d/test_gpu_kernels" "$tmp/test_gpu_kernels.o" "$SIMT/ops.o" "$SIMT/util.o" "$d/kernels.o" \
+      "$SIMT/simt.o" $SIMT_LIBS >>"$d/build.log" 2>&1
 }
 
 ok=1
 t0=$(date +%s%N)
+# the test program, compiled once for all mutants
+if ! $SIMT_CXX $flags -x c++ -c -o "$tmp/test_gpu_kernels.o" test/test_gpu_kernels.cu >"$tmp/test.log" 2>&1; then
+  echo "FAIL - simt_mutant test_gpu_kernels.cu does not compile: $(head -3 "$tmp/test.log" | tr '\n' ' ')"
+  exit 1
+fi
 pids=()
 for m in "${mutants[@]}"; do
   IFS='|' read -r name pat cmd only <<<"$m"
