@@ -763,7 +763,8 @@ static const char *guard_damage(const GuardAlloc &g) {
 [[noreturn]] static void guard_fail_damage(const GuardAlloc &g, const char *at, const char *when, const void *caller) {
   fflush(stdout);
   const long long d = at >= g.user + g.size ? (long long)(at - (g.user + g.size)) : (long long)(g.user - at);
-  fprintf(stderr, "simt: error: out-of-bounds write: byte %p, %lld byte(s) %s the %zu-byte cudaMalloc allocation at %p, "
+  fprintf(stderr,
+          "simt: error: out-of-bounds write: byte %p, %lld byte(s) %s the %zu-byte cudaMalloc allocation at %p, "
           "changed (found %s)\n", (const void *)at, d, at >= g.user ? "past the end of" : "before",
           g.size, (void *)g.user, when);
   if (caller) {
@@ -783,9 +784,10 @@ static void guard_check_all(const LaunchCfg &c, const uint3 *block) {
     if (!at) continue;
     char when[400];
     if (block)
-      snprintf(when, sizeof when, "after block (%u,%u,%u) of kernel %s launched at %s:%d, grid (%u,%u,%u) block (%u,%u,%u)",
-               block->x, block->y, block->z, c.name, c.file, c.line, c.grid.x, c.grid.y, c.grid.z, c.block.x,
-               c.block.y, c.block.z);
+      snprintf(when, sizeof when,
+               "after block (%u,%u,%u) of kernel %s launched at %s:%d, grid (%u,%u,%u) block (%u,%u,%u)", block->x,
+               block->y, block->z, c.name, c.file, c.line, c.grid.x, c.grid.y, c.grid.z, c.block.x, c.block.y,
+               c.block.z);
     else
       snprintf(when, sizeof when, "after kernel %s launched at %s:%d, grid (%u,%u,%u) block (%u,%u,%u); "
                "SIMT_GUARD=block names the block", c.name, c.file, c.line, c.grid.x, c.grid.y, c.grid.z, c.block.x,
@@ -833,7 +835,8 @@ static void guard_segv(const void *addr, void *ucv) {
             "allocation at %p (offset %td)\n", write ? "write" : "read", addr, a - (g->user + g->size), g->size,
             (void *)g->user, a - g->user);
   else
-    fprintf(stderr, "simt: error: out-of-bounds %s at %p, %td byte(s) before the %zu-byte cudaMalloc allocation at %p\n",
+    fprintf(stderr,
+            "simt: error: out-of-bounds %s at %p, %td byte(s) before the %zu-byte cudaMalloc allocation at %p\n",
             write ? "write" : "read", addr, g->user - a, g->size, (void *)g->user);
   where(stderr);
   if (!simt_cur_block || !simt_cur_block->cfg) fprintf(stderr, "simt:   in host code (not in a kernel)\n");
