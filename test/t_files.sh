@@ -59,7 +59,7 @@ no_temps "$d" "convert"
 # ---- 2. FIFOs and other special files never hang
 f=$tmp/fifo; mkdir -p "$f"; mkfifo "$f/f.vdpw" "$f/f.png"
 run "info on a FIFO" 1 "FIFO" "$VDP" info "$f/f.vdpw"
-run "generate --model FIFO" 1 "FIFO" "$VDP" generate "${COMMON[@]}" --model "$f/f.vdpw" --image "$IMG" --out "$f/o.npy"
+run "generate --model FIFO" 1 "FIFO" "$VDP" generate "${COMMON[@]:2}" --model "$f/f.vdpw" --image "$IMG" --out "$f/o.npy"
 run "generate --image FIFO" 1 "FIFO" "$VDP" generate "${COMMON[@]}" --image "$f/f.png" --out "$f/o.npy"
 cp -r test/data/models/tiny3 "$f/src"; rm "$f/src/unet/config.json"; mkfifo "$f/src/unet/config.json"
 run "convert with a FIFO at unet/config.json" 1 "FIFO" "$VDP" convert "$f/src" "$f/o.vdpw"
@@ -196,7 +196,7 @@ run "--image DIR" 1 "is a directory, not a regular file" "$VDP" generate "${COMM
 run "a stray positional argument" 2 "unexpected argument 'stray'" "$VDP" generate "${COMMON[@]}" --image "$IMG" stray --out "$tmp/x.npy"
 run "an unknown flag in last position" 2 "unknown option --bogus" "$VDP" generate "${COMMON[@]}" --image "$IMG" --out "$tmp/x.npy" --bogus
 run "a missing value" 2 "--seed: missing value" "$VDP" generate "${COMMON[@]}" --image "$IMG" --out "$tmp/x.npy" --seed
-run "--model given a diffusers folder" 1 "vdp convert test/data/models/tiny3" "$VDP" generate "${COMMON[@]}" --model test/data/models/tiny3 --image "$IMG" --out "$tmp/x.npy"
+run "--model given a diffusers folder" 1 "vdp convert test/data/models/tiny3" "$VDP" generate "${COMMON[@]:2}" --model test/data/models/tiny3 --image "$IMG" --out "$tmp/x.npy"
 run "--out without extension" 2 "no file extension" "$VDP" generate "${COMMON[@]}" --image "$IMG" --out "$tmp/noext"
 run "generate usage error exits 2" 2 "is required" "$VDP" generate --image "$IMG" --out "$tmp/x.npy"
 run "convert usage error exits 2" 2 "unknown option" "$VDP" convert --bogus

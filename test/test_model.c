@@ -194,6 +194,32 @@ int main(void) {
   free(first), free(img), free(mean), free(pix), free(frames);
   ucall_free(&u);
 
+  // 2b. the memory admission's plan, from the configuration alone (no weights), equals what loading and
+  // planning really hold: the weight pools (packed layouts) and the arena, over several job shapes
+  {
+    const int shapes[][4] = {{40, 56, 3, 2}, {64, 64, 5, 5}, {24, 72, 1, 1}, {40, 56, 7, 3}};
+    for (int k = 0; k < 4; k++) {
+      GenParams q = p;
+      q.height = shapes[k][0], q.width = shapes[k][1], q.num_frames = shapes[k][2], q.decode_chunk = shapes[k][3];
+      if (q.num_frames == 1) q.min_guidance = 2.0f;
+      MemPlan mp;
+      int rc = models_mem_plan(&c, &backend_cpu, &q, WANT_ALL, 640, 480, &mp, err, sizeof err);
+      models_thread_release(&m);
+      models_plan(&m, &q);
+      size_t real = models_arena_bytes();
+      char name[160];
+      snprintf(name, sizeof name, "admission plan %dx%d, %d frames, decode chunk %d: arena from the config alone = "
+               "models_plan's", q.width, q.height, q.num_frames, q.decode_chunk);
+      check(rc == 0 && mp.arena == real, name, "(plan %.0f bytes, real %.0f)", (double)mp.arena, (double)real);
+      if (k == 0) {
+        int held = 1;  // the weights as held: at least the parameters in fp32 (packing pads, never drops)
+        for (int i = 0; i < 3; i++) held &= mp.weights[i] >= m.nparams[i] * sizeof(float) && m.nparams[i] > 0;
+        check(held, "admission plan: weights as the CPU backend holds them (>= 4 bytes a parameter)",
+              "(UNet %.0f bytes for %.0f parameters)", (double)mp.weights[0], (double)m.nparams[0]);
+      }
+    }
+  }
+
   // 3. refusals
   GenParams q = p;
   q.num_frames = 1, q.min_guidance = 1.0f, q.max_guidance = 3.0f;
