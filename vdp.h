@@ -419,6 +419,9 @@ void image_resize_lanczos(const VdpImage *src, VdpImage *dst, int w, int h);
 // diffusers' _resize_with_antialiasing on x [c, h, w] fp32: gaussian blur (reflect pad), then
 // bicubic (A = -0.75, align_corners) to [c, ho, wo].
 void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int wo);
+// The same on an RGB8 image [h, w, 3] read as 2·(v/255) - 1 (CLIP's input), row by row, without a float
+// copy of the image; bit-identical to resize_antialias on that copy.
+void resize_antialias_rgb8(float *y, const uint8_t *rgb, int h, int w, int ho, int wo);
 // The same, computed by blurring every pixel (slow on large images): the reference the tests compare
 // resize_antialias with, bit for bit.
 void resize_antialias_full(float *y, const float *x, int c, int h, int w, int ho, int wo);
