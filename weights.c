@@ -1411,7 +1411,7 @@ static void convert_usage(void) {
           "  --variant  (folder) source files: fp32 = *.safetensors, fp16 = *.fp16.safetensors,\n"
           "             auto (default) = the plain file when present, else the fp16 variant\n"
           "  --num-frames  (file) default frame count stored in the output (default 25 when the file name\n"
-          "             contains \"xt\", else 14)\n"
+          "             holds the word \"xt\" (svd_xt, svd_xt_1_1, AnimateLCM-SVD-xt), else 14)\n"
           "  --overwrite  replace OUT.vdpw when it exists (a regular file only); without it vdp refuses\n"
           "exit status: 0 success, 1 failure, 2 usage error\n");
 }
