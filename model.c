@@ -595,22 +595,28 @@ int models_admit(const VdpConfig *cfg, const Backend *be, const GenParams *p, in
   int host_short = need_host > host.bytes, dev_short = dev && need_dev > dev_free;
   if (!host_short && !dev_short) return 0;
   // What would fit: a smaller decode chunk first (it only sizes the decoder's pass), then the most frames
-  // with a decode chunk of 1 (the peak grows with the frames: a binary search).
+  // with a decode chunk of 1 (the peak grows with the frames: a binary search). Nothing is searched when
+  // even one frame decoded alone does not fit (each dry run of a huge job costs time too).
   char fit[256] = "";
-  GenParams q = *p;
+  GenParams q = *p, least = *p;
+  least.num_frames = 1, least.decode_chunk = 1;
+  if (least.max_guidance > 1.0f && least.min_guidance <= 1.0f) least.min_guidance = least.max_guidance;  // (gen_shape)
   int F = p->num_frames;
-  for (int k = (p->decode_chunk < F ? p->decode_chunk : F) / 2; k >= 1 && !*fit; k /= 2) {
-    q.decode_chunk = k;
-    if (job_fits(cfg, be, &q, want, in_w, in_h, arenas, clip_kept, host.bytes, dev_free))
-      snprintf(fit, sizeof fit, "--decode-chunk-size %d would fit", k);
-  }
-  q.decode_chunk = 1;
-  for (int lo = 0, hi = F - 1; !*fit && lo < hi;) {  // the most frames that fit lie in [lo, hi] (0: none)
-    int mid = (lo + hi + 1) / 2;
-    q.num_frames = mid;
-    if (job_fits(cfg, be, &q, want, in_w, in_h, arenas, clip_kept, host.bytes, dev_free)) lo = mid;
-    else hi = mid - 1;
-    if (lo == hi && lo > 0) snprintf(fit, sizeof fit, "--num-frames %d --decode-chunk-size 1 would fit", lo);
+  if (F > 1 && job_fits(cfg, be, &least, want, in_w, in_h, arenas, clip_kept, host.bytes, dev_free)) {
+    for (int k = (p->decode_chunk < F ? p->decode_chunk : F) / 2; k >= 1 && !*fit; k /= 2) {
+      q.decode_chunk = k;
+      if (job_fits(cfg, be, &q, want, in_w, in_h, arenas, clip_kept, host.bytes, dev_free))
+        snprintf(fit, sizeof fit, "--decode-chunk-size %d would fit", k);
+    }
+    q.decode_chunk = 1;
+    int lo = 1, hi = F - 1;  // 1 frame fits, F frames do not: the most that fit lie in [lo, hi]
+    while (!*fit && lo < hi) {
+      int mid = (lo + hi + 1) / 2;
+      q.num_frames = mid;
+      if (job_fits(cfg, be, &q, want, in_w, in_h, arenas, clip_kept, host.bytes, dev_free)) lo = mid;
+      else hi = mid - 1;
+    }
+    if (!*fit) snprintf(fit, sizeof fit, "--num-frames %d --decode-chunk-size 1 would fit", lo);
   }
   if (!*fit) snprintf(fit, sizeof fit, "even 1 frame with --decode-chunk-size 1 does not fit: use a smaller --height/--width");
   const char *names[3] = {"UNet", "VAE", "image encoder"};
