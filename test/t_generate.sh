@@ -190,6 +190,16 @@ kill -TERM $pid 2>/dev/null; wait $pid; rc=$?
 if [ "$n" -gt 0 ] && [ $rc -ne 0 ] && [ ! -e "$tmp/faildump" ] && [ ! -e "$tmp/killed.npy" ]; then
   ok "a run stopped after writing $n dumps removed the --dump folder it created (exit $rc)"
 else bad "stopped run (exit $rc, $n dumps seen) left: $(ls "$tmp/faildump" 2>/dev/null | wc -l) files in its new --dump folder"; fi
+# a run that fails at its end (its output folder removed mid-run: the write fails, exit 1)
+mkdir -p "$tmp/gone"
+"$VDP" generate "${ARGS[@]}" --num-inference-steps 30 --dump "$tmp/faildump2" --out "$tmp/gone/x.npy" >/dev/null 2>"$tmp/f2.err" &
+pid=$!
+i=0
+while [ $i -lt 300 ] && [ ! -e "$tmp/faildump2/latents_step_0.npy" ]; do sleep 0.1; i=$((i + 1)); done
+rm -rf "$tmp/gone"
+wait $pid; rc=$?
+if [ $rc -eq 1 ] && [ ! -e "$tmp/faildump2" ]; then ok "a run that failed writing its output removed the --dump folder it created (exit 1)"
+else bad "failed run (exit $rc: $(tail -1 "$tmp/f2.err")) left $(ls "$tmp/faildump2" 2>/dev/null | wc -l) files in its new --dump folder"; fi
 mkdir -p "$tmp/keepdump"; echo keep >"$tmp/keepdump/mine.txt"
 "$VDP" generate "${COMMON[@]}" --overwrite --dump "$tmp/keepdump" --out /nonexistent_dir_vdp/x.npy >/dev/null 2>&1
 [ -f "$tmp/keepdump/mine.txt" ] && ok "an existing --dump folder and its files stay" || bad "an existing --dump folder was touched"
