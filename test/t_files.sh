@@ -204,6 +204,8 @@ run "convert usage error exits 2" 2 "unknown option" "$VDP" convert --bogus
 run "sim usage error exits 2" 2 "" "$VDP" sim --stages abc
 run "sim refuses hex numbers" 2 "0x2" "$VDP" sim --stages 0x2
 run "sim refuses hex floats" 2 "0x1p3" "$VDP" sim --step-ms 0x1p3
+run "sim flag given twice" 2 "--stages is given twice" "$VDP" sim --stages 2 --stages 3
+run "sim --latent-shape values are no flags" 0 "" "$VDP" sim --latent-shape 1 2 3 --num-inference-steps 2
 "$VDP" --help | grep -aq -- "--variant" && ok "top-level usage lists --variant" || bad "top-level usage lacks --variant"
 "$VDP" --help | grep -aq "exit status" && ok "top-level usage states the exit codes" || bad "usage lacks the exit codes"
 
