@@ -1024,6 +1024,16 @@ int cmd_sim(int argc, char **argv) {
     i++;                                                                                  \
   } while (0)
 
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+      sim_usage(stdout);
+      return 0;
+    }
+  vdp_flags_once("sim", argc, argv,
+                 (const char *const[]){"--stages", "--num-inference-steps", "--num-videos", "--seed", "--step-ms",
+                                       "--timeout", "--rank", "--world", "--device", "--nccl-id-file", "--transport",
+                                       "--inject-fault", NULL},
+                 NULL);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--stages")) { SIM_INT(S, 1, RING_MAX_STAGES); S_given = 1; }

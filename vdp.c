@@ -86,6 +86,15 @@ static int parse_on_off(const char *flag, const char *s) {
   return 0;
 }
 
+// --height / --width: the VAE works on multiples of 8 (a model with more levels may ask for more: that
+// is checked against the model's configuration once its header is read).
+static int parse_side(const char *flag, const char *s) {
+  int v = (int)parse_int(flag, s, 8, 16384);
+  if (v % 8) vdp_usage_die("%s %d: must be a multiple of 8 (the VAE downsamples by 8; e.g. %d or %d)", flag, v, v / 8 * 8,
+                           v / 8 * 8 + 8);
+  return v;
+}
+
 static const char *ext_of(const char *path) {
   const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
   return dot && (!slash || dot > slash) ? dot + 1 : "";
@@ -149,10 +158,17 @@ static void progress(const char *what, int k, int n, double t0) {
 // ---------------------------------------------------------------------------------------------------
 // vdp generate
 // ---------------------------------------------------------------------------------------------------
-// Picks the backend of --device: the CPU reference, or CUDA when built with it and a GPU is present.
-static const Backend *pick_backend(const char *device) {
-  if (!strcmp(device, "cpu")) return &backend_cpu;
+// --device: 1 for cuda, 0 for cpu (a usage check only: whether CUDA is there is asked later, by
+// pick_backend, once every flag has been checked).
+static int device_is_cuda(const char *device) {
+  if (!strcmp(device, "cpu")) return 0;
   if (strcmp(device, "cuda")) vdp_usage_die("--device %s: expected cpu or cuda", device);
+  return 1;
+}
+
+// The backend of --device: the CPU reference, or CUDA when built with it and a GPU is present.
+static const Backend *pick_backend(const char *device) {
+  if (!device_is_cuda(device)) return &backend_cpu;
   const Backend *be = backend_cuda();
   if (!be) vdp_die("--device cuda: no CUDA backend (built without nvcc, or no GPU / driver visible); use --device cpu");
   return be;
@@ -204,7 +220,8 @@ static int stale_frames(const char *stem, int F, int remove, char **list) {
 // Every output of the run, checked before the weights load: the target names are free (or, with
 // --overwrite, regular writable files), their folders take new files, .gif/.mp4 can be encoded, and a
 // PNG sequence has no stale frames beyond the new frame count.
-static void check_outputs(const char *out, int n_videos, int F, int fps, int overwrite) {
+static void check_outputs(const char *out, int n_videos, int F, int fps, int overwrite, const char *const *inputs,
+                          int n_inputs) {
   char err[4600];
   const char *ext = ext_of(out);
   for (int v = 0; v < n_videos; v++) {
@@ -216,7 +233,9 @@ static void check_outputs(const char *out, int n_videos, int F, int fps, int ove
       for (int f = 0; f < F; f++) {
         png_sequence_name(frame, sizeof frame, stem, f);
         // the folder probe once per sequence (same folder), the name check for every frame
-        if ((f ? target_check : out_check)(frame, overwrite, err, sizeof err)) vdp_die("--out %s: %s", out, err);
+        if ((f ? target_check : out_check)(frame, overwrite, err, sizeof err) ||
+            out_not_input(frame, inputs, n_inputs, err, sizeof err))
+          vdp_die("--out %s: %s", out, err);
       }
       int n = stale_frames(stem, F, 0, &list);
       if (n && !overwrite)
@@ -226,7 +245,8 @@ static void check_outputs(const char *out, int n_videos, int F, int fps, int ove
       free(list);
       continue;
     }
-    if (out_check(name, overwrite, err, sizeof err)) vdp_die("--out: %s", err);
+    if (out_check(name, overwrite, err, sizeof err) || out_not_input(name, inputs, n_inputs, err, sizeof err))
+      vdp_die("--out: %s", err);
     if (strcmp(ext, "npy") && video_check(name, fps, err, sizeof err)) vdp_die("--out: %s", err);
   }
 }
@@ -249,6 +269,8 @@ static void check_dump_dir(const char *dir, int overwrite) {
     closedir(d);
   } else if (errno != ENOENT || mkdir(dir, 0777)) {
     vdp_die("--dump %s: cannot create: %s", dir, strerror(errno));
+  } else {
+    out_created(dir, 1);  // created by this run: a failed run removes it (and the dumps it wrote)
   }
   char probe[4200], err[4600];
   snprintf(probe, sizeof probe, "%s/final_latents.npy", dir);
@@ -268,6 +290,7 @@ typedef struct {
   int n_images, n_videos, stages, overwrite;
   int graphs;             // --cuda-graph: capture the first step, replay the others (CUDA only)
   int host_latents;       // the ring's latents are host buffers while the steps run on the GPU: staged per block
+  int in_w, in_h;         // the largest input image (memory admission)
   const char *out;
   double t0;
   double *t_encode, *t_decode;  // per video
@@ -297,8 +320,11 @@ static void *gen_stage_ctx(void *user, int stage, char *err, size_t errlen) {
   sc->j = j, sc->m = j->m;
   if (!sc->m) {
     sc->m = vdp_calloc(1, sizeof *sc->m, "models"), sc->own = 1;
-    // only stage 0 encodes and decodes: the other stages need the UNet alone
-    if (models_load(j->file, j->be, sc->m, stage == 0 ? WANT_ALL : 1 << COMP_UNET, err, errlen)) {
+    // only stage 0 encodes and decodes: the other stages need the UNet alone; admitted on this stage's
+    // device before anything is uploaded
+    int want = stage == 0 ? WANT_ALL : 1 << COMP_UNET;
+    if (models_admit(&j->file->cfg, j->be, &j->p, want, j->in_w, j->in_h, 1, j->n_videos > 1, err, errlen) ||
+        models_load(j->file, j->be, sc->m, want, err, errlen)) {
       models_free(sc->m), free(sc->m), free(sc);
       cuda_thread_release();
       return NULL;
@@ -416,12 +442,14 @@ int cmd_generate(int argc, char **argv) {
   double timeout = 0;  // 0: not given
   GenParams p = {.height = 576, .width = 1024, .steps = 25, .fps = 7, .motion_bucket_id = 127, .noise_aug = 0.02f,
                  .min_guidance = 1.0f, .max_guidance = 3.0f, .seed = 0};
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       usage(stdout);
       return 0;
     }
+  vdp_flags_once("generate", argc, argv, GEN_FLAGS, (const char *const[]){"--image", NULL});
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
     if (a[0] != '-' || !a[1])
       vdp_usage_die("generate: unexpected argument '%s' (every input is given by an option, e.g. --image %s; see vdp --help)", a, a);
     if (!strcmp(a, "--overwrite")) {
@@ -438,8 +466,8 @@ int cmd_generate(int argc, char **argv) {
       if (n_images == 64) vdp_usage_die("--image: at most 64 images");
       images[n_images++] = v;
     } else if (!strcmp(a, "--out")) out = v;
-    else if (!strcmp(a, "--height")) p.height = (int)parse_int(a, v, 8, 16384);
-    else if (!strcmp(a, "--width")) p.width = (int)parse_int(a, v, 8, 16384);
+    else if (!strcmp(a, "--height")) p.height = parse_side(a, v);
+    else if (!strcmp(a, "--width")) p.width = parse_side(a, v);
     else if (!strcmp(a, "--num-frames")) num_frames = (int)parse_int(a, v, 1, 1024);
     else if (!strcmp(a, "--num-inference-steps")) p.steps = (int)parse_int(a, v, 1, 1000);
     else if (!strcmp(a, "--fps")) p.fps = (int)parse_int(a, v, 1, 1000);
@@ -472,10 +500,15 @@ int cmd_generate(int argc, char **argv) {
   if (!strcmp(ext, "gif") && p.fps > 50)
     vdp_usage_die("--fps %d: GIF frame delays are whole hundredths of a second, so a GIF plays at most 50 fps (players "
                   "show faster ones at 10 fps); use .mp4 or --fps 50 or less", p.fps);
-  const Backend *be = pick_backend(device);
+  if (name_has_control(out)) vdp_usage_die("--out: the name holds a control character (a newline, tab or escape); "
+                                           "it would split the printed file list: choose a plain name");
+  if (p.dump_dir && (!*p.dump_dir || name_has_control(p.dump_dir)))
+    vdp_usage_die("--dump: %s", *p.dump_dir ? "the folder name holds a control character (a newline, tab or escape)"
+                                            : "empty folder name");
+  int cuda = device_is_cuda(device);
   int nccl = !strcmp(transport, "nccl");
   if (!nccl && strcmp(transport, "cpu")) vdp_usage_die("--transport %s: expected cpu or nccl", transport);
-  if (nccl && be == &backend_cpu) vdp_usage_die("--transport nccl moves latents between GPUs: it needs --device cuda");
+  if (nccl && !cuda) vdp_usage_die("--transport nccl moves latents between GPUs: it needs --device cuda");
   // Flags that only mean something for the ring: refuse them where they would be silently ignored.
   if (nccl && !stages && !world) vdp_usage_die("--transport nccl hands latents between stages: give --stages S (or --rank/--world)");
   if (!world && (rank || gpu >= 0))
@@ -493,7 +526,7 @@ int cmd_generate(int argc, char **argv) {
   }
   // GPU stages hand latents between GPUs: one GPU per stage, over NCCL (one process driving all visible
   // GPUs, or one stage per process with --rank/--world).
-  if (be != &backend_cpu && stages > 1 && !nccl)
+  if (cuda && stages > 1 && !nccl)
     vdp_usage_die("--stages %d with --device cuda: add --transport nccl (one GPU per stage)", stages);
   if (n_images > 1 && n_videos > 1) vdp_usage_die("give either several --image or --num-videos, not both");
   if (n_images > 1) n_videos = n_images;
@@ -502,6 +535,16 @@ int cmd_generate(int argc, char **argv) {
                   "smaller --seed", (unsigned long long)p.seed, n_videos);
   if (stages > p.steps) vdp_usage_die("--stages %d: more stages than --num-inference-steps %d (every stage runs at least one step)", stages, p.steps);
   if (p.dump_dir && n_videos > 1) vdp_usage_die("--dump works with one video only");
+  {  // every name the run will write fits a path (PATH_MAX): none is cut short
+    char last[8192];
+    numbered(last, sizeof last, out, n_videos - 1, n_videos);
+    size_t len = strlen(last) + (!strcmp(ext, "png") ? 5 : 0);  // STEM_NNNN.png: up to 4 frame digits
+    if (len >= 4096)
+      vdp_usage_die("--out: %s is %zu characters long%s, more than a path may have (4095): choose a shorter name",
+                    n_videos > 1 ? "the numbered name of the last video" : !strcmp(ext, "png") ? "a frame's name" : "the name",
+                    len, n_videos > 1 ? " (OUT_vK.EXT)" : "");
+  }
+  const Backend *be = pick_backend(device);  // the flags are all checked: now whether CUDA is there
   out_set_replace(overwrite);
   image_set_max_pixels(max_pixels);
 
@@ -518,10 +561,12 @@ int cmd_generate(int argc, char **argv) {
   }
   char err[1024];
   VdpImage *imgs = vdp_calloc((size_t)n_images, sizeof *imgs, "images");
+  int in_w = 0, in_h = 0;  // the largest image: its encode buffers are admitted with the rest
   {
     size_t kept = 0;  // decoded images kept for the encode, up to 1 GiB; the rest is decoded again there
     for (int i = 0; i < n_images; i++) {
       if (image_load(images[i], &imgs[i], err, sizeof err)) vdp_die("--image: %s", err);
+      if ((int64_t)imgs[i].w * imgs[i].h > (int64_t)in_w * in_h) in_w = imgs[i].w, in_h = imgs[i].h;
       size_t bytes = (size_t)imgs[i].w * imgs[i].h * 3;
       if (kept + bytes > ((size_t)1 << 30)) image_free(&imgs[i]);
       else kept += bytes;
@@ -535,16 +580,29 @@ int cmd_generate(int argc, char **argv) {
   Models *m = vdp_calloc(1, sizeof *m, "models");
   m->cfg = f.cfg;  // the configuration only: gen_shape needs it
   GenShape shape;
-  if (gen_shape(m, &p, &shape, err, sizeof err)) vdp_die("%s", err);
-  check_outputs(out, n_videos, shape.F, p.fps, overwrite);
+  if (gen_shape(m, &p, &shape, err, sizeof err)) vdp_usage_die("%s", err);  // flags that this model cannot take
+  {
+    const char *inputs[65];
+    inputs[0] = model;
+    for (int i = 0; i < n_images; i++) inputs[1 + i] = images[i];
+    check_outputs(out, n_videos, shape.F, p.fps, overwrite, inputs, 1 + n_images);
+  }
   if (p.dump_dir) check_dump_dir(p.dump_dir, overwrite);
   // GPU stages of the ring load their own models on their own device (in the stage thread)
   int per_stage = stages >= 1 && be != &backend_cpu;
+  // One admission check before anything loads: the weights as held, the arena(s), the pipeline buffers
+  // (CPU stage threads plan an arena each and share weights in which CLIP stays; GPU stages admit their
+  // own device in gen_stage_ctx).
+  if (!per_stage &&
+      models_admit(&f.cfg, be, &p, WANT_ALL, in_w, in_h, stages >= 1 ? stages : 1, n_videos > 1 || stages >= 1, err,
+                   sizeof err))
+    vdp_die("%s", err);
   if (!per_stage && models_load(&f, be, m, WANT_ALL, err, sizeof err)) vdp_die("%s", err);
   double t_load = vdp_now() - t0;
   GenJob j = {.m = per_stage ? NULL : m, .file = &f, .be = be, .p = p, .s = shape, .images = images, .imgs = imgs,
-              .n_images = n_images, .n_videos = n_videos, .stages = stages, .overwrite = overwrite, .out = out,
-              .graphs = graphs, .host_latents = stages >= 1 && be != &backend_cpu, .t0 = vdp_now()};
+              .n_images = n_images, .n_videos = n_videos, .stages = stages, .overwrite = overwrite, .in_w = in_w,
+              .in_h = in_h, .out = out, .graphs = graphs, .host_latents = stages >= 1 && be != &backend_cpu,
+              .t0 = vdp_now()};
   fprintf(stderr, "vdp: %s: %d frames %dx%d, %d steps, guidance %s, seed %llu, %d video%s%s\n", model, j.s.F, p.width,
           p.height, p.steps, j.s.B == 2 ? "on" : "off", (unsigned long long)p.seed, n_videos, n_videos > 1 ? "s" : "",
           !stages ? "" : nccl ? ", timestep stages over NCCL" : ", timestep stages on CPU threads");
@@ -611,6 +669,7 @@ int cmd_generate(int argc, char **argv) {
   models_free(m);
   free(m);
   vdpw_close(&f);
+  out_created_keep();  // the run succeeded: its --dump folder stays
   return 0;
 }
 
@@ -800,28 +859,32 @@ static int bench_ops(const Backend *be, int runs) {
 static int cmd_bench(int argc, char **argv) {
   const char *config = "svd", *device = "cpu", *components = NULL;
   int F = -1, H = 576, W = 1024, cfg_on = 1, runs = 5, steps = 25, chunk = -1, ops = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+  static const char *const valued[] = {"--config", "--num-frames", "--height", "--width", "--cfg", "--runs",
+                                       "--num-inference-steps", "--decode-chunk-size", "--components", "--device", NULL};
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       bench_usage(stdout);
       return 0;
     }
+  vdp_flags_once("bench", argc, argv, valued, NULL);
+  int given_model_flag = 0;  // a flag of the model benchmark (meaningless with --ops)
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
     if (!strcmp(a, "--ops")) {
       ops = 1;
       continue;
     }
     if (strncmp(a, "--", 2)) vdp_usage_die("bench: unexpected argument '%s' (see vdp bench --help)", a);
-    static const char *const valued[] = {"--config", "--num-frames", "--height", "--width", "--cfg", "--runs",
-                                         "--num-inference-steps", "--decode-chunk-size", "--components", "--device"};
     int known = 0;
-    for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(a, valued[k]);
+    for (size_t k = 0; valued[k]; k++) known |= !strcmp(a, valued[k]);
     if (!known) vdp_usage_die("bench: unknown option %s (see vdp bench --help)", a);
     if (i + 1 >= argc) vdp_usage_die("bench: %s needs a value (see vdp bench --help)", a);
     const char *v = argv[++i];
+    given_model_flag |= strcmp(a, "--device") && strcmp(a, "--runs");
     if (!strcmp(a, "--config")) config = v;
     else if (!strcmp(a, "--num-frames")) F = (int)parse_int(a, v, 1, 1024);
-    else if (!strcmp(a, "--height")) H = (int)parse_int(a, v, 8, 16384);
-    else if (!strcmp(a, "--width")) W = (int)parse_int(a, v, 8, 16384);
+    else if (!strcmp(a, "--height")) H = parse_side(a, v);
+    else if (!strcmp(a, "--width")) W = parse_side(a, v);
     else if (!strcmp(a, "--cfg")) cfg_on = (int)parse_int(a, v, 0, 1);
     else if (!strcmp(a, "--runs")) runs = (int)parse_int(a, v, 1, 1000);
     else if (!strcmp(a, "--num-inference-steps")) steps = (int)parse_int(a, v, 1, 1000);
@@ -829,20 +892,32 @@ static int cmd_bench(int argc, char **argv) {
     else if (!strcmp(a, "--components")) components = v;
     else device = v;  // --device
   }
-  const Backend *be = pick_backend(device);
-  if (ops) return bench_ops(be, runs);
+  // Every flag is checked before anything is built: usage errors exit 2 at once.
+  int cuda = device_is_cuda(device);
+  if (ops && given_model_flag)
+    vdp_usage_die("bench --ops times the operator cases alone: it takes --device and --runs only");
   VdpConfig c;
-  if (config_preset(config, &c)) vdp_usage_die("bench --config %s: expected svd or svd-xt", config);
-  if (!components) components = be == &backend_cpu ? "unet" : "all";  // the CPU one is slow: UNet only by default
+  if (!ops && config_preset(config, &c)) vdp_usage_die("bench --config %s: expected svd or svd-xt", config);
+  if (!components) components = cuda ? "all" : "unet";  // the CPU one is slow: UNet only by default
   int all = !strcmp(components, "all");
   if (!all && strcmp(components, "unet")) vdp_usage_die("bench --components %s: expected unet or all", components);
-  if (F < 0) F = c.unet_num_frames;
+  if (F < 0) F = ops ? 1 : c.unet_num_frames;
   if (chunk < 0) chunk = F;
   GenParams p = {.height = H, .width = W, .num_frames = F, .steps = steps, .fps = 7, .motion_bucket_id = 127,
                  .noise_aug = 0.02f, .min_guidance = cfg_on ? 3.0f : 1.0f, .max_guidance = cfg_on ? 3.0f : 1.0f,
                  .decode_chunk = chunk};  // the scales only decide the batch (B = 2 with --cfg 1), also for 1 frame
-  char err[512];
+  char err[1024];
   Models *m = vdp_calloc(1, sizeof *m, "models");
+  if (!ops) {
+    m->cfg = c;  // the configuration only: the shape check needs it
+    GenShape s0;
+    if (gen_shape(m, &p, &s0, err, sizeof err)) vdp_usage_die("bench: %s", err);
+  }
+  const Backend *be = pick_backend(device);
+  if (ops) return free(m), bench_ops(be, runs);
+  // The memory the benchmark will hold (its weights, arena and buffers), admitted before building.
+  if (models_admit(&c, be, &p, all ? WANT_ALL : 1 << COMP_UNET, all ? W : 0, all ? H : 0, 1, 1, err, sizeof err))
+    vdp_die("bench: %s", err);
   double t_start = vdp_now();
   fprintf(stderr, "bench: generating random %s weights (%s) on %s; on the CPU this takes a minute or so...\n", config,
           all ? "UNet, VAE, CLIP" : "UNet", be->name);
