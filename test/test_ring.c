@@ -143,7 +143,7 @@ static int td_finish(void *ctx, int video, const void *cond, const float *latent
 }
 
 static RingDenoiser td_denoiser(TD *td) {
-  RingDenoiser d = {td->n, NCOND * sizeof(float), td->n_steps, td_make, td_free_ctx, td_encode, td_step, td_finish, td};
+  RingDenoiser d = {td->n, NCOND * sizeof(float), td->n_steps, td_make, td_free_ctx, td_encode, td_step, td_finish, td, NULL, NULL};
   return d;
 }
 

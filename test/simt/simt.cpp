@@ -231,7 +231,10 @@ static void profile_add(const char *name, long long threads, double s) {
   Prof &p = (*g_prof)[name];
   p.launches++, p.threads += threads, p.s += s;
 }
+struct Counters;
+static void profile_totals();  // the exiting thread's launches and copies (section "Stream capture and graphs")
 static void profile_print() {
+  profile_totals();
   std::lock_guard<std::mutex> lk(g_prof_mu);
   std::vector<std::pair<std::string, Prof>> v(g_prof->begin(), g_prof->end());
   std::sort(v.begin(), v.end(), [](const auto &a, const auto &b) { return a.second.s > b.second.s; });
@@ -1106,6 +1109,14 @@ static bool capture_launch(const LaunchCfg &c, void (*body)(void *), void *ctx, 
   n.kind = Node::KERNEL, n.cfg = c, n.body = body, n.ctx = clone(ctx), n.clone = clone, n.drop = drop;
   cap->g->nodes.push_back(n);
   return true;
+}
+
+static void profile_totals() {
+  const Counters &b = t_cnt;
+  fprintf(stderr,
+          "simt: profile totals (this thread): %lld kernel launches, %lld graph launches (%lld kernels), H2D %lld copies "
+          "%lld bytes, D2H %lld copies %lld bytes\n",
+          b.launches, b.graph_launches, b.graph_kernels, b.h2d, b.h2d_bytes, b.d2h, b.d2h_bytes);
 }
 
 // SIMT_PROFILE=1: one line per step the backend marks (pipeline_step's profiling marker).
