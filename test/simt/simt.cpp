@@ -29,8 +29,10 @@
 // returned by cudaGetLastError, as on a GPU), fiber stack overflow (SIGSEGV on a guard page).
 //
 // The CUDA runtime subset the backend uses is reimplemented here (one device, "memory" is host memory,
-// streams and events are synchronous); NCCL calls are stubs that fail. Environment:
+// streams and events are synchronous), with stream capture and graphs as CUDA defines them (the section
+// "Stream capture and graphs"); NCCL calls are stubs that fail. Environment:
 //   SIMT_SCHED=rr|rev|random[:seed]|warp   SIMT_STACK_KB=64   SIMT_SMEM_OPTIN_KB=227 (the device limit)
+//   SIMT_PROFILE=1: time per kernel, per-step launches and copies (profile_step), totals at exit
 //
 // ThreadSanitizer build (clang++ -fsanitize=thread): one TSan fiber per emulated thread, switched without
 // synchronisation, so that only block start / end, __syncthreads and __syncwarp order memory accesses
