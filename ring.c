@@ -227,7 +227,7 @@ static int cpu_setup(Ring *r, char *err, size_t errlen) {
   r->chan = calloc((size_t)r->S, sizeof(Chan));
   if (!r->chan) { snprintf(err, errlen, "ring: out of memory for %d channels", r->S); return -1; }
   for (int s = 0; s < r->S; s++) {
-    size_t bytes = (s + 1) % r->S == 0 ? r->close_bytes : r->fwd_bytes;
+    size_t bytes = ((s + 1) % r->S == 0 ? r->close_bytes : r->fwd_bytes) + (r->lat_apart ? r->lat_bytes : 0);
     for (int i = 0; i < CHAN_CAP; i++) {
       r->chan[s].slot[i] = malloc(bytes);
       if (!r->chan[s].slot[i]) {
@@ -245,7 +245,7 @@ static void cpu_release(Ring *r, int s, void *p) { free(p); }
 
 static int cpu_exchange(Ring *r, int s, const void *sbuf, size_t sbytes, const void *slat, void *rbuf, size_t rbytes,
                         void *rlat, double *t_recv, char *err, size_t errlen) {
-  // (lat_apart is an NCCL mode: ring_run never sets it with this transport, so slat / rlat are NULL)
+  // with lat_apart a slot holds the message, then the latent (both host memory here)
   if (sbuf) {
     Chan *ch = &r->chan[s];
     lock(r);
@@ -257,8 +257,9 @@ static int cpu_exchange(Ring *r, int s, const void *sbuf, size_t sbytes, const v
     unlock(r);
     double t0 = vdp_now();
     memcpy(ch->slot[i], sbuf, sbytes);
+    if (slat) memcpy(ch->slot[i] + sbytes, slat, r->lat_bytes);
     ((MsgHeader *)ch->slot[i])->t_send = t0;  // the transfer, not the wait for a free slot
-    ch->bytes[i] = sbytes;
+    ch->bytes[i] = sbytes + (slat ? r->lat_bytes : 0);
     lock(r);
     ch->written++;
     r->last_progress = vdp_now();
@@ -274,14 +275,15 @@ static int cpu_exchange(Ring *r, int s, const void *sbuf, size_t sbytes, const v
       int rc = wait_locked(r);
       if (rc) { unlock(r); return rc == RW_TIMEOUT ? RW_TIMEOUT_RECV : rc; }
     }
-    size_t i = (size_t)(ch->read % CHAN_CAP), got = ch->bytes[i];
+    size_t i = (size_t)(ch->read % CHAN_CAP), got = ch->bytes[i], want = rbytes + (rlat ? r->lat_bytes : 0);
     unlock(r);
-    if (got != rbytes) {
+    if (got != want) {
       snprintf(err, errlen, "stage %d: received a %zu-byte message from stage %d, expected %zu bytes", s, got, p,
-               rbytes);
+               want);
       return RW_ERROR;
     }
     memcpy(rbuf, ch->slot[i], rbytes);
+    if (rlat) memcpy(rlat, ch->slot[i] + rbytes, r->lat_bytes);
     lock(r);
     ch->read++;
     r->last_progress = vdp_now();
@@ -843,7 +845,7 @@ int ring_run(const RingDenoiser *d, int stages, int n_videos, const RingOptions 
   r->tr = tr;
   size_t lat_bytes = d->latent_floats * sizeof(float);
   r->lat_bytes = lat_bytes;
-  r->lat_apart = opt.transport == RING_NCCL && d->latent_alloc;
+  r->lat_apart = d->latent_alloc != NULL;
   if (r->lat_apart) {  // messages: header | conditioning; the latent travels apart, from the denoiser's memory
     r->close_bytes = RING_HDR;
     r->cond_off = RING_HDR;

@@ -52,12 +52,13 @@ typedef struct {
   int (*finish)(void *stage_ctx, int video, const void *cond, const float *latent, char *err,
                 size_t errlen);
   void *user;
-  // Optional, NCCL transport only: the stage's latent buffers (two per stage, latent_floats each), allocated
-  // on the stage's thread after make_stage_ctx and freed before free_stage_ctx. GPU stages give device
-  // memory: encode, step and finish work on it in place and ncclSend / ncclRecv move it GPU to GPU, with
-  // no host staging (only the header and the conditioning are staged). Its device work must be complete
-  // when a stage's block ends (the step callback of the block's last step synchronises). NULL, or the CPU
-  // transport: latents are host memory inside the messages.
+  // Optional: the stage's latent buffers (two per stage, latent_floats each), allocated on the stage's
+  // thread after make_stage_ctx and freed before free_stage_ctx; the latents then travel apart from the
+  // messages. GPU stages (NCCL transport) give device memory: encode, step and finish work on it in place
+  // and ncclSend / ncclRecv move it GPU to GPU, with no host staging (only the header and the conditioning
+  // are staged); its device work must be complete when a stage's block ends (the step callback of the
+  // block's last step synchronises). The CPU transport copies it as host memory. NULL: host latents
+  // inside the messages.
   void *(*latent_alloc)(void *stage_ctx, size_t bytes);
   void (*latent_free)(void *stage_ctx, void *p);
 } RingDenoiser;

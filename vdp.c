@@ -320,7 +320,7 @@ static void gen_free_stage_ctx(void *ctx) {
 }
 
 // The ring's latents of a stage: in its backend's memory (GPU stages: device memory that NCCL sends GPU to
-// GPU; only the NCCL transport asks, the CPU one keeps host latents inside its messages)
+// GPU; CPU stages: host memory the CPU transport copies), where the steps work on them in place
 static void *gen_latent_alloc(void *ctx, size_t bytes) {
   StageCtx *sc = ctx;
   return sc->m->be->mem_alloc(bytes, "ring latent");
@@ -560,7 +560,7 @@ int cmd_generate(int argc, char **argv) {
 
   RingDenoiser d = {.latent_floats = j.s.latent_n, .cond_bytes = j.s.cond_n * sizeof(float), .n_steps = p.steps,
                     .make_stage_ctx = gen_stage_ctx, .free_stage_ctx = gen_free_stage_ctx, .encode = gen_encode, .step = gen_step, .finish = gen_finish,
-                    .latent_alloc = be != &backend_cpu ? gen_latent_alloc : NULL, .latent_free = gen_latent_free,
+                    .latent_alloc = gen_latent_alloc, .latent_free = gen_latent_free,
                     .user = &j};
   double t_run = vdp_now();
   if (stages >= 1) {
