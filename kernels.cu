@@ -261,6 +261,9 @@ extern "C" void vdp_cuda_download(void *dst, const void *src, size_t bytes) {
 static void *workspace(size_t bytes) {
   ThreadState &t = ts();
   if (bytes > t.ws_size) {
+    if (t.capturing)  // growing synchronizes and allocates: a capture forbids both
+      fail_shape("workspace", "the scratch workspace must grow while a step graph is captured (the warm-up pass, "
+                              "models_warm_up, sizes it for the step's shapes before the capture; internal error)");
     ts_check_device(t, "growing the scratch workspace");
     if (t.ws) {
       CK(cudaDeviceSynchronize());

@@ -29,7 +29,8 @@ static void usage(FILE *o) {
           "  vdp generate --model M.vdpw --image IN.png --out OUT.{npy,png,gif,mp4} [options]\n"
           "  vdp sim --stages S [options]                       the stage ring with a dummy denoiser\n"
           "  vdp bench --config svd|svd-xt [--device cpu|cuda --num-frames F --height H --width W --cfg 0|1\n"
-          "            --runs N --num-inference-steps N --decode-chunk-size N --components unet|all]   JSON\n"
+          "            --runs N --num-inference-steps N --decode-chunk-size N --components unet|all\n"
+          "            --cuda-graph on|off]                                          JSON\n"
           "  vdp bench --ops [--device cpu|cuda --runs N]           operator timings (GFLOP/s), JSON\n"
           "\n"
           "generate options (diffusers' names and defaults):\n"
@@ -289,7 +290,6 @@ typedef struct {
   VdpImage *imgs;         // [n_images] decoded before the weights load; rgb NULL: decode again when needed
   int n_images, n_videos, stages, overwrite;
   int graphs;             // --cuda-graph: capture the first step, replay the others (CUDA only)
-  int host_latents;       // the ring's latents are host buffers while the steps run on the GPU: staged per block
   int in_w, in_h;         // the largest input image (memory admission)
   const char *out;
   double t0;
@@ -345,6 +345,17 @@ static void gen_free_stage_ctx(void *ctx) {
   free(sc);
 }
 
+// The ring's latents of a stage: in its backend's memory (GPU stages: device memory that NCCL sends GPU to
+// GPU; CPU stages: host memory the CPU transport copies), where the steps work on them in place
+static void *gen_latent_alloc(void *ctx, size_t bytes) {
+  StageCtx *sc = ctx;
+  return sc->m->be->mem_alloc(bytes, "ring latent");
+}
+static void gen_latent_free(void *ctx, void *p) {
+  StageCtx *sc = ctx;
+  sc->m->be->mem_free(p);
+}
+
 static int gen_encode(void *ctx, int video, void *cond, float *latent, char *err, size_t errlen) {
   StageCtx *sc = ctx;
   GenJob *j = sc->j;
@@ -357,9 +368,7 @@ static int gen_encode(void *ctx, int video, void *cond, float *latent, char *err
   if ((int64_t)img->w * img->h > 4 << 20)
     fprintf(stderr, "video %d: encoding a %dx%d image (%.0f megapixels)...\n", video, img->w, img->h,
             (double)img->w * img->h / 1e6);
-  float *lat = j->host_latents ? pipeline_latent(sc->st) : latent;
-  int rc = pipeline_encode(sc->m, &j->p, img, j->p.seed + (uint64_t)video, sc->st, cond, lat, err, errlen);
-  if (!rc && j->host_latents) pipeline_latent_to_host(sc->m, latent, lat, j->s.latent_n);
+  int rc = pipeline_encode(sc->m, &j->p, img, j->p.seed + (uint64_t)video, sc->st, cond, latent, err, errlen);
   sc->cond_video = video;
   if (j->n_images > 1 || video == j->n_videos - 1) image_free(img);  // its last use
   // The CLIP image encoder is done after the last video's encode: give its memory back (a third of SVD's
@@ -373,14 +382,12 @@ static int gen_step(void *ctx, int video, int step, const void *cond, float *lat
   StageCtx *sc = ctx;
   GenJob *j = sc->j;
   if (sc->cond_video != video) pipeline_load_cond(sc->st, cond), sc->cond_video = video;  // a video arrived
-  // The GPU stages of the NCCL ring still receive host latents: in at the first step of the block, out
-  // after its last one (never between two steps).
-  float *lat = j->host_latents ? pipeline_latent(sc->st) : latent;
-  int first = j->stages ? ring_stage_first(j->p.steps, j->stages, sc->stage) : 0;
-  int last = j->stages ? ring_stage_first(j->p.steps, j->stages, sc->stage + 1) - 1 : j->p.steps - 1;
-  if (j->host_latents && step == first) pipeline_latent_from_host(sc->m, lat, latent, j->s.latent_n);
+  // latent: backend memory (the ring's latents of a GPU stage are device memory: gen_latent_alloc)
+  float *lat = latent;
   pipeline_step(sc->m, &j->p, step, sc->st, lat);
-  if (j->host_latents && step == last) pipeline_latent_to_host(sc->m, latent, lat, j->s.latent_n);
+  // A GPU stage's block ends: its queued work must be done before NCCL sends the latent (the one host
+  // synchronisation of a block, not inside it)
+  if (j->stages && step == ring_stage_first(j->p.steps, j->stages, sc->stage + 1) - 1) sc->m->be->sync();
   if (j->p.dump_dir) {  // --dump: every step's latent (a download per step: debugging only)
     char name[64];
     float *h = vdp_malloc(j->s.latent_n * sizeof(float), "dump");
@@ -400,8 +407,7 @@ static int gen_finish(void *ctx, int video, const void *cond, const float *laten
   StageCtx *sc = ctx;
   GenJob *j = sc->j;
   double t = vdp_now();
-  float *lat = (float *)latent;
-  if (j->host_latents) lat = pipeline_latent(sc->st), pipeline_latent_from_host(sc->m, lat, latent, j->s.latent_n);
+  const float *lat = latent;  // backend memory
   if (j->p.dump_dir) {
     float *h = vdp_malloc(j->s.latent_n * sizeof(float), "dump");
     pipeline_latent_to_host(sc->m, h, lat, j->s.latent_n);
@@ -601,8 +607,7 @@ int cmd_generate(int argc, char **argv) {
   double t_load = vdp_now() - t0;
   GenJob j = {.m = per_stage ? NULL : m, .file = &f, .be = be, .p = p, .s = shape, .images = images, .imgs = imgs,
               .n_images = n_images, .n_videos = n_videos, .stages = stages, .overwrite = overwrite, .in_w = in_w,
-              .in_h = in_h, .out = out, .graphs = graphs, .host_latents = stages >= 1 && be != &backend_cpu,
-              .t0 = vdp_now()};
+              .in_h = in_h, .out = out, .graphs = graphs, .t0 = vdp_now()};
   fprintf(stderr, "vdp: %s: %d frames %dx%d, %d steps, guidance %s, seed %llu, %d video%s%s\n", model, j.s.F, p.width,
           p.height, p.steps, j.s.B == 2 ? "on" : "off", (unsigned long long)p.seed, n_videos, n_videos > 1 ? "s" : "",
           !stages ? "" : nccl ? ", timestep stages over NCCL" : ", timestep stages on CPU threads");
@@ -612,6 +617,7 @@ int cmd_generate(int argc, char **argv) {
 
   RingDenoiser d = {.latent_floats = j.s.latent_n, .cond_bytes = j.s.cond_n * sizeof(float), .n_steps = p.steps,
                     .make_stage_ctx = gen_stage_ctx, .free_stage_ctx = gen_free_stage_ctx, .encode = gen_encode, .step = gen_step, .finish = gen_finish,
+                    .latent_alloc = gen_latent_alloc, .latent_free = gen_latent_free,
                     .user = &j};
   double t_run = vdp_now();
   if (stages >= 1) {
@@ -690,6 +696,8 @@ static void bench_usage(FILE *o) {
           "                               (default unet on the CPU, all on CUDA)\n"
           "  --num-inference-steps N      steps of the end-to-end estimate (with --components all; default 25)\n"
           "  --decode-chunk-size N        frames per VAE decode call (default: all)\n"
+          "  --cuda-graph on|off          the denoising step is timed launched kernel by kernel and, with on (the\n"
+          "                               default) on CUDA, also replayed from its CUDA graph: ms per step both ways\n"
           "  --ops                        time linear, conv 3x3 / temporal, attention, GroupNorm+SiLU instead,\n"
           "                               and the micro-kernel's peak on this machine\n");
 }
@@ -858,9 +866,10 @@ static int bench_ops(const Backend *be, int runs) {
 
 static int cmd_bench(int argc, char **argv) {
   const char *config = "svd", *device = "cpu", *components = NULL;
-  int F = -1, H = 576, W = 1024, cfg_on = 1, runs = 5, steps = 25, chunk = -1, ops = 0;
+  int F = -1, H = 576, W = 1024, cfg_on = 1, runs = 5, steps = 25, chunk = -1, ops = 0, graphs = 1;
   static const char *const valued[] = {"--config", "--num-frames", "--height", "--width", "--cfg", "--runs",
-                                       "--num-inference-steps", "--decode-chunk-size", "--components", "--device", NULL};
+                                       "--num-inference-steps", "--decode-chunk-size", "--components", "--device",
+                                       "--cuda-graph", NULL};
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       bench_usage(stdout);
@@ -890,6 +899,7 @@ static int cmd_bench(int argc, char **argv) {
     else if (!strcmp(a, "--num-inference-steps")) steps = (int)parse_int(a, v, 1, 1000);
     else if (!strcmp(a, "--decode-chunk-size")) chunk = (int)parse_int(a, v, 1, 1024);
     else if (!strcmp(a, "--components")) components = v;
+    else if (!strcmp(a, "--cuda-graph")) graphs = parse_on_off(a, v);
     else device = v;  // --device
   }
   // Every flag is checked before anything is built: usage errors exit 2 at once.
@@ -948,6 +958,34 @@ static int cmd_bench(int argc, char **argv) {
     }
   }
   double unet = median_of(ms, runs), unet_min = ms[0], clip_ms = 0, enc_ms = 0, dec_ms = 0;
+  // The step loop's step (pipeline_step: UNet input, UNet, guidance + Euler, all in backend memory), launched
+  // kernel by kernel and, with --cuda-graph on on a backend with graphs, replayed from its captured graph.
+  double step_ms[2] = {-1, -1};  // [graphs off, graphs on]
+  for (int g = 0; g <= (graphs && be->graph_begin ? 1 : 0); g++) {
+    GenParams ps = p;
+    ps.steps = runs + 1;  // table rows: a warm-up step (the capture with graphs), then the timed ones
+    PipeState *st = pipeline_state_new(m, &ps, g);
+    float *cond = vdp_calloc(s.cond_n, sizeof(float), "bench conditioning");
+    for (size_t i = 0; i < s.cond_n; i++) cond[i] = (float)(i % 7) * 0.1f;
+    pipeline_load_cond(st, cond);
+    float *lat = pipeline_latent(st), *hl = vdp_malloc(s.latent_n * sizeof(float), "bench latent");
+    for (size_t i = 0; i < s.latent_n; i++) hl[i] = (float)((i * 2654435761u) % 1000) / 50.0f - 10.0f;
+    pipeline_latent_from_host(m, lat, hl, s.latent_n);
+    for (int r = -1; r < runs; r++) {
+      double t0 = vdp_now();
+      pipeline_step(m, &ps, r + 1, st, lat);
+      be->sync();
+      double t = (vdp_now() - t0) * 1e3;
+      if (r >= 0) ms[r] = t;
+      if (r < 0) fprintf(stderr, "bench: step (warm-up%s): %.1f ms\n", g ? ", graph capture" : "", t);
+      else fprintf(stderr, "bench: step %d/%d (graphs %s): %.1f ms\n", r + 1, runs, g ? "on" : "off", t);
+    }
+    step_ms[g] = median_of(ms, runs);
+    fprintf(stderr, "bench: step with graphs %s: median %.1f ms\n", g ? "on" : "off", step_ms[g]);
+    model_flops_take();
+    free(cond), free(hl);
+    pipeline_state_free(st);
+  }
   if (all) {  // one timed call each, after a warm-up call
     fprintf(stderr, "bench: CLIP, VAE encode and decode (warm-up, then timed)...\n");
     int S = c.clip_image_size;
@@ -980,6 +1018,8 @@ static int cmd_bench(int argc, char **argv) {
          "\"unet_first_step_ms\": %.2f, \"unet_flop_per_step\": %.6g, \"unet_tflops\": %.3f, ",
          be->name, config, F, H, W, cfg_on, bench_threads(), runs, unet, unet_min, first_ms, flops,
          flops / (unet * 1e-3) / 1e12);
+  json_num("step_ms_graphs_off_median", step_ms[0], step_ms[0] >= 0, ", ");
+  json_num("step_ms_graphs_on_median", step_ms[1], step_ms[1] >= 0, ", ");
   json_num("clip_ms", clip_ms, all, ", ");
   json_num("vae_encode_ms", enc_ms, all, ", ");
   json_num("vae_decode_ms", dec_ms, all, ", ");

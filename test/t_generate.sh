@@ -33,6 +33,9 @@ else bad "two runs with the same seed differ"; fi
 "$VDP" generate "${COMMON[@]}" --seed 1 --out "$tmp/s1.npy" >/dev/null 2>&1
 if [ -s "$tmp/s1.npy" ] && ! cmp -s "$tmp/r1.npy" "$tmp/s1.npy"; then ok "another seed, other frames"
 else bad "seed 1 gave the same frames as seed 0 (or failed)"; fi
+"$VDP" generate "${COMMON[@]}" --cuda-graph off --out "$tmp/g0.npy" >/dev/null 2>&1
+if [ -s "$tmp/g0.npy" ] && cmp -s "$tmp/r1.npy" "$tmp/g0.npy"; then ok "--cuda-graph off on the CPU: same bytes (the CPU ignores it)"
+else bad "--cuda-graph off changed the CPU's frames (or failed)"; fi
 
 # 2. stages: byte-identical frames whatever S, K = 1 and 3
 for K in 1 3; do
@@ -87,6 +90,7 @@ but --height; expect_error "multiple of 8" "${ARGS[@]}" --height 30 --out "$tmp/
 but --num-inference-steps; expect_error "--num-inference-steps abc" "${ARGS[@]}" --num-inference-steps abc --out "$tmp/x.npy"
 expect_error "unknown extension" "${COMMON[@]}" --out "$tmp/x.txt"
 expect_error "unknown option --bogus" "${COMMON[@]}" --bogus 1 --out "$tmp/x.npy"
+expect_error "--cuda-graph maybe: expected on or off" "${COMMON[@]}" --cuda-graph maybe --out "$tmp/x.npy"
 expect_error "more stages than" "${COMMON[@]}" --stages 5 --out "$tmp/x.npy"
 expect_error "--device tpu" "${COMMON[@]}" --device tpu --out "$tmp/x.npy"
 expect_error "it needs --device cuda" "${COMMON[@]}" --transport nccl --stages 1 --out "$tmp/x.npy"

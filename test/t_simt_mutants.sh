@@ -140,4 +140,54 @@ for m in "${mutants[@]}"; do
   else echo "FAIL - simt_mutant $name not caught: every check of '$only' passed under $runs; worst: $worst"; ok=0; fi
 done
 echo "# simt mutants: ${#mutants[@]} built and run in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+
+# The step graph's planted bug: a per-step scalar passed by value inside the captured step. The UNet's
+# timestep becomes a host-computed address (row host_step of the step table) instead of the row the device
+# counter names: right when every step is launched anew (--cuda-graph off), frozen at the captured step's
+# value when the graph replays. t_simt_pipeline's check (a) — `generate --device cuda` with --cuda-graph on
+# and off byte-identical — must catch it; here on a smaller tiny3 video (2 frames 32x32, 2 steps, CFG) to
+# keep CI short.
+t1=$(date +%s%N)
+name=step_timestep_by_value
+pat='st->sched + SCH_T, st->ids, st->step,'
+d=$tmp/$name
+mkdir -p "$d"
+lines=$(grep -nF -e "$pat" model.c | cut -d: -f1)
+if [ "$(wc -w <<<"$lines")" != 1 ]; then
+  echo "FAIL - simt_mutant $name the pattern '$pat' matches $(wc -w <<<"$lines") lines of model.c (must be 1)"
+  ok=0
+else
+  sed "${lines}s/st->sched + SCH_T, st->ids, st->step,/st->sched + (int64_t)st->host_step * SCH_COLS + SCH_T, st->ids, NULL,/" \
+    model.c >"$d/model.c"
+  diff model.c "$d/model.c" | grep '^[<>]' | head -2 | sed "s/^/# $name: /"
+  objs=()
+  for src in $SIMT_LIB_SRC vdp.c; do [ "$src" = model.c ] || objs+=("$SIMT/${src%.c}.o"); done
+  # shellcheck disable=SC2086
+  if ! $SIMT_CC $SIMT_CFLAGS -I. -c -o "$d/model.o" "$d/model.c" >"$d/build.log" 2>&1 ||
+     ! $SIMT_CC -o "$d/vdp" "${objs[@]}" "$d/model.o" "$SIMT/kernels.o" "$SIMT/simt.o" $SIMT_LIBS >>"$d/build.log" 2>&1; then
+    echo "FAIL - simt_mutant $name does not build: $(head -3 "$d/build.log" | tr '\n' ' ')"
+    ok=0
+  elif ! ./vdp convert test/data/models/tiny3 "$d/tiny3.vdpw" >"$d/conv.log" 2>&1; then
+    echo "FAIL - simt_mutant $name: converting tiny3 failed: $(tail -1 "$d/conv.log")"
+    ok=0
+  else
+    gen_ok=1
+    for g in on off; do
+      OMP_WAIT_POLICY=passive timeout 600 "$d/vdp" generate --device cuda --model "$d/tiny3.vdpw" \
+        --image test/data/images/test_32x32.png --height 32 --width 32 --num-frames 2 --num-inference-steps 2 \
+        --min-guidance-scale 1.5 --max-guidance-scale 2.5 --seed 3 --cuda-graph $g --out "$d/frames_$g.npy" \
+        >"$d/gen_$g.log" 2>&1 || gen_ok=0
+    done
+    if [ $gen_ok = 0 ]; then
+      echo "FAIL - simt_mutant $name: the mutated vdp failed to run ($(tail -1 "$d/gen_on.log"; tail -1 "$d/gen_off.log"))"
+      ok=0
+    elif cmp -s "$d/frames_on.npy" "$d/frames_off.npy"; then
+      echo "FAIL - simt_mutant $name not caught: frames with --cuda-graph on and off are byte-identical"
+      ok=0
+    else
+      echo "ok - simt_mutant $name caught by generate --cuda-graph on vs off ($(cmp "$d/frames_on.npy" "$d/frames_off.npy" | head -1 | sed 's|.*/||'))"
+    fi
+  fi
+fi
+echo "# simt step-graph mutant built and run in $(( ($(date +%s%N) - t1) / 1000000 )) ms"
 [ $ok = 1 ]

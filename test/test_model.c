@@ -9,10 +9,12 @@
 //      pass does not depend on what an earlier pass left in the arena (run, other pass, run again:
 //      bit-identical);
 //   3. the CPU backend table's contract: linear with GEGLU and a residual (also res == y), on 2 threads;
-//   5. memory admission: the plan from the configuration alone equals the real arena; the cgroup reader;
-//      pipeline_encode's peak on a 4096^2 input (no float copy of the image);
 //   4. gen_shape / the model's limits refuse what cannot run (one frame with guidance that diffusers would
-//      switch off mid-way, VAE widths that are not multiples of the 32 GroupNorm groups).
+//      switch off mid-way, VAE widths that are not multiples of the 32 GroupNorm groups);
+//   5. the CPU twins of the step ops (step_input, step_update) reproduce the host step loop they replaced,
+//      formula for formula, bit for bit (B = 1 and 2, odd plane sizes, the last step's σ_next = 0);
+//   6. memory admission: the plan from the configuration alone equals the real arena; the cgroup reader;
+//      pipeline_encode's peak on a 4096^2 input (no float copy of the image).
 #include "../model.h"
 
 #include <math.h>
@@ -149,7 +151,7 @@ static void geglu_residual_check(void) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// 5. memory admission: the cgroup reader on made-up cgroup trees (v2 and v1), and pipeline_encode's peak
+// 6. memory admission: the cgroup reader on made-up cgroup trees (v2 and v1), and pipeline_encode's peak
 // on a large input (no float copy of the whole image)
 // ---------------------------------------------------------------------------------------------------
 static void put(const char *dir, const char *name, const char *text) {
@@ -238,9 +240,72 @@ static void encode_memory_check(const Models *m) {
   free(img.rgb), free(cond);
 }
 
+// 5. The host loop the step ops replaced (model.c before the step moved to the backend), written out:
+// xin = x / c_in | image latents; v = vu + g·(vc − vu); x0 = v·c_out + x / (σ²+1); x += (x − x0)/σ · dt.
+static void old_host_step(float *xin, float *x, const float *img, const float *v, const float *g, int B, int F,
+                          int64_t plane, float sigma, float next) {
+  float c_in = sqrtf(sigma * sigma + 1.0f);
+  for (int b = 0; b < B; b++)
+    for (int f = 0; f < F; f++) {
+      float *dst = xin + ((int64_t)b * F + f) * 2 * plane;
+      const float *src = x + (int64_t)f * plane;
+      for (int64_t k = 0; k < plane; k++) dst[k] = src[k] / c_in;
+      memcpy(dst + plane, img + (int64_t)b * plane, (size_t)plane * sizeof(float));
+    }
+  int64_t n = (int64_t)F * plane;
+  float *vp = malloc((size_t)n * sizeof(float));
+  for (int64_t j = 0; j < n; j++) vp[j] = B == 2 ? v[j] + g[j / plane] * (v[n + j] - v[j]) : v[j];
+  float c_out = -sigma / sqrtf(sigma * sigma + 1.0f), c_skip_div = sigma * sigma + 1.0f, dt = next - sigma;
+  for (int64_t j = 0; j < n; j++) {
+    float xs = x[j], x0 = vp[j] * c_out + xs / c_skip_div;
+    float d = (xs - x0) / sigma;
+    x[j] = xs + d * dt;
+  }
+  free(vp);
+}
+
+static void step_twin_check(int B, int F, int64_t plane, int steps) {
+  VdpConfig c;
+  config_preset("svd", &c);
+  float sig[8], ts[8];
+  scheduler_karras(&c, steps, sig, ts);
+  float tab[8 * SCH_COLS], g[8];
+  for (int i = 0; i < steps; i++) {  // the rows pipeline_state_new writes
+    float sigma = sig[i], next = sig[i + 1], *r = tab + i * SCH_COLS;
+    r[SCH_SIGMA] = sigma, r[SCH_SIGMA_NEXT] = next, r[SCH_T] = ts[i], r[SCH_C_IN] = sqrtf(sigma * sigma + 1.0f);
+    r[SCH_C_OUT] = -sigma / sqrtf(sigma * sigma + 1.0f), r[SCH_C_SKIP_DIV] = sigma * sigma + 1.0f, r[SCH_DT] = next - sigma;
+  }
+  for (int f = 0; f < F; f++) g[f] = 1.0f + 2.0f * (float)f / (float)(F > 1 ? F - 1 : 1);
+  int64_t n = (int64_t)F * plane;
+  float *x = malloc((size_t)n * sizeof(float)), *xr = malloc((size_t)n * sizeof(float));
+  float *img = malloc((size_t)B * plane * sizeof(float)), *v = malloc((size_t)B * n * sizeof(float));
+  float *xin = malloc((size_t)2 * B * n * sizeof(float)), *xinr = malloc((size_t)2 * B * n * sizeof(float));
+  uint32_t h = 12345;
+  for (int64_t i = 0; i < n; i++) h = h * 1664525u + 1013904223u, x[i] = xr[i] = 80.0f * ((float)(h >> 8) / 16777216.0f - 0.5f);
+  for (int64_t i = 0; i < (int64_t)B * plane; i++) h = h * 1664525u + 1013904223u, img[i] = (float)(h >> 8) / 16777216.0f;
+  int step = 0, same = 1, counter_ok = 1;
+  StepTables t = {SAMPLER_EULER_V, steps, tab, g, &step};
+  for (int i = 0; i < steps; i++) {
+    for (int64_t k = 0; k < B * n; k++) h = h * 1664525u + 1013904223u, v[k] = 3.0f * ((float)(h >> 8) / 16777216.0f - 0.5f);
+    backend_cpu.step_input(xin, x, img, &t, B, F, plane);
+    backend_cpu.step_update(x, v, &t, B, F, plane);
+    old_host_step(xinr, xr, img, v, g, B, F, plane, sig[i], sig[i + 1]);
+    same &= !memcmp(xin, xinr, (size_t)2 * B * n * sizeof(float)) && !memcmp(x, xr, (size_t)n * sizeof(float));
+    counter_ok &= step == i + 1;
+  }
+  char name[128];
+  snprintf(name, sizeof name, "step_twins_bit_exact_b%d_f%d_plane%lld_%dsteps", B, F, (long long)plane, steps);
+  check(same && counter_ok, name, same ? "(UNet input and latent bit-identical to the old host loop every step)" : "(differs from the old host loop)",
+        0, 0);
+  if (!counter_ok) printf("#   the step counter did not advance by one per step_update\n");
+  free(x), free(xr), free(img), free(v), free(xin), free(xinr);
+}
+
 int main(void) {
   geglu_residual_check();
   cgroup_checks();
+  step_twin_check(1, 3, 37, 4);
+  step_twin_check(2, 5, 41, 3);
 
   VdpConfig c;
   tiny_config(&c);

@@ -270,6 +270,8 @@ static int semantics() {
   VDP_LAUNCH(static_poison_kernel, 2, 32, 0, 0)(f);
   check(f[0] == 1.0f && f[1] != f[1] && f[2] != f[2] && f[3] != f[3], "static_shared_poison",
         "(a static __shared__ value does not survive into the next block: NaN)");
+  void *bufs[] = {a, b, regs, d, g, o, f};  // (LeakSanitizer in the SANITIZE=1 build)
+  for (void *p : bufs) cudaFree(p);
   return graphs() || g_fail ? 1 : 0;
 }
 

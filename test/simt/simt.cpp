@@ -31,9 +31,11 @@
 // of bounds of a cudaMalloc allocation (guard zones: see "device-memory guard zones"; copies and memsets too).
 //
 // The CUDA runtime subset the backend uses is reimplemented here (one device, "memory" is host memory,
-// streams and events are synchronous); NCCL calls are stubs that fail. Environment:
+// streams and events are synchronous), with stream capture and graphs as CUDA defines them (the section
+// "Stream capture and graphs"); NCCL calls are stubs that fail. Environment:
 //   SIMT_SCHED=rr|rev|random[:seed]|warp   SIMT_STACK_KB=64   SIMT_SMEM_OPTIN_KB=227 (the device limit)
 //   SIMT_BLOCKS=fwd|rev|random[:seed] (the order of a grid's blocks)   SIMT_GUARD=launch|block|off
+//   SIMT_PROFILE=1: time per kernel, per-step launches and copies (profile_step), totals at exit
 //
 // ThreadSanitizer build (clang++ -fsanitize=thread): one TSan fiber per emulated thread, switched without
 // synchronisation, so that only block start / end, __syncthreads and __syncwarp order memory accesses
@@ -240,7 +242,10 @@ static void profile_add(const char *name, long long threads, double s) {
   Prof &p = (*g_prof)[name];
   p.launches++, p.threads += threads, p.s += s;
 }
+struct Counters;
+static void profile_totals();  // the exiting thread's launches and copies (section "Stream capture and graphs")
 static void profile_print() {
+  profile_totals();
   std::lock_guard<std::mutex> lk(g_prof_mu);
   std::vector<std::pair<std::string, Prof>> v(g_prof->begin(), g_prof->end());
   std::sort(v.begin(), v.end(), [](const auto &a, const auto &b) { return a.second.s > b.second.s; });
@@ -1420,6 +1425,14 @@ static bool capture_launch(const LaunchCfg &c, void (*body)(void *), void *ctx, 
   n.kind = Node::KERNEL, n.cfg = c, n.body = body, n.ctx = clone(ctx), n.clone = clone, n.drop = drop;
   cap->g->nodes.push_back(n);
   return true;
+}
+
+static void profile_totals() {
+  const Counters &b = t_cnt;
+  fprintf(stderr,
+          "simt: profile totals (this thread): %lld kernel launches, %lld graph launches (%lld kernels), H2D %lld copies "
+          "%lld bytes, D2H %lld copies %lld bytes\n",
+          b.launches, b.graph_launches, b.graph_kernels, b.h2d, b.h2d_bytes, b.d2h, b.d2h_bytes);
 }
 
 // SIMT_PROFILE=1: one line per step the backend marks (pipeline_step's profiling marker).
