@@ -78,7 +78,7 @@ ifneq ($(HAVE_CUDA_HEADERS),)
   SIMT_ALL = $(SIMT_KOBJ)
   SIMT_T = $(if $(strip $(TESTS)),$(filter t_simt%,$(TESTS)),t_simt_kernels t_simt_pipeline t_simt_mutants t_simt_selftest)
   SIMT_FOR_TEST = $(sort $(if $(filter t_simt_kernels t_simt_mutants,$(SIMT_T)),$(SIMT)/test_gpu_kernels $(SIMT)/build.env) \
-                         $(if $(filter t_simt_pipeline,$(SIMT_T)),$(SIMT)/gpu_pipeline $(SIMT)/vdp) \
+                         $(if $(filter t_simt_pipeline t_simt_mutants,$(SIMT_T)),$(SIMT)/gpu_pipeline $(SIMT)/vdp) \
                          $(if $(filter t_simt_selftest,$(SIMT_T)),$(SIMT)/simt_selftest))
 endif
 
@@ -130,9 +130,10 @@ $(SIMT_BINS) vdp-simt:
 	@echo 'simt: error: the CUDA headers (cuda_runtime.h, cuda_fp16.h, nccl.h) were not found in $(CUDA_INC):' \
 	      'the SIMT emulator compiles kernels.cu from them (no nvcc, no GPU needed); set CUDA_HOME' >&2; exit 1
 else
-# the compiler and flags, for test/t_simt_mutants.sh (which compiles mutated copies of kernels.cu)
+# the compilers and flags, for test/t_simt_mutants.sh (which compiles mutated copies of kernels.cu and model.c)
 $(SIMT)/build.env: FORCE | $(SIMT)
-	@printf "SIMT_CXX='%s'\nSIMT_CXXFLAGS='%s'\nSIMT_LIBS='%s'\n" '$(SIMT_CXX)' '$(SIMT_CXXFLAGS)' '$(SIMT_LIBS)' > $@.tmp
+	@printf "SIMT_CXX='%s'\nSIMT_CXXFLAGS='%s'\nSIMT_LIBS='%s'\nSIMT_CC='%s'\nSIMT_CFLAGS='%s'\nSIMT_LIB_SRC='%s'\n" \
+	  '$(SIMT_CXX)' '$(SIMT_CXXFLAGS)' '$(SIMT_LIBS)' '$(CC)' '$(SIMT_CFLAGS)' '$(LIB_SRC)' > $@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 
 # `extern __shared__ T name[];` -> SIMT_DYNAMIC_SHARED(T, name): the definitions simt.h needs

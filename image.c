@@ -775,7 +775,10 @@ static void antialias_kernels(const char *who, int c, int h, int w, int ho, int 
 // columns, 0.5% of the W-blur, and 896 rows of those for the H-blur). Every computed sample is summed
 // in the same order as a full blur would sum it, so the result is bit-identical to blurring everything
 // (test_image checks this against the direct form on large inputs).
-void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int wo) {
+// The input is x [c, h, w] fp32, or (x NULL) an RGB8 image rgb [h, w, 3] read as 2·(v/255) - 1, one row
+// at a time: the W-blur is the only step that reads the input, so no float copy of the whole image is
+// made (12 bytes a pixel: 3 GiB for a 16384² input).
+static void antialias_resize(float *y, const float *x, const uint8_t *rgb, int c, int h, int w, int ho, int wo) {
   // 1. sigmas and kernel sizes
   float *gy, *gx;
   int ky, kx;
@@ -803,12 +806,22 @@ void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int
   float *t1 = vdp_malloc(sizeof(float) * (size_t)h * nc, "blur temporary");   // [h, nc]: W-blurred at cols
   float *t2 = vdp_malloc(sizeof(float) * (size_t)nr * nc, "blur temporary");  // [nr, nc]: then H-blurred at rows
   for (int ch = 0; ch < c; ch++) {
-    const float *xc = x + (size_t)ch * h * w;
+    const float *xc = x ? x + (size_t)ch * h * w : NULL;
     // 3a. blur along W at the needed columns: s = sum_j gx[j] * in[reflect(col - px + j)], j ascending
-#pragma omp parallel for schedule(dynamic, 16)
+#pragma omp parallel
+    {
+    float *row = xc ? NULL : vdp_malloc(sizeof(float) * (size_t)w, "image row");  // this thread's converted row
+#pragma omp for schedule(dynamic, 16)
     for (int r = 0; r < h; r++) {
       if (!need[r]) continue;
-      const float *src = xc + (size_t)r * w;
+      const float *src;
+      if (xc) {
+        src = xc + (size_t)r * w;
+      } else {  // the same value the float copy held: (float)v / 255 * 2 - 1
+        const uint8_t *px8 = rgb + (size_t)r * w * 3 + ch;
+        for (int i = 0; i < w; i++) row[i] = (float)px8[(size_t)i * 3] / 255.0f * 2.0f - 1.0f;
+        src = row;
+      }
       float *dst = t1 + (size_t)r * nc;
       for (int k = 0; k < nc;) {
         // a run of up to 8 consecutive columns whose windows lie inside the row: 8 independent sums
@@ -831,6 +844,8 @@ void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int
           dst[k++] = acc;
         }
       }
+    }
+    free(row);
     }
     // 3b. blur along H at the needed rows (same order as the full blur: j ascending from 0.0f)
 #pragma omp parallel for schedule(static)
@@ -866,6 +881,14 @@ void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int
   free(iy), free(ix), free(wy), free(wx);
   free(cols), free(colpos), free(rows), free(rowpos), free(need);
   free(t1), free(t2), free(gx), free(gy);
+}
+
+void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int wo) {
+  antialias_resize(y, x, NULL, c, h, w, ho, wo);
+}
+
+void resize_antialias_rgb8(float *y, const uint8_t *rgb, int h, int w, int ho, int wo) {
+  antialias_resize(y, NULL, rgb, 3, h, w, ho, wo);
 }
 
 // The direct form: blur the whole image, then sample it. resize_antialias must equal it bit for bit

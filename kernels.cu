@@ -261,6 +261,9 @@ extern "C" void vdp_cuda_download(void *dst, const void *src, size_t bytes) {
 static void *workspace(size_t bytes) {
   ThreadState &t = ts();
   if (bytes > t.ws_size) {
+    if (t.capturing)  // growing synchronizes and allocates: a capture forbids both
+      fail_shape("workspace", "the scratch workspace must grow while a step graph is captured (the warm-up pass, "
+                              "models_warm_up, sizes it for the step's shapes before the capture; internal error)");
     ts_check_device(t, "growing the scratch workspace");
     if (t.ws) {
       CK(cudaDeviceSynchronize());
@@ -1780,6 +1783,15 @@ static size_t be_mem_peak(void) {
   return g_mem_peak;
 }
 
+// The calling thread's device: free and total bytes (the admission check of model.c, before uploading).
+static int be_mem_info(size_t *free_bytes, size_t *total_bytes) {
+  if (cudaMemGetInfo(free_bytes, total_bytes) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return 0;
+}
+
 extern "C" size_t vdp_cuda_mem_peak_device(int dev) {
   if (dev < 0 || dev >= kMaxDevices) return 0;
   std::lock_guard<std::mutex> lk(g_mem_mu);
@@ -2085,6 +2097,7 @@ static void backend_cuda_init() {
   b.copy = be_copy;
   b.sync = be_sync;
   b.mem_peak = be_mem_peak;
+  b.mem_info = be_mem_info;
   // the kernels whose signature and semantics are the table's own
   b.linear = vdpc_linear;
   b.conv2d = be_conv2d;

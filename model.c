@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static double float_as_decimal(float f);
 
@@ -500,6 +501,140 @@ int models_random(const VdpConfig *cfg, const Backend *be, Models *m, int want, 
   return bind_components(cfg, NULL, be, m, want, BIND_RANDOM, err, errlen);
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Memory admission: what a job will hold, from the configuration alone (nothing loaded), against what
+// the process may use
+// ---------------------------------------------------------------------------------------------------
+static void plan_passes(const Models *m, const GenParams *p, int want);
+static _Thread_local int g_measure_only;  // models_mem_plan: dry runs that only record their peak
+static _Thread_local size_t g_measured;   // the largest peak they recorded
+
+int models_mem_plan(const VdpConfig *cfg, const Backend *be, const GenParams *p, int want, int in_w, int in_h,
+                    MemPlan *mp, char *err, size_t errlen) {
+  memset(mp, 0, sizeof *mp);
+  if (check_limits(cfg, err, errlen)) return -1;
+  Models *m = vdp_calloc(1, sizeof *m, "model description");
+  m->cfg = *cfg, m->be = be;
+  GenShape s;
+  if (gen_shape(m, p, &s, err, errlen)) {
+    free(m);
+    return -1;
+  }
+  // The weights as the backend will hold them (its packed layouts: weight_elems), and the structure the
+  // dry runs walk.
+  void *dst[3] = {&m->unet, &m->vae, &m->clip};
+  for (int i = 0; i < 3; i++) {
+    if (!(want & (1 << i))) continue;
+    Binder b = {.mode = BIND_COUNT, .prefix = COMPONENTS[i].prefix, .be = be, .err = err, .errlen = errlen};
+    COMPONENTS[i].fn(&b, cfg, dst[i]);
+    mp->weights[i] = b.used * be->elem_size;
+  }
+  // The arena: the largest of the job's passes, measured by the same dry runs models_plan makes.
+  g_measure_only = 1, g_measured = 0;
+  plan_passes(m, p, want);
+  g_measure_only = 0;
+  mp->arena = g_measured;
+  free(m);
+  // Host buffers of each phase (pipeline_encode / _step / _decode and gen_finish), in bytes.
+  size_t F = (size_t)s.F, npix = (size_t)p->height * p->width, inpix = (size_t)in_w * in_h, S = (size_t)cfg->clip_image_size;
+  size_t plane = (size_t)s.lat_c * s.h * s.w, keep = s.cond_n * 4 + s.latent_n * 4;  // conditioning + latent
+  size_t lanczos = (size_t)3 * ((size_t)in_h * p->width > (size_t)p->height * in_w ? (size_t)in_h * p->width
+                                                                                      : (size_t)p->height * in_w);
+  size_t clip_branch = 4 * ((size_t)in_h * 4 * S + 16 * S * S + 3 * S * S);  // blur temporaries, pixels
+  size_t vae_branch = 3 * npix + lanczos + 2 * 12 * npix + plane * 4;         // sized RGB8, vin + noise, mean
+  mp->encode = keep + 3 * inpix + (clip_branch > vae_branch ? clip_branch : vae_branch);
+  mp->step = keep + 4 * ((size_t)s.B * F * 3 * plane + F * plane);            // UNet input, output, guided
+  mp->decode = keep + 4 * s.latent_n + 12 * F * npix + 12 * F * npix;         // z, decoded, frames
+  return 0;
+}
+
+size_t mem_plan_peak(const MemPlan *mp, int arenas, int clip_kept, int device) {
+  size_t w = mp->weights[COMP_UNET] + mp->weights[COMP_VAE], host = mp->encode;
+  if (mp->step > host) host = mp->step;
+  if (mp->decode > host) host = mp->decode;
+  if (device) return w + mp->weights[COMP_CLIP] + (size_t)arenas * mp->arena;  // GPU memory: buffers are on the host
+  size_t during_encode = mp->weights[COMP_CLIP] + mp->encode;
+  size_t after = (clip_kept ? mp->weights[COMP_CLIP] : 0) + (mp->step > mp->decode ? mp->step : mp->decode);
+  if (arenas > 1) return w + mp->weights[COMP_CLIP] + (size_t)arenas * mp->arena + host * 2;  // stages overlap phases
+  return w + mp->arena + (during_encode > after ? during_encode : after);
+}
+
+static double gib(size_t b) { return b / 1073741824.0; }
+
+// Host and (on a GPU backend) device needs of a job.
+static int job_needs(const VdpConfig *cfg, const Backend *be, const GenParams *p, int want, int in_w, int in_h,
+                     int arenas, int clip_kept, MemPlan *mp, size_t *host, size_t *dev) {
+  char err[256];
+  if (models_mem_plan(cfg, be, p, want, in_w, in_h, mp, err, sizeof err)) return -1;
+  int gpu = be->mem_info != NULL;
+  size_t h = mp->encode > mp->step ? mp->encode : mp->step;
+  if (mp->decode > h) h = mp->decode;
+  *host = gpu ? h : mem_plan_peak(mp, arenas, clip_kept, 0);
+  *dev = gpu ? mem_plan_peak(mp, arenas, clip_kept, 1) : 0;
+  return 0;
+}
+
+static int job_fits(const VdpConfig *cfg, const Backend *be, const GenParams *p, int want, int in_w, int in_h,
+                    int arenas, int clip_kept, size_t host_avail, size_t dev_avail) {
+  MemPlan mp;
+  size_t h, d;
+  return !job_needs(cfg, be, p, want, in_w, in_h, arenas, clip_kept, &mp, &h, &d) && h <= host_avail && d <= dev_avail;
+}
+
+int models_admit(const VdpConfig *cfg, const Backend *be, const GenParams *p, int want, int in_w, int in_h, int arenas,
+                 int clip_kept, char *err, size_t errlen) {
+  MemPlan mp;
+  size_t need_host = 0, need_dev = 0;
+  if (models_mem_plan(cfg, be, p, want, in_w, in_h, &mp, err, errlen)) return -1;  // (its message)
+  job_needs(cfg, be, p, want, in_w, in_h, arenas, clip_kept, &mp, &need_host, &need_dev);
+  int dev = be->mem_info != NULL;
+  VdpMemAvail host;
+  vdp_mem_avail(&host);
+  size_t dev_free = SIZE_MAX, dev_total = 0;
+  if (dev && be->mem_info(&dev_free, &dev_total)) dev_free = SIZE_MAX;
+  int host_short = need_host > host.bytes, dev_short = dev && need_dev > dev_free;
+  if (!host_short && !dev_short) return 0;
+  // What would fit: a smaller decode chunk first (it only sizes the decoder's pass), then the most frames
+  // with a decode chunk of 1 (the peak grows with the frames: a binary search). Nothing is searched when
+  // even one frame decoded alone does not fit (each dry run of a huge job costs time too).
+  char fit[256] = "";
+  GenParams q = *p, least = *p;
+  least.num_frames = 1, least.decode_chunk = 1;
+  if (least.max_guidance > 1.0f && least.min_guidance <= 1.0f) least.min_guidance = least.max_guidance;  // (gen_shape)
+  int F = p->num_frames;
+  if (F > 1 && job_fits(cfg, be, &least, want, in_w, in_h, arenas, clip_kept, host.bytes, dev_free)) {
+    for (int k = (p->decode_chunk < F ? p->decode_chunk : F) / 2; k >= 1 && !*fit; k /= 2) {
+      q.decode_chunk = k;
+      if (job_fits(cfg, be, &q, want, in_w, in_h, arenas, clip_kept, host.bytes, dev_free))
+        snprintf(fit, sizeof fit, "--decode-chunk-size %d would fit", k);
+    }
+    q.decode_chunk = 1;
+    int lo = 1, hi = F - 1;  // 1 frame fits, F frames do not: the most that fit lie in [lo, hi]
+    while (!*fit && lo < hi) {
+      int mid = (lo + hi + 1) / 2;
+      q.num_frames = mid;
+      if (job_fits(cfg, be, &q, want, in_w, in_h, arenas, clip_kept, host.bytes, dev_free)) lo = mid;
+      else hi = mid - 1;
+    }
+    if (!*fit) snprintf(fit, sizeof fit, "--num-frames %d --decode-chunk-size 1 would fit", lo);
+  }
+  if (!*fit) snprintf(fit, sizeof fit, "even 1 frame with --decode-chunk-size 1 does not fit: use a smaller --height/--width");
+  const char *names[3] = {"UNet", "VAE", "image encoder"};
+  char parts[400];
+  snprintf(parts, sizeof parts, "weights %s %.2f GiB, %s %.2f GiB, %s %.2f GiB (%s), activation arena %.2f GiB%s, "
+           "pipeline buffers %.2f GiB at most",
+           names[0], gib(mp.weights[0]), names[1], gib(mp.weights[1]), names[2], gib(mp.weights[2]),
+           clip_kept ? "held throughout" : "freed after the encode", gib(mp.arena), arenas > 1 ? " per stage" : "",
+           gib(mp.decode > mp.encode ? (mp.decode > mp.step ? mp.decode : mp.step) : mp.encode > mp.step ? mp.encode : mp.step));
+  if (dev_short)
+    return errf(err, errlen, "not enough GPU memory: %dx%d, %d frames needs %.2f GiB on the device (%s) but %.2f GiB of %.2f "
+                "GiB are free; %s. Nothing was loaded.", p->width, p->height, p->num_frames, gib(need_dev), parts,
+                gib(dev_free), gib(dev_total), fit);
+  return errf(err, errlen, "not enough memory: %dx%d, %d frames needs %.2f GiB (%s) but this process may use %.2f GiB (%s); "
+              "%s. Nothing was loaded.", p->width, p->height, p->num_frames, gib(need_host), parts, gib(host.bytes),
+              host.what, fit);
+}
+
 // The published configurations (svd-spec.md §2.1, §3.1, §4.1, §1.10), for benchmarks without a download.
 int config_preset(const char *name, VdpConfig *c) {
   int xt = !strcmp(name, "svd-xt");
@@ -633,6 +768,18 @@ static void run_pass(const Models *m, PassFn fn, void *args, const int shape[4])
   const Backend *prev = g_be;
   g_be = m->be;
   Arena *a = &g_arena;
+  if (g_measure_only) {  // the peak alone, on a description without weights: nothing allocated or cached
+    ArenaBlock *used = a->used;
+    int n_used = a->n_used, cap_used = a->cap_used;
+    Arena keep = *a;
+    a->base = PLAN_BASE, a->cap = SIZE_MAX, a->planning = 1, a->peak = 0, a->n_used = 0, a->used = NULL, a->cap_used = 0;
+    fn(m, args);
+    if (a->peak > g_measured) g_measured = a->peak;
+    free(a->used);
+    *a = keep, a->used = used, a->n_used = n_used, a->cap_used = cap_used;
+    g_be = prev;
+    return;
+  }
   if (g_arena_be && g_arena_be != m->be) models_thread_release(m);  // the block belongs to another backend
   uint64_t h = cfg_hash(&m->cfg);
   PlanEntry *e = NULL;
@@ -691,21 +838,29 @@ void models_warm_up(const Models *m, const GenParams *p) {
   free(x), free(y), free(ctx);
 }
 
-void models_plan(const Models *m, const GenParams *p) {
+// The forward passes of a job p on the components in `want`, as dry runs (inputs and outputs never
+// touched): models_plan sizes the arena with them, models_mem_plan measures them without weights.
+static void plan_passes(const Models *m, const GenParams *p, int want) {
   GenShape s;
   char err[256];
   if (gen_shape(m, p, &s, err, sizeof err)) vdp_die("%s", err);
-  g_plan_only = 1;  // dry runs only: inputs and outputs are never touched
-  if (m->pool[COMP_CLIP]) clip_forward(m, NULL, NULL);
-  if (m->pool[COMP_VAE]) {
+  g_plan_only = 1;
+  if (want & (1 << COMP_CLIP)) clip_forward(m, NULL, NULL);
+  if (want & (1 << COMP_VAE)) {
     vae_encode(m, NULL, p->height, p->width, NULL);
     vae_decode_chunk(m, NULL, p->decode_chunk < s.F ? p->decode_chunk : s.F, s.h, s.w, NULL);
   }
-  if (m->pool[COMP_UNET]) {
+  if (want & (1 << COMP_UNET)) {
     unet_forward(m, NULL, s.B, s.F, s.h, s.w, 0.0f, NULL, NULL, NULL);
     unet_forward_dev(m, &(UNetDev){.B = s.B, .F = s.F, .h = s.h, .w = s.w});  // the step loop's pass
   }
   g_plan_only = 0;
+}
+
+void models_plan(const Models *m, const GenParams *p) {
+  int want = 0;
+  for (int i = 0; i < 3; i++) want |= m->pool[i] ? 1 << i : 0;
+  plan_passes(m, p, want);
 }
 
 // Counted, plan-aware operators: the graph calls these, never the backend directly.
@@ -1271,7 +1426,9 @@ void dump_tensor(const GenParams *p, const char *name, const float *x, int ndim,
   if (!p->dump_dir) return;
   char path[1024], err[256];
   snprintf(path, sizeof path, "%s/%s.npy", p->dump_dir, name);
+  int existed = access(path, F_OK) == 0;
   if (npy_save_f32(path, x, shape, ndim, err, sizeof err)) vdp_die("--dump: %s", err);
+  if (!existed) out_created(path, 0);  // a failed run removes what it created
 }
 
 int gen_shape(const Models *m, const GenParams *p, GenShape *s, char *err, size_t errlen) {
@@ -1365,18 +1522,15 @@ int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, ui
   CondView cv = cond_view(&s, cond);
   int H = p->height, W = p->width, S = c->clip_image_size;
 
-  // CLIP branch: original-size image in [-1,1] -> antialiased resize -> [0,1] -> mean/std
-  int64_t inpix = (int64_t)img->w * img->h;
-  float *x = hbuf(3 * inpix), *pix = hbuf((int64_t)3 * S * S);
-  for (int ch = 0; ch < 3; ch++)
-    for (int64_t i = 0; i < inpix; i++) x[ch * inpix + i] = (float)img->rgb[i * 3 + ch] / 255.0f * 2.0f - 1.0f;
-  resize_antialias(pix, x, 3, img->h, img->w, S, S);
+  // CLIP branch: original-size image in [-1,1] -> antialiased resize -> [0,1] -> mean/std. The [-1,1]
+  // values are made row by row inside the resize (no float copy of the whole image: 12 bytes a pixel).
+  float *pix = hbuf((int64_t)3 * S * S);
+  resize_antialias_rgb8(pix, img->rgb, img->h, img->w, S, S);
   for (int ch = 0; ch < 3; ch++)
     for (int64_t i = 0; i < (int64_t)S * S; i++) {
       float v = (pix[ch * S * S + i] + 1.0f) / 2.0f;
       pix[ch * S * S + i] = (v - c->clip_mean[ch]) / c->clip_std[ch];
     }
-  free(x);
   dump_tensor(p, "clip_pixel_values", pix, 4, (int64_t[]){1, 3, S, S});
   float *emb = hbuf(s.ctx_dim);
   clip_forward(m, pix, emb);

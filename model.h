@@ -34,6 +34,8 @@ typedef struct Backend {
   void (*copy)(void *dst, const void *src, int64_t n);
   void (*sync)(void);
   size_t (*mem_peak)(void);  // peak bytes held through mem_alloc (NULL: not tracked)
+  // free and total bytes of the calling thread's device, 0 on success (NULL: host memory, see vdp_mem_avail)
+  int (*mem_info)(size_t *free_bytes, size_t *total_bytes);
   // operators (elements, not bytes, everywhere)
   void (*linear)(void *y, const void *x, const void *w, const void *b, int M, int K, int N, int act, const void *res);
   void (*conv2d)(void *y, const void *x, const void *w, const void *b, int n, int cin, int h, int wd, int cout,
@@ -187,6 +189,25 @@ typedef struct {
   void *pool[3];      // one allocation per component
   size_t nparams[3];
 } Models;
+
+// What a job will hold, computed from the configuration alone (nothing is loaded or allocated): the
+// weights as backend `be` holds them, the activation arena (the largest of the job's passes, by the
+// same dry runs as models_plan) and the host buffers of each phase, for an input image in_w x in_h.
+typedef struct {
+  size_t weights[3];             // bytes per component (COMP_*), 0 when not in `want`
+  size_t arena;                  // one thread's activation arena
+  size_t encode, step, decode;   // host buffers of pipeline_encode / _step / _decode + the written frames
+} MemPlan;
+int models_mem_plan(const VdpConfig *cfg, const Backend *be, const GenParams *p, int want, int in_w, int in_h,
+                    MemPlan *mp, char *err, size_t errlen);
+// The peak over the phases: `arenas` threads' arenas (CPU stage threads; 1 otherwise), CLIP freed after
+// the encode unless clip_kept; device: the GPU's share (weights + arena) instead of the host's.
+size_t mem_plan_peak(const MemPlan *mp, int arenas, int clip_kept, int device);
+// One admission check before anything loads: the job's peak against what the process may use
+// (vdp_mem_avail) and, for a GPU backend, against the device's free memory (be->mem_info). -1 with the
+// total, the parts and what would fit (--decode-chunk-size N, fewer frames) when it does not fit.
+int models_admit(const VdpConfig *cfg, const Backend *be, const GenParams *p, int want, int in_w, int in_h, int arenas,
+                 int clip_kept, char *err, size_t errlen);
 
 // want: bits 1 << COMP_*; be: &backend_cpu or backend_cuda()
 int models_load(const VdpFile *f, const Backend *be, Models *m, int want, char *err, size_t errlen);

@@ -1077,14 +1077,16 @@ static void cpu_weight_store(void *dst, const float *src, int kind, int ndim, co
   else
     memcpy(dst, src, (size_t)n * sizeof(float));
 }
-// Refuses what cannot fit in physical memory up front: with overcommit, malloc would succeed and the
-// process would be killed later, mid-run, when the pages are touched.
+// The backstop of the admission check (models_admit, before the weights load): an allocation larger
+// than what the process may use now is refused here, with what binds, instead of succeeding under
+// overcommit and getting the process killed later, mid-run, when its pages are touched.
 static void *cpu_mem_alloc(size_t bytes, const char *what) {
-  long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
-  if (pages > 0 && psize > 0 && bytes > (size_t)pages * (size_t)psize)
-    vdp_die("%s needs %.1f GiB but this machine has %.1f GiB of memory%s", what, bytes / 1073741824.0,
-            (double)pages * psize / 1073741824.0,
-            strcmp(what, "activation arena") ? "" : " (try fewer frames, a smaller size or --decode-chunk-size)");
+  VdpMemAvail a;
+  vdp_mem_avail(&a);
+  if (bytes > a.bytes)
+    vdp_die("%s needs %.2f GiB but this process may use %.2f GiB more now (%s)%s", what, bytes / 1073741824.0,
+            a.bytes / 1073741824.0, a.what,
+            strcmp(what, "activation arena") ? "" : "; try fewer frames, a smaller size or --decode-chunk-size");
   void *p = NULL;
   if (posix_memalign(&p, 64, bytes ? bytes : 1)) vdp_die("out of memory allocating %zu bytes for %s", bytes, what);
   return p;

@@ -13,7 +13,8 @@
 //
 // Messages: a 64-byte header (video, next step, sender, sizes, send time), the fp32 latent, then the
 // conditioning (forward edges only: stage 0 keeps the conditioning of its in-flight videos, so the
-// closing edge carries header + latent).
+// closing edge carries header + latent). When the denoiser allocates the latents (latent_alloc, NCCL
+// transport: GPU stages), they stay in its memory and travel as a second message of their own.
 //
 // Faults: one error (the first) is kept; it sets the shared abort flag and wakes every waiter. Every
 // wait is bounded by a liveness deadline: last_progress + timeout, where last_progress is the last
@@ -83,9 +84,10 @@ typedef struct {
   void *(*alloc)(Ring *r, int s, size_t bytes);                // message buffers (NCCL: pinned)
   void (*release)(Ring *r, int s, void *p);
   // Sends sbuf (NULL: nothing) to stage s+1 and receives rbuf (NULL: nothing) from stage s-1, mod S,
-  // as one operation. *t_recv = when the receive could begin (handoff overhead).
-  int (*exchange)(Ring *r, int s, const void *sbuf, size_t sbytes, void *rbuf, size_t rbytes, double *t_recv,
-                  char *err, size_t errlen);
+  // as one operation. *t_recv = when the receive could begin (handoff overhead). With lat_apart, the
+  // latents slat / rlat (lat_bytes each, the denoiser's memory) travel with the messages.
+  int (*exchange)(Ring *r, int s, const void *sbuf, size_t sbytes, const void *slat, void *rbuf, size_t rbytes,
+                  void *rlat, double *t_recv, char *err, size_t errlen);
   void (*destroy)(Ring *r);
 } Transport;
 
@@ -103,6 +105,9 @@ struct Ring {
   int *first;                      // [S+1] first global step of each stage's block
   size_t fwd_bytes, close_bytes;   // message sizes: with / without the conditioning
   size_t cond_off;                 // offset of the conditioning in a forward message
+  size_t lat_bytes;                // the latent's bytes
+  int lat_apart;                   // the latents live apart from the messages, in the denoiser's memory
+                                   // (latent_alloc; NCCL: device memory, sent GPU to GPU)
   const Transport *tr;
   void *priv;                      // transport state
   Chan *chan;                      // CPU transport: [S], chan[s] carries s -> (s+1) % S
@@ -222,7 +227,7 @@ static int cpu_setup(Ring *r, char *err, size_t errlen) {
   r->chan = calloc((size_t)r->S, sizeof(Chan));
   if (!r->chan) { snprintf(err, errlen, "ring: out of memory for %d channels", r->S); return -1; }
   for (int s = 0; s < r->S; s++) {
-    size_t bytes = (s + 1) % r->S == 0 ? r->close_bytes : r->fwd_bytes;
+    size_t bytes = ((s + 1) % r->S == 0 ? r->close_bytes : r->fwd_bytes) + (r->lat_apart ? r->lat_bytes : 0);
     for (int i = 0; i < CHAN_CAP; i++) {
       r->chan[s].slot[i] = malloc(bytes);
       if (!r->chan[s].slot[i]) {
@@ -238,8 +243,9 @@ static void cpu_close(Ring *r, int s, int failed) {}
 static void *cpu_alloc(Ring *r, int s, size_t bytes) { return malloc(bytes ? bytes : 1); }
 static void cpu_release(Ring *r, int s, void *p) { free(p); }
 
-static int cpu_exchange(Ring *r, int s, const void *sbuf, size_t sbytes, void *rbuf, size_t rbytes, double *t_recv,
-                        char *err, size_t errlen) {
+static int cpu_exchange(Ring *r, int s, const void *sbuf, size_t sbytes, const void *slat, void *rbuf, size_t rbytes,
+                        void *rlat, double *t_recv, char *err, size_t errlen) {
+  // with lat_apart a slot holds the message, then the latent (both host memory here)
   if (sbuf) {
     Chan *ch = &r->chan[s];
     lock(r);
@@ -251,8 +257,9 @@ static int cpu_exchange(Ring *r, int s, const void *sbuf, size_t sbytes, void *r
     unlock(r);
     double t0 = vdp_now();
     memcpy(ch->slot[i], sbuf, sbytes);
+    if (slat) memcpy(ch->slot[i] + sbytes, slat, r->lat_bytes);
     ((MsgHeader *)ch->slot[i])->t_send = t0;  // the transfer, not the wait for a free slot
-    ch->bytes[i] = sbytes;
+    ch->bytes[i] = sbytes + (slat ? r->lat_bytes : 0);
     lock(r);
     ch->written++;
     r->last_progress = vdp_now();
@@ -268,14 +275,15 @@ static int cpu_exchange(Ring *r, int s, const void *sbuf, size_t sbytes, void *r
       int rc = wait_locked(r);
       if (rc) { unlock(r); return rc == RW_TIMEOUT ? RW_TIMEOUT_RECV : rc; }
     }
-    size_t i = (size_t)(ch->read % CHAN_CAP), got = ch->bytes[i];
+    size_t i = (size_t)(ch->read % CHAN_CAP), got = ch->bytes[i], want = rbytes + (rlat ? r->lat_bytes : 0);
     unlock(r);
-    if (got != rbytes) {
+    if (got != want) {
       snprintf(err, errlen, "stage %d: received a %zu-byte message from stage %d, expected %zu bytes", s, got, p,
-               rbytes);
+               want);
       return RW_ERROR;
     }
     memcpy(rbuf, ch->slot[i], rbytes);
+    if (rlat) memcpy(rlat, ch->slot[i] + rbytes, r->lat_bytes);
     lock(r);
     ch->read++;
     r->last_progress = vdp_now();
@@ -343,7 +351,8 @@ typedef struct {
   int dev;
   ncclComm_t comm;
   cudaStream_t stream;
-  void *dsend, *drecv;  // device staging, fwd_bytes each
+  void *dsend, *drecv;  // device staging of the messages, fwd_bytes each (with lat_apart: header and
+                        // conditioning only; the latents are device memory already)
 } NcclStage;
 
 typedef struct {
@@ -446,16 +455,21 @@ static int nccl_open(Ring *r, int s, char *err, size_t errlen) {
   return nccl_poll(r, s, ns, 0, "joining the NCCL communicator", err, errlen);
 }
 
-static int nccl_exchange(Ring *r, int s, const void *sbuf, size_t sbytes, void *rbuf, size_t rbytes, double *t_recv,
-                         char *err, size_t errlen) {
+static int nccl_exchange(Ring *r, int s, const void *sbuf, size_t sbytes, const void *slat, void *rbuf, size_t rbytes,
+                         void *rlat, double *t_recv, char *err, size_t errlen) {
   NcclStage *ns = &((NcclPriv *)r->priv)->st[s];
+  const int to = (s + 1) % r->S, from = (s + r->S - 1) % r->S;
   if (sbuf) CU_TRY(cudaMemcpyAsync(ns->dsend, sbuf, sbytes, cudaMemcpyHostToDevice, ns->stream), "staging a send");
   *t_recv = vdp_now();
-  // The send and the receive in one group: they progress together, so the ring cannot deadlock.
+  // The sends and the receives in one group: they progress together, so the ring cannot deadlock. With
+  // lat_apart the latent is a second message from device memory, matched in order by the peer's second
+  // receive (NCCL matches the point-to-point operations between two ranks in their issue order); the
+  // step callbacks finished their device work on it before this (the last step of a block synchronises).
   ncclResult_t nr = ncclGroupStart();
-  if (nr == ncclSuccess && sbuf) nr = ncclSend(ns->dsend, sbytes, ncclUint8, (s + 1) % r->S, ns->comm, ns->stream);
-  if (nr == ncclSuccess && rbuf)
-    nr = ncclRecv(ns->drecv, rbytes, ncclUint8, (s + r->S - 1) % r->S, ns->comm, ns->stream);
+  if (nr == ncclSuccess && sbuf) nr = ncclSend(ns->dsend, sbytes, ncclUint8, to, ns->comm, ns->stream);
+  if (nr == ncclSuccess && sbuf && slat) nr = ncclSend(slat, r->lat_bytes, ncclUint8, to, ns->comm, ns->stream);
+  if (nr == ncclSuccess && rbuf) nr = ncclRecv(ns->drecv, rbytes, ncclUint8, from, ns->comm, ns->stream);
+  if (nr == ncclSuccess && rbuf && rlat) nr = ncclRecv(rlat, r->lat_bytes, ncclUint8, from, ns->comm, ns->stream);
   ncclResult_t ne = ncclGroupEnd();
   if (nr == ncclSuccess) nr = ne;
   if (nr != ncclSuccess && nr != ncclInProgress) {
@@ -465,6 +479,7 @@ static int nccl_exchange(Ring *r, int s, const void *sbuf, size_t sbytes, void *
   int rc = nccl_poll(r, s, ns, 0, "enqueueing the exchange", err, errlen);  // non-blocking: enqueue first
   if (rc) return rc;
   if (rbuf) CU_TRY(cudaMemcpyAsync(rbuf, ns->drecv, rbytes, cudaMemcpyDeviceToHost, ns->stream), "copying a receive");
+  // the stream done: the received latent is complete before a step (on the compute stream) reads it
   return nccl_poll(r, s, ns, 1, "exchanging", err, errlen);
 }
 
@@ -526,6 +541,7 @@ typedef struct {
   void *ctx;
   int own_ctx, opened;
   uint8_t *a, *b;    // message buffers (see stage_body)
+  float *la, *lb;    // their latents: inside them (la = a + RING_HDR), or apart (latent_alloc)
   uint8_t *table;    // stage 0: conditioning of the in-flight videos, [S][cond_bytes]
   double *t_begin;   // stage 0: encode start of each video, [K]
 } StageRes;
@@ -569,6 +585,17 @@ static int stage_body(Ring *r, int s, StageRes *res, char *err, size_t errlen) {
   // Stage s > 0: a = the video being stepped, b = the one being received; swapped every tick.
   res->a = r->tr->alloc(r, s, r->fwd_bytes);
   res->b = r->tr->alloc(r, s, in_bytes);
+  if (r->lat_apart) {
+    res->la = d->latent_alloc(res->ctx, r->lat_bytes);
+    res->lb = d->latent_alloc(res->ctx, r->lat_bytes);
+    if (!res->la || !res->lb) {
+      snprintf(err, errlen, "stage %d: allocating the latents (%zu bytes each) failed", s, r->lat_bytes);
+      return RW_ERROR;
+    }
+  } else {
+    if (res->a) res->la = (float *)(res->a + RING_HDR);
+    if (res->b) res->lb = (float *)(res->b + RING_HDR);
+  }
   if (s == 0) {
     res->table = malloc((size_t)S * d->cond_bytes + 1);
     res->t_begin = calloc((size_t)K, sizeof(double));
@@ -596,11 +623,12 @@ static int stage_body(Ring *r, int s, StageRes *res, char *err, size_t errlen) {
   unlock(r);
 
   uint8_t *cur = res->a, *other = res->b;
+  float *cur_lat = res->la, *other_lat = res->lb;
   for (int t = 0; t <= K + S - 2; t++) {
     const int c = t - s, rv = t - prev;  // the video this stage steps / receives at tick t
     const int have_c = c >= 0 && c < K, have_r = rv >= 0 && rv < K;
     if (have_c) {
-      float *lat = (float *)(cur + RING_HDR);
+      float *lat = cur_lat;
       const void *cond = cur + r->cond_off;
       double tb = vdp_now();
       if (s == 0) {
@@ -645,7 +673,8 @@ static int stage_body(Ring *r, int s, StageRes *res, char *err, size_t errlen) {
 
     set_state(r, s, ST_XCHG, have_r ? rv : c, -1);
     double t_recv = vdp_now();
-    rc = r->tr->exchange(r, s, have_c ? cur : NULL, out_bytes, have_r ? other : NULL, in_bytes, &t_recv, err, errlen);
+    rc = r->tr->exchange(r, s, have_c ? cur : NULL, out_bytes, r->lat_apart && have_c ? cur_lat : NULL,
+                         have_r ? other : NULL, in_bytes, r->lat_apart && have_r ? other_lat : NULL, &t_recv, err, errlen);
     if (rc) {
       if (rc == RW_TIMEOUT_SEND) snprintf(what, sizeof what, "waiting to send video %d to stage %d", c, next);
       else if (rc == RW_TIMEOUT_RECV) snprintf(what, sizeof what, "waiting to receive video %d from stage %d", rv, prev);
@@ -673,7 +702,7 @@ static int stage_body(Ring *r, int s, StageRes *res, char *err, size_t errlen) {
     if (s == 0) {
       set_state(r, 0, ST_FINISH, rv, -1);
       if (d->finish && d->finish(res->ctx, rv, res->table + (size_t)(rv % S) * d->cond_bytes,
-                                 (const float *)(other + RING_HDR), cerr, sizeof cerr)) {
+                                 other_lat, cerr, sizeof cerr)) {
         snprintf(err, errlen, "stage 0: finishing video %d failed: %s", rv, cerr);
         return RW_ERROR;
       }
@@ -686,6 +715,9 @@ static int stage_body(Ring *r, int s, StageRes *res, char *err, size_t errlen) {
       uint8_t *tmp = cur;
       cur = other;
       other = tmp;
+      float *tl = cur_lat;
+      cur_lat = other_lat;
+      other_lat = tl;
     }
   }
   lock(r);
@@ -731,6 +763,10 @@ static void *stage_main(void *p) {
   unlock(r);
   // Transport first (an aborted communicator stops kernels that still use the buffers), then the rest.
   if (res.opened) r->tr->close(r, s, failed);
+  if (r->lat_apart && r->d.latent_free) {  // before the stage context whose memory they are
+    if (res.la) r->d.latent_free(res.ctx, res.la);
+    if (res.lb) r->d.latent_free(res.ctx, res.lb);
+  }
   if (res.own_ctx && r->d.free_stage_ctx) r->d.free_stage_ctx(res.ctx);
   if (res.a) r->tr->release(r, s, res.a);
   if (res.b) r->tr->release(r, s, res.b);
@@ -808,8 +844,15 @@ int ring_run(const RingDenoiser *d, int stages, int n_videos, const RingOptions 
   r->n_local = opt.world > 0 ? 1 : stages;
   r->tr = tr;
   size_t lat_bytes = d->latent_floats * sizeof(float);
-  r->close_bytes = RING_HDR + lat_bytes;
-  r->cond_off = RING_HDR + (lat_bytes + 63) / 64 * 64;
+  r->lat_bytes = lat_bytes;
+  r->lat_apart = d->latent_alloc != NULL;
+  if (r->lat_apart) {  // messages: header | conditioning; the latent travels apart, from the denoiser's memory
+    r->close_bytes = RING_HDR;
+    r->cond_off = RING_HDR;
+  } else {             // messages: header | latent | conditioning
+    r->close_bytes = RING_HDR + lat_bytes;
+    r->cond_off = RING_HDR + (lat_bytes + 63) / 64 * 64;
+  }
   r->fwd_bytes = r->cond_off + d->cond_bytes;
   r->first = calloc((size_t)stages + 1, sizeof(int));
   r->st = calloc((size_t)stages, sizeof(StageState));
@@ -1024,6 +1067,16 @@ int cmd_sim(int argc, char **argv) {
     i++;                                                                                  \
   } while (0)
 
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+      sim_usage(stdout);
+      return 0;
+    }
+  vdp_flags_once("sim", argc, argv,
+                 (const char *const[]){"--stages", "--num-inference-steps", "--num-videos", "--seed", "--step-ms",
+                                       "--timeout", "--rank", "--world", "--device", "--nccl-id-file", "--transport",
+                                       "--inject-fault", NULL},
+                 NULL);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--stages")) { SIM_INT(S, 1, RING_MAX_STAGES); S_given = 1; }
@@ -1106,7 +1159,7 @@ int cmd_sim(int argc, char **argv) {
     fprintf(stderr, "vdp: error: out of memory\n");
     return 1;
   }
-  RingDenoiser d = {n, sizeof(SimCond), (int)n_steps, NULL, NULL, sim_encode, sim_step, sim_finish, &sim};
+  RingDenoiser d = {n, sizeof(SimCond), (int)n_steps, NULL, NULL, sim_encode, sim_step, sim_finish, &sim, NULL, NULL};
   opt.transport = transport;
   opt.timeout_s = timeout;
   opt.verbose = verbose;

@@ -24,8 +24,8 @@
 // stage s while the pipeline fills).
 //
 // NCCL notes: the callbacks of stage s run with the stage's GPU current (make_stage_ctx can load its
-// model copy there); latents and conditioning stay host buffers (pinned), staged through device
-// buffers for ncclSend/ncclRecv. Multi-GPU runs cannot be tested on one GPU (NCCL rejects two ranks
+// model copy there); with latent_alloc the latents are device memory sent GPU to GPU, the header and
+// conditioning host buffers (pinned) staged through device buffers (without it, the latents too). Multi-GPU runs cannot be tested on one GPU (NCCL rejects two ranks
 // on one device); S = 1 on one GPU sends to itself.
 #ifndef VDP_RING_H
 #define VDP_RING_H
@@ -52,6 +52,15 @@ typedef struct {
   int (*finish)(void *stage_ctx, int video, const void *cond, const float *latent, char *err,
                 size_t errlen);
   void *user;
+  // Optional: the stage's latent buffers (two per stage, latent_floats each), allocated on the stage's
+  // thread after make_stage_ctx and freed before free_stage_ctx; the latents then travel apart from the
+  // messages. GPU stages (NCCL transport) give device memory: encode, step and finish work on it in place
+  // and ncclSend / ncclRecv move it GPU to GPU, with no host staging (only the header and the conditioning
+  // are staged); its device work must be complete when a stage's block ends (the step callback of the
+  // block's last step synchronises). The CPU transport copies it as host memory. NULL: host latents
+  // inside the messages.
+  void *(*latent_alloc)(void *stage_ctx, size_t bytes);
+  void (*latent_free)(void *stage_ctx, void *p);
 } RingDenoiser;
 
 enum { RING_CPU = 0, RING_NCCL = 1 };

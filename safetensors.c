@@ -471,6 +471,8 @@ static int st_entry(const Json *j, int node, StTensor *t, const StHeader *h, cha
   uint64_t numel = 1;
   for (int c = j->nodes[js].child; c >= 0; c = j->nodes[c].next) {
     const JNode *d = &j->nodes[c];
+    if (d->type == J_NUM && d->num >= 9007199254740992.0)  // from 2^53: no longer exact in the parser's double
+      return errf(err, errlen, "tensor '%s': shape entry %.4g is too large (2^53 or more)", nm, d->num);
     if (d->type != J_NUM || !d->is_int || d->num < 0)
       return errf(err, errlen, "tensor '%s': shape entries must be non-negative integers", nm);
     uint64_t dim = (uint64_t)d->num;
@@ -483,6 +485,9 @@ static int st_entry(const Json *j, int node, StTensor *t, const StHeader *h, cha
   if (j->nodes[jo].type != J_ARR || j->nodes[jo].count != 2)
     return errf(err, errlen, "tensor '%s': data_offsets must be an array of two integers", nm);
   const JNode *b = &j->nodes[j->nodes[jo].child], *e = &j->nodes[b->next];
+  if ((b->type == J_NUM && b->num >= 9007199254740992.0) || (e->type == J_NUM && e->num >= 9007199254740992.0))
+    return errf(err, errlen, "tensor '%s': data_offsets [%.4g, %.4g] are too large (2^53 or more; no file is that big)", nm,
+                b->type == J_NUM ? b->num : 0.0, e->type == J_NUM ? e->num : 0.0);
   if (b->type != J_NUM || e->type != J_NUM || !b->is_int || !e->is_int || b->num < 0 || e->num < 0)
     return errf(err, errlen, "tensor '%s': data_offsets must be non-negative integers", nm);
   uint64_t ob = (uint64_t)b->num, oe = (uint64_t)e->num, avail = h->file_size - h->data_start;

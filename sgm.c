@@ -624,6 +624,7 @@ const SgmTensor *sgm_find(const SgmMap *m, const char *name) {
 }
 
 void sgm_map_free(SgmMap *m) {
+  for (int i = 0; m->t && i < m->n; i++) free(m->t[i].transposed);
   free(m->t);
   memset(m, 0, sizeof *m);
 }
@@ -729,6 +730,17 @@ static int map_specs(const StHeader *h, const VdpSpecList *list, const char *pre
   return 0;
 }
 
+// The SVD-XT frame default: "xt" (any case) as a word of the file name, between delimiters (start or end,
+// '_', '-', '.', ' '), so svd_xt.safetensors, svd_xt_1_1 and AnimateLCM-SVD-xt count, while "next", "text",
+// "extra" or "context" inside a word do not.
+int sgm_name_says_xt(const char *base) {
+  for (const char *p = base; (p = strcasestr(p, "xt")); p++) {
+    int before = p == base || strchr("_-. ", p[-1]) != NULL, after = !p[2] || strchr("_-. ", p[2]) != NULL;
+    if (before && after) return 1;
+  }
+  return 0;
+}
+
 int sgm_map(const StHeader *h, const char *path, int num_frames, SgmMap *m, FILE *log, char *err, size_t errlen) {
   memset(m, 0, sizeof *m);
   if (classify(h, path, err, errlen)) return -1;
@@ -742,9 +754,10 @@ int sgm_map(const StHeader *h, const char *path, int num_frames, SgmMap *m, FILE
     c->unet_num_frames = num_frames;
     LOG("num_frames %d (--num-frames)", num_frames);
   } else {
-    c->unet_num_frames = strcasestr(base, "xt") ? 25 : 14;
-    LOG("num_frames %d (the file name %s \"xt\": SVD-XT is trained on 25 frames, SVD on 14; --num-frames overrides)",
-        c->unet_num_frames, c->unet_num_frames == 25 ? "contains" : "does not contain");
+    c->unet_num_frames = sgm_name_says_xt(base) ? 25 : 14;
+    LOG("num_frames %d (the file name %s the word \"xt\" (delimited by the name's start or end, '_', '-', '.' or a "
+        "space, as in svd_xt, svd_xt_1_1, AnimateLCM-SVD-xt): SVD-XT is trained on 25 frames, SVD on 14; --num-frames "
+        "overrides)", c->unet_num_frames, c->unet_num_frames == 25 ? "holds" : "does not hold");
   }
   if (config_validate(c, err, errlen)) {
     err_prefix(err, errlen, path);
@@ -885,17 +898,26 @@ int sgm_read(int fd, const SgmTensor *t, uint64_t e0, size_t n, void *dst) {
   if (e0 > v->numel || n > v->numel - e0) return -1;
   if (t->op != OP_TRANSPOSE) return pread_full(fd, dst, n * es, v->begin + e0 * es);
   // proj [in=R', out=C'] stored row-major; the Linear weight is [out, in]: element (o, i) = proj[i][o].
-  int64_t rows = v->shape[0], cols = v->shape[1];  // diffusers [out, in]
-  uint8_t *all = malloc((size_t)v->numel * es + 1);
-  if (!all) return -1;
-  if (pread_full(fd, all, (size_t)v->numel * es, v->begin)) {
+  // The whole tensor is read once, on the first chunk, and kept transposed for the next chunks (the
+  // caller reads a tensor in order; the last chunk frees it): reading it again per chunk would make a
+  // large projection quadratic in its size.
+  SgmTensor *mt = (SgmTensor *)t;  // the cache is the map's, not part of what the view describes
+  if (!mt->transposed || mt->transposed_fd != fd) {
+    free(mt->transposed);
+    mt->transposed = NULL;
+    int64_t rows = v->shape[0], cols = v->shape[1];  // diffusers [out, in]
+    uint8_t *all = malloc((size_t)v->numel * es + 1), *tr = malloc((size_t)v->numel * es + 1);
+    if (!all || !tr || pread_full(fd, all, (size_t)v->numel * es, v->begin)) {
+      free(all), free(tr);
+      return -1;
+    }
+    for (uint64_t o = 0; o < (uint64_t)rows; o++)
+      for (uint64_t i = 0; i < (uint64_t)cols; i++)
+        memcpy(tr + (o * (uint64_t)cols + i) * es, all + (i * (uint64_t)rows + o) * es, es);
     free(all);
-    return -1;
+    mt->transposed = tr, mt->transposed_fd = fd;
   }
-  for (size_t k = 0; k < n; k++) {
-    uint64_t e = e0 + k, o = e / (uint64_t)cols, i = e % (uint64_t)cols;
-    memcpy((uint8_t *)dst + k * es, all + (i * (uint64_t)rows + o) * es, es);
-  }
-  free(all);
+  memcpy(dst, mt->transposed + e0 * es, n * es);
+  if (e0 + n == v->numel) free(mt->transposed), mt->transposed = NULL;  // the last chunk: done with it
   return 0;
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -181,6 +182,8 @@ int out_replace(void) { return out_replace_default; }
 static volatile pid_t out_child;
 void out_watch_child(int pid) { out_child = pid; }
 
+static void created_cleanup(void);
+
 void out_cleanup(void) {
   pid_t child = out_child;
   if (child > 0) {
@@ -190,6 +193,7 @@ void out_cleanup(void) {
   }
   for (int i = 0; i < OUT_MAX_TEMPS; i++)
     if (out_temps[i]) unlink(out_temps[i]);
+  created_cleanup();
 }
 
 static void out_cleanup_signal(int sig) {
@@ -275,6 +279,9 @@ static int out_create_temp(const char *path, char *tmp, size_t n, char *err, siz
 // What may stand at the target's name: nothing, or (replace set) a writable regular file.
 int target_check(const char *path, int replace, char *err, size_t errlen) {
   if (!*path) return errf(err, errlen, "empty output path");
+  if (name_has_control(path))
+    return errf(err, errlen, "output name '%s' holds a control character (a newline, tab or escape): refused, it would "
+                "split the printed file list", path);
   size_t len = strlen(path);
   if (path[len - 1] == '/') return errf(err, errlen, "%s: names a directory, expected a file name", path);
   struct stat st;
@@ -410,4 +417,178 @@ int open_regular(const char *path, uint64_t *size, char *err, size_t errlen) {
   if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   *size = (uint64_t)st.st_size;
   return fd;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Flags given twice: a usage error, for every subcommand and every flag it will ever have
+// ---------------------------------------------------------------------------------------------------
+static int in_list(const char *s, const char *const *list) {
+  for (int k = 0; list && list[k]; k++)
+    if (!strcmp(s, list[k])) return 1;
+  return 0;
+}
+
+void vdp_flags_once(const char *cmd, int argc, char **argv, const char *const *valued, const char *const *repeatable) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (a[0] != '-' || !a[1] || (a[1] >= '0' && a[1] <= '9')) continue;  // a value, not a flag
+    if (!in_list(a, repeatable)) {
+      int j = 1;
+      for (; j < i; j++) {
+        if (!strcmp(argv[j], a)) break;
+        if (in_list(argv[j], valued)) j++;  // skip its value
+      }
+      if (j < i)
+        vdp_usage_die("%s: %s is given twice (it takes one value; the runs would silently use the last one)", cmd, a);
+    }
+    if (in_list(a, valued)) i++;
+  }
+}
+
+// A name vdp writes: printed on stdout one per line, so no control characters (a newline would split
+// the line, an escape sequence would reach the terminal).
+int name_has_control(const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    if (*p < 0x20 || *p == 0x7f) return 1;
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Files a failed run created (a --dump folder and its files): removed at exit unless the run succeeded
+// ---------------------------------------------------------------------------------------------------
+#define CREATED_MAX 4096
+static char *volatile created[CREATED_MAX];
+static volatile char created_dir[CREATED_MAX];  // 1: a folder (rmdir), 0: a file
+static int created_n, created_kept;
+
+void out_created(const char *path, int is_dir) {
+  pthread_mutex_lock(&out_lock);
+  if (created_n < CREATED_MAX) {
+    char *s = strdup(path);
+    if (s) created_dir[created_n] = (char)is_dir, created[created_n++] = s;
+  }
+  pthread_mutex_unlock(&out_lock);
+}
+
+void out_created_keep(void) { created_kept = 1; }
+
+// Newest first, so a folder's files go before the folder. Async-signal-safe (unlink, rmdir).
+static void created_cleanup(void) {
+  if (created_kept) return;
+  for (int i = created_n - 1; i >= 0; i--)
+    if (created[i]) created_dir[i] ? rmdir(created[i]) : unlink(created[i]);
+  created_kept = 1;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// An output that is one of the run's inputs (the same file: device and inode, so hard links and any
+// spelling of the path count)
+// ---------------------------------------------------------------------------------------------------
+int out_not_input(const char *out, const char *const *inputs, int n, char *err, size_t errlen) {
+  struct stat so, si;
+  if (stat(out, &so) != 0) return 0;  // nothing there yet: it cannot be an input
+  for (int i = 0; i < n; i++)
+    if (inputs[i] && stat(inputs[i], &si) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
+      return errf(err, errlen, "%s: is the same file as the input %s%s; writing it would destroy what this run reads "
+                  "(choose another output name)", out, inputs[i],
+                  strcmp(out, inputs[i]) ? (so.st_nlink > 1 ? " (a hard link to it)" : " (another name for it)") : "");
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Memory this process may still use: the least of the kernel's MemAvailable, the room under its cgroup's
+// limit (v2 memory.max, v1 memory.limit_in_bytes, at every level up to the root) and under RLIMIT_AS /
+// RLIMIT_DATA. Page cache is reclaimable, so a cgroup's usage counts without it.
+// ---------------------------------------------------------------------------------------------------
+static int read_u64_field(const char *path, const char *key, uint64_t *v) {  // "key N" line, or the first number
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  char line[256];
+  int rc = -1;
+  size_t kl = key ? strlen(key) : 0;
+  while (rc && fgets(line, sizeof line, f)) {
+    if (key && (strncmp(line, key, kl) || (line[kl] != ' ' && line[kl] != ':'))) continue;
+    const char *p = line + kl + (key ? 1 : 0);
+    while (*p == ' ' || *p == '\t') p++;
+    if (!strncmp(p, "max", 3)) *v = UINT64_MAX, rc = 0;
+    else if (*p >= '0' && *p <= '9') *v = strtoull(p, NULL, 10), rc = 0;
+    if (!key) break;
+  }
+  fclose(f);
+  return rc;
+}
+
+static void avail_take(VdpMemAvail *a, uint64_t room, const char *fmt, ...) {
+  if (room >= a->bytes) return;
+  a->bytes = room;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(a->what, sizeof a->what, fmt, ap);
+  va_end(ap);
+}
+
+// The cgroup part, with the /proc/self/cgroup text and the cgroup file system root given (the tests
+// point them at made-up folders).
+void vdp_mem_avail_cgroup(VdpMemAvail *a, const char *proc_cgroup, const char *fs_root) {
+  FILE *f = fopen(proc_cgroup, "r");
+  if (!f) return;
+  char line[1024];
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = 0;
+    char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (!c2) continue;
+    int v2 = !strncmp(line, "0::", 3), v1 = 0;
+    if (!v2) {  // v1: a controller list holding "memory"
+      *c2 = 0;
+      for (char *t = strtok(c1 + 1, ","); t && !v1; t = strtok(NULL, ",")) v1 = !strcmp(t, "memory");
+    }
+    if (!v1 && !v2) continue;
+    char rel[1024];
+    snprintf(rel, sizeof rel, "%s", c2 + 1);
+    // from the process's own group up to the root: the tightest limit binds
+    for (;;) {
+      char dir[2200], p[2300];
+      snprintf(dir, sizeof dir, "%s%s%s%s", fs_root, v2 ? "" : "/memory", *rel == '/' ? "" : "/", rel);
+      uint64_t lim, usage, cache = 0;
+      snprintf(p, sizeof p, "%s/%s", dir, v2 ? "memory.max" : "memory.limit_in_bytes");
+      int have = read_u64_field(p, NULL, &lim) == 0 && lim < ((uint64_t)1 << 62);
+      if (have) {
+        snprintf(p, sizeof p, "%s/%s", dir, v2 ? "memory.current" : "memory.usage_in_bytes");
+        if (read_u64_field(p, NULL, &usage)) usage = 0;
+        snprintf(p, sizeof p, "%s/memory.stat", dir);
+        if (read_u64_field(p, v2 ? "file" : "total_cache", &cache)) cache = 0;
+        uint64_t used = usage > cache ? usage - cache : 0;
+        avail_take(a, lim > used ? lim - used : 0, "the cgroup limit of %.600s (%.1f GiB, %.1f GiB in use)", dir,
+                   lim / 1073741824.0, used / 1073741824.0);
+      }
+      char *slash = strrchr(rel, '/');
+      if (!slash || !rel[1]) break;
+      if (slash == rel) rel[1] = 0;
+      else *slash = 0;
+    }
+  }
+  fclose(f);
+}
+
+void vdp_mem_avail(VdpMemAvail *a) {
+  a->bytes = SIZE_MAX;
+  snprintf(a->what, sizeof a->what, "no known limit");
+  uint64_t kb;
+  if (!read_u64_field("/proc/meminfo", "MemAvailable", &kb)) avail_take(a, kb * 1024, "MemAvailable (/proc/meminfo)");
+  vdp_mem_avail_cgroup(a, "/proc/self/cgroup", "/sys/fs/cgroup");
+  struct rlimit rl;
+  if (!getrlimit(RLIMIT_AS, &rl) && rl.rlim_cur != RLIM_INFINITY) {
+    uint64_t vm = 0;
+    if (read_u64_field("/proc/self/status", "VmSize", &vm)) vm = 0;
+    vm *= 1024;
+    avail_take(a, rl.rlim_cur > vm ? rl.rlim_cur - vm : 0, "RLIMIT_AS (ulimit -v %llu KiB, %.1f MiB mapped already)",
+               (unsigned long long)(rl.rlim_cur / 1024), vm / 1048576.0);
+  }
+  if (!getrlimit(RLIMIT_DATA, &rl) && rl.rlim_cur != RLIM_INFINITY) {
+    uint64_t vm = 0;
+    if (read_u64_field("/proc/self/status", "VmData", &vm)) vm = 0;
+    vm *= 1024;
+    avail_take(a, rl.rlim_cur > vm ? rl.rlim_cur - vm : 0, "RLIMIT_DATA (ulimit -d %llu KiB, %.1f MiB in use)",
+               (unsigned long long)(rl.rlim_cur / 1024), vm / 1048576.0);
+  }
 }

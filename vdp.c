@@ -31,7 +31,8 @@ static void usage(FILE *o) {
           "  vdp generate --model M.vdpw --image IN.png --out OUT.{npy,png,gif,mp4} [options]\n"
           "  vdp sim --stages S [options]                       the stage ring with a dummy denoiser\n"
           "  vdp bench --config svd|svd-xt [--device cpu|cuda --num-frames F --height H --width W --cfg 0|1\n"
-          "            --runs N --num-inference-steps N --decode-chunk-size N --components unet|all]   JSON\n"
+          "            --runs N --num-inference-steps N --decode-chunk-size N --components unet|all\n"
+          "            --cuda-graph on|off]                                          JSON\n"
           "  vdp bench --ops [--device cpu|cuda --runs N]           operator timings (GFLOP/s), JSON\n"
           "\n"
           "generate options (diffusers' names and defaults):\n"
@@ -87,6 +88,15 @@ static int parse_on_off(const char *flag, const char *s) {
   if (!strcmp(s, "off")) return 0;
   vdp_usage_die("%s %s: expected on or off", flag, s);
   return 0;
+}
+
+// --height / --width: the VAE works on multiples of 8 (a model with more levels may ask for more: that
+// is checked against the model's configuration once its header is read).
+static int parse_side(const char *flag, const char *s) {
+  int v = (int)parse_int(flag, s, 8, 16384);
+  if (v % 8) vdp_usage_die("%s %d: must be a multiple of 8 (the VAE downsamples by 8; e.g. %d or %d)", flag, v, v / 8 * 8,
+                           v / 8 * 8 + 8);
+  return v;
 }
 
 static const char *ext_of(const char *path) {
@@ -152,10 +162,17 @@ static void progress(const char *what, int k, int n, double t0) {
 // ---------------------------------------------------------------------------------------------------
 // vdp generate
 // ---------------------------------------------------------------------------------------------------
-// Picks the backend of --device: the CPU reference, or CUDA when built with it and a GPU is present.
-static const Backend *pick_backend(const char *device) {
-  if (!strcmp(device, "cpu")) return &backend_cpu;
+// --device: 1 for cuda, 0 for cpu (a usage check only: whether CUDA is there is asked later, by
+// pick_backend, once every flag has been checked).
+static int device_is_cuda(const char *device) {
+  if (!strcmp(device, "cpu")) return 0;
   if (strcmp(device, "cuda")) vdp_usage_die("--device %s: expected cpu or cuda", device);
+  return 1;
+}
+
+// The backend of --device: the CPU reference, or CUDA when built with it and a GPU is present.
+static const Backend *pick_backend(const char *device) {
+  if (!device_is_cuda(device)) return &backend_cpu;
   const Backend *be = backend_cuda();
   if (!be) vdp_die("--device cuda: no CUDA backend (built without nvcc, or no GPU / driver visible); use --device cpu");
   return be;
@@ -207,7 +224,8 @@ static int stale_frames(const char *stem, int F, int remove, char **list) {
 // Every output of the run, checked before the weights load: the target names are free (or, with
 // --overwrite, regular writable files), their folders take new files, .gif/.mp4 can be encoded, and a
 // PNG sequence has no stale frames beyond the new frame count.
-static void check_outputs(const char *out, int n_videos, int F, int fps, int overwrite) {
+static void check_outputs(const char *out, int n_videos, int F, int fps, int overwrite, const char *const *inputs,
+                          int n_inputs) {
   char err[4600];
   const char *ext = ext_of(out);
   for (int v = 0; v < n_videos; v++) {
@@ -219,7 +237,9 @@ static void check_outputs(const char *out, int n_videos, int F, int fps, int ove
       for (int f = 0; f < F; f++) {
         png_sequence_name(frame, sizeof frame, stem, f);
         // the folder probe once per sequence (same folder), the name check for every frame
-        if ((f ? target_check : out_check)(frame, overwrite, err, sizeof err)) vdp_die("--out %s: %s", out, err);
+        if ((f ? target_check : out_check)(frame, overwrite, err, sizeof err) ||
+            out_not_input(frame, inputs, n_inputs, err, sizeof err))
+          vdp_die("--out %s: %s", out, err);
       }
       int n = stale_frames(stem, F, 0, &list);
       if (n && !overwrite)
@@ -229,7 +249,8 @@ static void check_outputs(const char *out, int n_videos, int F, int fps, int ove
       free(list);
       continue;
     }
-    if (out_check(name, overwrite, err, sizeof err)) vdp_die("--out: %s", err);
+    if (out_check(name, overwrite, err, sizeof err) || out_not_input(name, inputs, n_inputs, err, sizeof err))
+      vdp_die("--out: %s", err);
     if (strcmp(ext, "npy") && video_check(name, fps, err, sizeof err)) vdp_die("--out: %s", err);
   }
 }
@@ -252,6 +273,8 @@ static void check_dump_dir(const char *dir, int overwrite) {
     closedir(d);
   } else if (errno != ENOENT || mkdir(dir, 0777)) {
     vdp_die("--dump %s: cannot create: %s", dir, strerror(errno));
+  } else {
+    out_created(dir, 1);  // created by this run: a failed run removes it (and the dumps it wrote)
   }
   char probe[4200], err[4600];
   snprintf(probe, sizeof probe, "%s/final_latents.npy", dir);
@@ -270,7 +293,7 @@ typedef struct {
   VdpImage *imgs;         // [n_images] decoded before the weights load; rgb NULL: decode again when needed
   int n_images, n_videos, stages, overwrite;
   int graphs;             // --cuda-graph: capture the first step, replay the others (CUDA only)
-  int host_latents;       // the ring's latents are host buffers while the steps run on the GPU: staged per block
+  int in_w, in_h;         // the largest input image (memory admission)
   const char *out;
   double t0;
   double *t_encode, *t_decode;  // per video
@@ -300,8 +323,11 @@ static void *gen_stage_ctx(void *user, int stage, char *err, size_t errlen) {
   sc->j = j, sc->m = j->m;
   if (!sc->m) {
     sc->m = vdp_calloc(1, sizeof *sc->m, "models"), sc->own = 1;
-    // only stage 0 encodes and decodes: the other stages need the UNet alone
-    if (models_load(j->file, j->be, sc->m, stage == 0 ? WANT_ALL : 1 << COMP_UNET, err, errlen)) {
+    // only stage 0 encodes and decodes: the other stages need the UNet alone; admitted on this stage's
+    // device before anything is uploaded
+    int want = stage == 0 ? WANT_ALL : 1 << COMP_UNET;
+    if (models_admit(&j->file->cfg, j->be, &j->p, want, j->in_w, j->in_h, 1, j->n_videos > 1, err, errlen) ||
+        models_load(j->file, j->be, sc->m, want, err, errlen)) {
       models_free(sc->m), free(sc->m), free(sc);
       cuda_thread_release();
       return NULL;
@@ -322,6 +348,17 @@ static void gen_free_stage_ctx(void *ctx) {
   free(sc);
 }
 
+// The ring's latents of a stage: in its backend's memory (GPU stages: device memory that NCCL sends GPU to
+// GPU; CPU stages: host memory the CPU transport copies), where the steps work on them in place
+static void *gen_latent_alloc(void *ctx, size_t bytes) {
+  StageCtx *sc = ctx;
+  return sc->m->be->mem_alloc(bytes, "ring latent");
+}
+static void gen_latent_free(void *ctx, void *p) {
+  StageCtx *sc = ctx;
+  sc->m->be->mem_free(p);
+}
+
 static int gen_encode(void *ctx, int video, void *cond, float *latent, char *err, size_t errlen) {
   StageCtx *sc = ctx;
   GenJob *j = sc->j;
@@ -334,9 +371,7 @@ static int gen_encode(void *ctx, int video, void *cond, float *latent, char *err
   if ((int64_t)img->w * img->h > 4 << 20)
     fprintf(stderr, "video %d: encoding a %dx%d image (%.0f megapixels)...\n", video, img->w, img->h,
             (double)img->w * img->h / 1e6);
-  float *lat = j->host_latents ? pipeline_latent(sc->st) : latent;
-  int rc = pipeline_encode(sc->m, &j->p, img, j->p.seed + (uint64_t)video, sc->st, cond, lat, err, errlen);
-  if (!rc && j->host_latents) pipeline_latent_to_host(sc->m, latent, lat, j->s.latent_n);
+  int rc = pipeline_encode(sc->m, &j->p, img, j->p.seed + (uint64_t)video, sc->st, cond, latent, err, errlen);
   sc->cond_video = video;
   if (j->n_images > 1 || video == j->n_videos - 1) image_free(img);  // its last use
   // The CLIP image encoder is done after the last video's encode: give its memory back (a third of SVD's
@@ -350,14 +385,12 @@ static int gen_step(void *ctx, int video, int step, const void *cond, float *lat
   StageCtx *sc = ctx;
   GenJob *j = sc->j;
   if (sc->cond_video != video) pipeline_load_cond(sc->st, cond), sc->cond_video = video;  // a video arrived
-  // The GPU stages of the NCCL ring still receive host latents: in at the first step of the block, out
-  // after its last one (never between two steps).
-  float *lat = j->host_latents ? pipeline_latent(sc->st) : latent;
-  int first = j->stages ? ring_stage_first(j->p.steps, j->stages, sc->stage) : 0;
-  int last = j->stages ? ring_stage_first(j->p.steps, j->stages, sc->stage + 1) - 1 : j->p.steps - 1;
-  if (j->host_latents && step == first) pipeline_latent_from_host(sc->m, lat, latent, j->s.latent_n);
+  // latent: backend memory (the ring's latents of a GPU stage are device memory: gen_latent_alloc)
+  float *lat = latent;
   pipeline_step(sc->m, &j->p, step, sc->st, lat);
-  if (j->host_latents && step == last) pipeline_latent_to_host(sc->m, latent, lat, j->s.latent_n);
+  // A GPU stage's block ends: its queued work must be done before NCCL sends the latent (the one host
+  // synchronisation of a block, not inside it)
+  if (j->stages && step == ring_stage_first(j->p.steps, j->stages, sc->stage + 1) - 1) sc->m->be->sync();
   if (j->p.dump_dir) {  // --dump: every step's latent (a download per step: debugging only)
     char name[64];
     float *h = vdp_malloc(j->s.latent_n * sizeof(float), "dump");
@@ -377,8 +410,7 @@ static int gen_finish(void *ctx, int video, const void *cond, const float *laten
   StageCtx *sc = ctx;
   GenJob *j = sc->j;
   double t = vdp_now();
-  float *lat = (float *)latent;
-  if (j->host_latents) lat = pipeline_latent(sc->st), pipeline_latent_from_host(sc->m, lat, latent, j->s.latent_n);
+  const float *lat = latent;  // backend memory
   if (j->p.dump_dir) {
     float *h = vdp_malloc(j->s.latent_n * sizeof(float), "dump");
     pipeline_latent_to_host(sc->m, h, lat, j->s.latent_n);
@@ -430,12 +462,14 @@ int cmd_generate(int argc, char **argv) {
   double timeout = 0;  // 0: not given
   GenParams p = {.height = 576, .width = 1024, .steps = 25, .fps = 7, .motion_bucket_id = 127, .noise_aug = 0.02f,
                  .min_guidance = 1.0f, .max_guidance = 3.0f, .seed = 0};  // steps, max_guidance: sampler_defaults
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       usage(stdout);
       return 0;
     }
+  vdp_flags_once("generate", argc, argv, GEN_FLAGS, (const char *const[]){"--image", NULL});
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
     if (a[0] != '-' || !a[1])
       vdp_usage_die("generate: unexpected argument '%s' (every input is given by an option, e.g. --image %s; see vdp --help)", a, a);
     if (!strcmp(a, "--overwrite")) {
@@ -452,8 +486,8 @@ int cmd_generate(int argc, char **argv) {
       if (n_images == 64) vdp_usage_die("--image: at most 64 images");
       images[n_images++] = v;
     } else if (!strcmp(a, "--out")) out = v;
-    else if (!strcmp(a, "--height")) p.height = (int)parse_int(a, v, 8, 16384);
-    else if (!strcmp(a, "--width")) p.width = (int)parse_int(a, v, 8, 16384);
+    else if (!strcmp(a, "--height")) p.height = parse_side(a, v);
+    else if (!strcmp(a, "--width")) p.width = parse_side(a, v);
     else if (!strcmp(a, "--num-frames")) num_frames = (int)parse_int(a, v, 1, 1024);
     else if (!strcmp(a, "--num-inference-steps")) p.steps = (int)parse_int(a, v, 1, 1000), steps_given = 1;
     else if (!strcmp(a, "--fps")) p.fps = (int)parse_int(a, v, 1, 1000);
@@ -491,10 +525,15 @@ int cmd_generate(int argc, char **argv) {
   if (!strcmp(ext, "gif") && p.fps > 50)
     vdp_usage_die("--fps %d: GIF frame delays are whole hundredths of a second, so a GIF plays at most 50 fps (players "
                   "show faster ones at 10 fps); use .mp4 or --fps 50 or less", p.fps);
-  const Backend *be = pick_backend(device);
+  if (name_has_control(out)) vdp_usage_die("--out: the name holds a control character (a newline, tab or escape); "
+                                           "it would split the printed file list: choose a plain name");
+  if (p.dump_dir && (!*p.dump_dir || name_has_control(p.dump_dir)))
+    vdp_usage_die("--dump: %s", *p.dump_dir ? "the folder name holds a control character (a newline, tab or escape)"
+                                            : "empty folder name");
+  int cuda = device_is_cuda(device);
   int nccl = !strcmp(transport, "nccl");
   if (!nccl && strcmp(transport, "cpu")) vdp_usage_die("--transport %s: expected cpu or nccl", transport);
-  if (nccl && be == &backend_cpu) vdp_usage_die("--transport nccl moves latents between GPUs: it needs --device cuda");
+  if (nccl && !cuda) vdp_usage_die("--transport nccl moves latents between GPUs: it needs --device cuda");
   // Flags that only mean something for the ring: refuse them where they would be silently ignored.
   if (nccl && !stages && !world) vdp_usage_die("--transport nccl hands latents between stages: give --stages S (or --rank/--world)");
   if (!world && (rank || gpu >= 0))
@@ -512,7 +551,7 @@ int cmd_generate(int argc, char **argv) {
   }
   // GPU stages hand latents between GPUs: one GPU per stage, over NCCL (one process driving all visible
   // GPUs, or one stage per process with --rank/--world).
-  if (be != &backend_cpu && stages > 1 && !nccl)
+  if (cuda && stages > 1 && !nccl)
     vdp_usage_die("--stages %d with --device cuda: add --transport nccl (one GPU per stage)", stages);
   if (n_images > 1 && n_videos > 1) vdp_usage_die("give either several --image or --num-videos, not both");
   if (n_images > 1) n_videos = n_images;
@@ -522,6 +561,16 @@ int cmd_generate(int argc, char **argv) {
   if (stages > p.steps && (steps_given || sampler >= 0))
     vdp_usage_die("--stages %d: more stages than --num-inference-steps %d (every stage runs at least one step)", stages, p.steps);
   if (p.dump_dir && n_videos > 1) vdp_usage_die("--dump works with one video only");
+  {  // every name the run will write fits a path (PATH_MAX): none is cut short
+    char last[8192];
+    numbered(last, sizeof last, out, n_videos - 1, n_videos);
+    size_t len = strlen(last) + (!strcmp(ext, "png") ? 5 : 0);  // STEM_NNNN.png: up to 4 frame digits
+    if (len >= 4096)
+      vdp_usage_die("--out: %s is %zu characters long%s, more than a path may have (4095): choose a shorter name",
+                    n_videos > 1 ? "the numbered name of the last video" : !strcmp(ext, "png") ? "a frame's name" : "the name",
+                    len, n_videos > 1 ? " (OUT_vK.EXT)" : "");
+  }
+  const Backend *be = pick_backend(device);  // the flags are all checked: now whether CUDA is there
   out_set_replace(overwrite);
   image_set_max_pixels(max_pixels);
 
@@ -538,10 +587,12 @@ int cmd_generate(int argc, char **argv) {
   }
   char err[1024];
   VdpImage *imgs = vdp_calloc((size_t)n_images, sizeof *imgs, "images");
+  int in_w = 0, in_h = 0;  // the largest image: its encode buffers are admitted with the rest
   {
     size_t kept = 0;  // decoded images kept for the encode, up to 1 GiB; the rest is decoded again there
     for (int i = 0; i < n_images; i++) {
       if (image_load(images[i], &imgs[i], err, sizeof err)) vdp_die("--image: %s", err);
+      if ((int64_t)imgs[i].w * imgs[i].h > (int64_t)in_w * in_h) in_w = imgs[i].w, in_h = imgs[i].h;
       size_t bytes = (size_t)imgs[i].w * imgs[i].h * 3;
       if (kept + bytes > ((size_t)1 << 30)) image_free(&imgs[i]);
       else kept += bytes;
@@ -562,16 +613,28 @@ int cmd_generate(int argc, char **argv) {
   Models *m = vdp_calloc(1, sizeof *m, "models");
   m->cfg = f.cfg;  // the configuration only: gen_shape needs it
   GenShape shape;
-  if (gen_shape(m, &p, &shape, err, sizeof err)) vdp_die("%s", err);
-  check_outputs(out, n_videos, shape.F, p.fps, overwrite);
+  if (gen_shape(m, &p, &shape, err, sizeof err)) vdp_usage_die("%s", err);  // flags that this model cannot take
+  {
+    const char *inputs[65];
+    inputs[0] = model;
+    for (int i = 0; i < n_images; i++) inputs[1 + i] = images[i];
+    check_outputs(out, n_videos, shape.F, p.fps, overwrite, inputs, 1 + n_images);
+  }
   if (p.dump_dir) check_dump_dir(p.dump_dir, overwrite);
   // GPU stages of the ring load their own models on their own device (in the stage thread)
   int per_stage = stages >= 1 && be != &backend_cpu;
+  // One admission check before anything loads: the weights as held, the arena(s), the pipeline buffers
+  // (CPU stage threads plan an arena each and share weights in which CLIP stays; GPU stages admit their
+  // own device in gen_stage_ctx).
+  if (!per_stage &&
+      models_admit(&f.cfg, be, &p, WANT_ALL, in_w, in_h, stages >= 1 ? stages : 1, n_videos > 1 || stages >= 1, err,
+                   sizeof err))
+    vdp_die("%s", err);
   if (!per_stage && models_load(&f, be, m, WANT_ALL, err, sizeof err)) vdp_die("%s", err);
   double t_load = vdp_now() - t0;
   GenJob j = {.m = per_stage ? NULL : m, .file = &f, .be = be, .p = p, .s = shape, .images = images, .imgs = imgs,
-              .n_images = n_images, .n_videos = n_videos, .stages = stages, .overwrite = overwrite, .out = out,
-              .graphs = graphs, .host_latents = stages >= 1 && be != &backend_cpu, .t0 = vdp_now()};
+              .n_images = n_images, .n_videos = n_videos, .stages = stages, .overwrite = overwrite, .in_w = in_w,
+              .in_h = in_h, .out = out, .graphs = graphs, .t0 = vdp_now()};
   fprintf(stderr, "vdp: %s: %d frames %dx%d, %s sampler, %d steps, guidance %s, seed %llu, %d video%s%s\n", model, j.s.F,
           p.width, p.height, sampler_name(p.sampler), p.steps, j.s.B == 2 ? "on" : "off", (unsigned long long)p.seed,
           n_videos, n_videos > 1 ? "s" : "",
@@ -582,6 +645,7 @@ int cmd_generate(int argc, char **argv) {
 
   RingDenoiser d = {.latent_floats = j.s.latent_n, .cond_bytes = j.s.cond_n * sizeof(float), .n_steps = p.steps,
                     .make_stage_ctx = gen_stage_ctx, .free_stage_ctx = gen_free_stage_ctx, .encode = gen_encode, .step = gen_step, .finish = gen_finish,
+                    .latent_alloc = gen_latent_alloc, .latent_free = gen_latent_free,
                     .user = &j};
   double t_run = vdp_now();
   if (stages >= 1) {
@@ -639,6 +703,7 @@ int cmd_generate(int argc, char **argv) {
   models_free(m);
   free(m);
   vdpw_close(&f);
+  out_created_keep();  // the run succeeded: its --dump folder stays
   return 0;
 }
 
@@ -661,6 +726,8 @@ static void bench_usage(FILE *o) {
           "  --num-inference-steps N      steps of the end-to-end estimate (with --components all; default the\n"
           "                               sampler's: 25 for euler, 4 for animatelcm)\n"
           "  --decode-chunk-size N        frames per VAE decode call (default: all)\n"
+          "  --cuda-graph on|off          the denoising step is timed launched kernel by kernel and, with on (the\n"
+          "                               default) on CUDA, also replayed from its CUDA graph: ms per step both ways\n"
           "  --ops                        time linear, conv 3x3 / temporal, attention, GroupNorm+SiLU instead,\n"
           "                               and the micro-kernel's peak on this machine\n");
 }
@@ -829,35 +896,41 @@ static int bench_ops(const Backend *be, int runs) {
 
 static int cmd_bench(int argc, char **argv) {
   const char *config = "svd", *device = "cpu", *components = NULL;
-  int F = -1, H = 576, W = 1024, cfg_on = 1, runs = 5, steps = -1, chunk = -1, ops = 0, sampler = VDP_SAMPLER_EULER;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+  int F = -1, H = 576, W = 1024, cfg_on = 1, runs = 5, steps = -1, chunk = -1, ops = 0, graphs = 1,
+      sampler = VDP_SAMPLER_EULER;
+  static const char *const valued[] = {"--config", "--num-frames", "--height", "--width", "--cfg", "--runs",
+                                       "--num-inference-steps", "--decode-chunk-size", "--components", "--device",
+                                       "--cuda-graph", "--sampler", NULL};
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       bench_usage(stdout);
       return 0;
     }
+  vdp_flags_once("bench", argc, argv, valued, NULL);
+  int given_model_flag = 0;  // a flag of the model benchmark (meaningless with --ops)
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
     if (!strcmp(a, "--ops")) {
       ops = 1;
       continue;
     }
     if (strncmp(a, "--", 2)) vdp_usage_die("bench: unexpected argument '%s' (see vdp bench --help)", a);
-    static const char *const valued[] = {"--config", "--num-frames", "--height", "--width", "--cfg", "--runs",
-                                         "--num-inference-steps", "--decode-chunk-size", "--components", "--device",
-                                         "--sampler"};
     int known = 0;
-    for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(a, valued[k]);
+    for (size_t k = 0; valued[k]; k++) known |= !strcmp(a, valued[k]);
     if (!known) vdp_usage_die("bench: unknown option %s (see vdp bench --help)", a);
     if (i + 1 >= argc) vdp_usage_die("bench: %s needs a value (see vdp bench --help)", a);
     const char *v = argv[++i];
+    given_model_flag |= strcmp(a, "--device") && strcmp(a, "--runs");
     if (!strcmp(a, "--config")) config = v;
     else if (!strcmp(a, "--num-frames")) F = (int)parse_int(a, v, 1, 1024);
-    else if (!strcmp(a, "--height")) H = (int)parse_int(a, v, 8, 16384);
-    else if (!strcmp(a, "--width")) W = (int)parse_int(a, v, 8, 16384);
+    else if (!strcmp(a, "--height")) H = parse_side(a, v);
+    else if (!strcmp(a, "--width")) W = parse_side(a, v);
     else if (!strcmp(a, "--cfg")) cfg_on = (int)parse_int(a, v, 0, 1);
     else if (!strcmp(a, "--runs")) runs = (int)parse_int(a, v, 1, 1000);
     else if (!strcmp(a, "--num-inference-steps")) steps = (int)parse_int(a, v, 1, 1000);
     else if (!strcmp(a, "--decode-chunk-size")) chunk = (int)parse_int(a, v, 1, 1024);
     else if (!strcmp(a, "--components")) components = v;
+    else if (!strcmp(a, "--cuda-graph")) graphs = parse_on_off(a, v);
     else if (!strcmp(a, "--sampler")) {
       if ((sampler = sampler_from_name(v)) < 0) vdp_usage_die("bench --sampler %s: expected euler or animatelcm", v);
     } else device = v;  // --device
@@ -865,20 +938,35 @@ static int cmd_bench(int argc, char **argv) {
   if (steps < 0) steps = sampler == VDP_SAMPLER_ANIMATELCM ? 4 : 25;  // the samplers' defaults, as generate has them
   if (sampler == VDP_SAMPLER_ANIMATELCM && steps > ANIMATELCM_POINTS)
     vdp_usage_die("bench --num-inference-steps %d: the animatelcm sampler takes at most %d steps", steps, ANIMATELCM_POINTS);
-  const Backend *be = pick_backend(device);
-  if (ops) return bench_ops(be, runs);
+  if (sampler == VDP_SAMPLER_ANIMATELCM && runs + 1 > ANIMATELCM_POINTS)  // the step timing walks the step table
+    vdp_usage_die("bench --runs %d: with the animatelcm sampler at most %d (a warm-up step and the timed ones walk its "
+                  "%d-row step table)", runs, ANIMATELCM_POINTS - 1, ANIMATELCM_POINTS);
+  // Every flag is checked before anything is built: usage errors exit 2 at once.
+  int cuda = device_is_cuda(device);
+  if (ops && given_model_flag)
+    vdp_usage_die("bench --ops times the operator cases alone: it takes --device and --runs only");
   VdpConfig c;
-  if (config_preset(config, &c)) vdp_usage_die("bench --config %s: expected svd or svd-xt", config);
-  if (!components) components = be == &backend_cpu ? "unet" : "all";  // the CPU one is slow: UNet only by default
+  if (!ops && config_preset(config, &c)) vdp_usage_die("bench --config %s: expected svd or svd-xt", config);
+  if (!components) components = cuda ? "all" : "unet";  // the CPU one is slow: UNet only by default
   int all = !strcmp(components, "all");
   if (!all && strcmp(components, "unet")) vdp_usage_die("bench --components %s: expected unet or all", components);
-  if (F < 0) F = c.unet_num_frames;
+  if (F < 0) F = ops ? 1 : c.unet_num_frames;
   if (chunk < 0) chunk = F;
   GenParams p = {.height = H, .width = W, .num_frames = F, .steps = steps, .fps = 7, .motion_bucket_id = 127,
                  .noise_aug = 0.02f, .min_guidance = cfg_on ? 3.0f : 1.0f, .max_guidance = cfg_on ? 3.0f : 1.0f,
-                 .decode_chunk = chunk};  // the scales only decide the batch (B = 2 with --cfg 1), also for 1 frame
-  char err[512];
+                 .decode_chunk = chunk, .sampler = sampler};  // the scales only decide the batch (B = 2 with --cfg 1), also for 1 frame
+  char err[1024];
   Models *m = vdp_calloc(1, sizeof *m, "models");
+  if (!ops) {
+    m->cfg = c;  // the configuration only: the shape check needs it
+    GenShape s0;
+    if (gen_shape(m, &p, &s0, err, sizeof err)) vdp_usage_die("bench: %s", err);
+  }
+  const Backend *be = pick_backend(device);
+  if (ops) return free(m), bench_ops(be, runs);
+  // The memory the benchmark will hold (its weights, arena and buffers), admitted before building.
+  if (models_admit(&c, be, &p, all ? WANT_ALL : 1 << COMP_UNET, all ? W : 0, all ? H : 0, 1, 1, err, sizeof err))
+    vdp_die("bench: %s", err);
   double t_start = vdp_now();
   fprintf(stderr, "bench: generating random %s weights (%s) on %s; on the CPU this takes a minute or so...\n", config,
           all ? "UNet, VAE, CLIP" : "UNet", be->name);
@@ -909,6 +997,36 @@ static int cmd_bench(int argc, char **argv) {
     }
   }
   double unet = median_of(ms, runs), unet_min = ms[0], clip_ms = 0, enc_ms = 0, dec_ms = 0;
+  // The step loop's step (pipeline_step: UNet input, UNet, guidance + the sampler's update, all in backend
+  // memory), launched kernel by kernel and, with --cuda-graph on on a backend with graphs, replayed from its captured graph.
+  double step_ms[2] = {-1, -1};  // [graphs off, graphs on]
+  for (int g = 0; g <= (graphs && be->graph_begin ? 1 : 0); g++) {
+    GenParams ps = p;
+    ps.steps = runs + 1;  // table rows: a warm-up step (the capture with graphs), then the timed ones
+    PipeState *st = pipeline_state_new(m, &ps, g);
+    GenShape ss;  // the blob of this table's steps (animatelcm carries one z per step)
+    if (gen_shape(m, &ps, &ss, err, sizeof err)) vdp_die("%s", err);
+    float *cond = vdp_calloc(ss.cond_n, sizeof(float), "bench conditioning");
+    for (size_t i = 0; i < ss.cond_n; i++) cond[i] = (float)(i % 7) * 0.1f;
+    pipeline_load_cond(st, cond);
+    float *lat = pipeline_latent(st), *hl = vdp_malloc(s.latent_n * sizeof(float), "bench latent");
+    for (size_t i = 0; i < s.latent_n; i++) hl[i] = (float)((i * 2654435761u) % 1000) / 50.0f - 10.0f;
+    pipeline_latent_from_host(m, lat, hl, s.latent_n);
+    for (int r = -1; r < runs; r++) {
+      double t0 = vdp_now();
+      pipeline_step(m, &ps, r + 1, st, lat);
+      be->sync();
+      double t = (vdp_now() - t0) * 1e3;
+      if (r >= 0) ms[r] = t;
+      if (r < 0) fprintf(stderr, "bench: step (warm-up%s): %.1f ms\n", g ? ", graph capture" : "", t);
+      else fprintf(stderr, "bench: step %d/%d (graphs %s): %.1f ms\n", r + 1, runs, g ? "on" : "off", t);
+    }
+    step_ms[g] = median_of(ms, runs);
+    fprintf(stderr, "bench: step with graphs %s: median %.1f ms\n", g ? "on" : "off", step_ms[g]);
+    model_flops_take();
+    free(cond), free(hl);
+    pipeline_state_free(st);
+  }
   if (all) {  // one timed call each, after a warm-up call
     fprintf(stderr, "bench: CLIP, VAE encode and decode (warm-up, then timed)...\n");
     int S = c.clip_image_size;
@@ -941,6 +1059,8 @@ static int cmd_bench(int argc, char **argv) {
          "\"unet_first_step_ms\": %.2f, \"unet_flop_per_step\": %.6g, \"unet_tflops\": %.3f, ",
          be->name, config, F, H, W, cfg_on, bench_threads(), runs, unet, unet_min, first_ms, flops,
          flops / (unet * 1e-3) / 1e12);
+  json_num("step_ms_graphs_off_median", step_ms[0], step_ms[0] >= 0, ", ");
+  json_num("step_ms_graphs_on_median", step_ms[1], step_ms[1] >= 0, ", ");
   json_num("clip_ms", clip_ms, all, ", ");
   json_num("vae_encode_ms", enc_ms, all, ", ");
   json_num("vae_decode_ms", dec_ms, all, ", ");

@@ -129,6 +129,10 @@ int vdp_is_decimal(const char *s, int allow_fraction);
 // A whole decimal number in [lo, hi] -> *out and 0; otherwise -1 (the callers name the flag).
 int vdp_parse_long(const char *s, long lo, long hi, long *out);
 int vdp_parse_double(const char *s, double lo, double hi, double *out);
+// Refuses (usage error, exit 2) any flag given twice in argv[1..argc), except those in `repeatable`.
+// `valued` lists the flags that take one value (skipped, so a value is never taken for a flag). Every
+// subcommand calls it before parsing, so a new flag gets the rule without a line of its own.
+void vdp_flags_once(const char *cmd, int argc, char **argv, const char *const *valued, const char *const *repeatable);
 
 // Output files (util.c). One rule for every file vdp writes: the bytes go to a fresh temporary created
 // exclusively beside the target (DIR/.NAME.XXXXXXXX.tmp: never a fixed name, never through a symlink),
@@ -162,6 +166,24 @@ int out_commit(VdpOut *o, char *err, size_t errlen);  // close + rename; on fail
 void out_abort(VdpOut *o);                            // closes and removes the temporary
 int out_write_file(const char *path, const void *data, size_t n, int replace, char *err, size_t errlen);
 const char *file_kind(unsigned mode);                 // "a directory", "a FIFO (named pipe)", ... for messages
+// Refuses (-1, naming both) an output that exists and is the same file (device + inode: hard links and
+// other spellings too) as one of the n inputs the run reads; NULL entries are skipped.
+int out_not_input(const char *out, const char *const *inputs, int n, char *err, size_t errlen);
+int name_has_control(const char *s);
+// Memory this process may still use (bytes; SIZE_MAX when nothing says): the least of MemAvailable, the
+// room under the cgroup limit (v2 memory.max / v1 memory.limit_in_bytes, each level up to the root, page
+// cache not counted as used), RLIMIT_AS less the address space mapped, RLIMIT_DATA less the data in use.
+// `what` names the limit that binds, for messages.
+typedef struct {
+  size_t bytes;
+  char what[768];
+} VdpMemAvail;
+void vdp_mem_avail(VdpMemAvail *a);
+void vdp_mem_avail_cgroup(VdpMemAvail *a, const char *proc_cgroup, const char *fs_root);  // the cgroup part alone  // a byte below 0x20 or 0x7f: refused in output names
+// Files and folders this run created that only a successful run keeps (a --dump folder): removed, newest
+// first, at exit and on SIGINT/SIGTERM/SIGHUP unless out_created_keep() was called.
+void out_created(const char *path, int is_dir);
+void out_created_keep(void);
 
 // ---------------------------------------------------------------------------------------------------
 // 2. Weights (weights.c) — see weights/FORMAT.md
@@ -302,6 +324,8 @@ typedef struct {
   char sgm[ST_MAX_NAME + 1];   // the SGM tensor it comes from, "conditioner.embedders.0.open_clip.model.visual.transformer..."
   int op;                      // how (sgm.c: same, 1x1 conv -> linear, a third of a fused in_proj, transposed)
   StTensor view;               // dtype, the diffusers shape, numel and the file bytes it reads ([begin, end))
+  uint8_t *transposed;         // sgm_read's copy of a transposed tensor between chunks (NULL otherwise)
+  int transposed_fd;           // the file it was read from
 } SgmTensor;
 typedef struct {
   VdpConfig cfg;               // inferred from the tensor shapes and the published models' facts
@@ -313,7 +337,7 @@ typedef struct {
 // looks like), infers the configuration (printed to `log` with where each value came from, when log is
 // not NULL), maps every tensor the models need and checks its name, shape and dtype; an unknown tensor
 // inside the mapped modules is an error, the rest is counted as ignored. num_frames > 0 overrides the
-// default (25 when the file name contains "xt", else 14). Returns 0, or -1 with a message.
+// default (25 when the file name holds "xt" as a word: sgm_name_says_xt, else 14). Returns 0, or -1 with a message.
 int sgm_map(const StHeader *h, const char *path, int num_frames, SgmMap *m, FILE *log, char *err, size_t errlen);
 // The UNet alone (`vdp convert --unet FILE` with model.diffusion_model.* names): cfg's UNet tensors mapped as
 // sgm_map maps them; anything else in the file is an error. m->cfg = *cfg.
@@ -322,7 +346,10 @@ int sgm_map_unet(const StHeader *h, const char *path, const VdpConfig *cfg, SgmM
 const SgmTensor *sgm_find(const SgmMap *m, const char *name);  // by diffusers name, NULL when absent
 void sgm_map_free(SgmMap *m);
 // Elements [e0, e0+n) of a mapped tensor in its source dtype, in the diffusers layout, from the file fd.
+// A transposed tensor is read whole once and kept until its last chunk (or sgm_map_free).
 int sgm_read(int fd, const SgmTensor *t, uint64_t e0, size_t n, void *dst);
+// The frame default's rule: 1 when the file name holds "xt" as a word (svd_xt, AnimateLCM-SVD-xt).
+int sgm_name_says_xt(const char *base);
 // Fuzzing entry point: parses a whole file held in memory and maps it (touching every view's bytes).
 int sgm_parse_buffer(const uint8_t *buf, size_t len, char *err, size_t errlen);
 
@@ -406,6 +433,9 @@ void image_resize_lanczos(const VdpImage *src, VdpImage *dst, int w, int h);
 // diffusers' _resize_with_antialiasing on x [c, h, w] fp32: gaussian blur (reflect pad), then
 // bicubic (A = -0.75, align_corners) to [c, ho, wo].
 void resize_antialias(float *y, const float *x, int c, int h, int w, int ho, int wo);
+// The same on an RGB8 image [h, w, 3] read as 2·(v/255) - 1 (CLIP's input), row by row, without a float
+// copy of the image; bit-identical to resize_antialias on that copy.
+void resize_antialias_rgb8(float *y, const uint8_t *rgb, int h, int w, int ho, int wo);
 // The same, computed by blurring every pixel (slow on large images): the reference the tests compare
 // resize_antialias with, bit for bit.
 void resize_antialias_full(float *y, const float *x, int c, int h, int w, int ho, int wo);

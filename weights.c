@@ -1131,6 +1131,29 @@ static int pick_file(const char *dir, int c, int variant, char *path, size_t ple
   return 0;
 }
 
+// Every file a conversion reads, for the same-file check (out_not_input): the single file, or the
+// folder's config files and the safetensors file pick_file chooses for each component (one it cannot
+// choose is reported later, where the folder is read). Another input of the run (a separate UNet file)
+// joins this list. Returns the count.
+#define CONVERT_MAX_INPUTS 16
+static int convert_inputs(const char *src, int single, int variant, char paths[CONVERT_MAX_INPUTS][1100]) {
+  static const char *const configs[] = {"model_index.json", "unet/config.json", "vae/config.json",
+                                        "image_encoder/config.json", "scheduler/scheduler_config.json",
+                                        "feature_extractor/preprocessor_config.json"};
+  int n = 0;
+  if (single) {
+    snprintf(paths[n++], 1100, "%s", src);
+    return n;
+  }
+  for (int i = 0; i < 6; i++) snprintf(paths[n++], 1100, "%s/%s", src, configs[i]);
+  for (int c = 0; c < 3; c++) {
+    const char *which;
+    char e[8];
+    if (!pick_file(src, c, variant, paths[n], 1100, &which, e, sizeof e)) n++;
+  }
+  return n;
+}
+
 // One output tensor and where its data comes from.
 typedef struct {
   VdpTensor t;
@@ -1275,8 +1298,17 @@ int vdpw_convert_opts(const char *src_dir, const char *out_path, const ConvertOp
   StFile sgf = {.fd = -1}, uf = {.fd = -1};
   SgmMap sgm = {0}, usgm = {0};
 
-  // The output first (cheap): a name that may be written, in a folder that takes a new file.
+  // The output first (cheap): a name that may be written, in a folder that takes a new file, and none of
+  // the files this run reads (with --overwrite it would be replaced by its own conversion).
   if (out_check(out_path, replace, err, errlen)) goto out;
+  {
+    char inputs[CONVERT_MAX_INPUTS][1100];
+    const char *list_in[CONVERT_MAX_INPUTS];
+    int n_in = convert_inputs(src_dir, single, variant, inputs);
+    if (opt->unet) snprintf(inputs[n_in++], sizeof inputs[0], "%s", opt->unet);  // --unet's file
+    for (int i = 0; i < n_in; i++) list_in[i] = inputs[i];
+    if (out_not_input(out_path, list_in, n_in, err, errlen)) goto out;
+  }
   size_t sl = strlen(src_dir);
   if (!single && sl > 12 && !strcmp(src_dir + sl - 12, ".safetensors") && stat(src_dir, &sst)) {
     errf(err, errlen, "%s: not found (a single-file checkpoint, or a diffusers folder)", src_dir);
@@ -1487,7 +1519,7 @@ static void convert_usage(void) {
           "  --variant  (folder) source files: fp32 = *.safetensors, fp16 = *.fp16.safetensors,\n"
           "             auto (default) = the plain file when present, else the fp16 variant\n"
           "  --num-frames  (file) default frame count stored in the output (default 25 when the file name\n"
-          "             contains \"xt\", else 14)\n"
+          "             holds the word \"xt\" (svd_xt, svd_xt_1_1, AnimateLCM-SVD-xt), else 14)\n"
           "  --unet UNET.safetensors  replace the UNet's weights by this file's (e.g. AnimateLCM-SVD-xt.safetensors):\n"
           "             diffusers names (UNetSpatioTemporalConditionModel.state_dict()) or SGM names\n"
           "             (model.diffusion_model.*); every tensor of the base's UNet with its shape, nothing else\n"
@@ -1500,6 +1532,13 @@ int cmd_convert(int argc, char **argv) {
   const char *pos[2] = {NULL, NULL};
   int npos = 0, dtype = VDP_F16, variant = VARIANT_AUTO, num_frames = 0, variant_given = 0, overwrite = 0, sampler = -1;
   const char *unet = NULL;
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+      convert_usage();
+      return 0;
+    }
+  vdp_flags_once("convert", argc, argv, (const char *const[]){"--dtype", "--variant", "--num-frames", "--unet", "--sampler", NULL},
+                 NULL);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -1564,6 +1603,19 @@ int cmd_convert(int argc, char **argv) {
   }
   if (npos != 2) {
     convert_usage();
+    return 2;
+  }
+  if (!*pos[0]) {
+    fprintf(stderr, "vdp: error: convert: the source name is empty (give a diffusers folder or a .safetensors file)\n");
+    return 2;
+  }
+  if (!*pos[1]) {
+    fprintf(stderr, "vdp: error: convert: the output name is empty (give OUT.vdpw)\n");
+    return 2;
+  }
+  if (name_has_control(pos[1])) {
+    fprintf(stderr, "vdp: error: convert: the output name holds a control character (a newline, tab or escape): "
+                    "choose a plain name\n");
     return 2;
   }
   // Flags that would be ignored are refused: --variant picks files of a folder, --num-frames sets what a

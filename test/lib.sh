@@ -13,6 +13,11 @@ tmp=$(mktemp -d "/tmp/$(basename "$0" .sh).XXXXXX")
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
 [ -x "$VDP" ] || { bad "vdp binary $VDP not found (run make)"; exit 1; }
 
+# sanitized: 1 when $VDP is an AddressSanitizer build (it reserves terabytes of shadow address space, so
+# it cannot run under `ulimit -v`: those cases are skipped with a printed reason)
+sanitized=0
+{ [[ "${BUILD:-}" == *san* ]] || ldd "$VDP" 2>/dev/null | grep -q libasan; } && sanitized=1
+
 # convert_tiny3: $M = the tiny3 fixture converted to .vdpw in $tmp (exits the script if that fails)
 convert_tiny3() {
   M=$tmp/tiny3.vdpw

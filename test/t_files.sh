@@ -2,7 +2,8 @@
 # t_files.sh — files are safe (issue 10): every output through an exclusive temporary and a rename,
 # never onto a device, FIFO, directory, link or read-only file, nothing replaced without --overwrite;
 # every input opened without blocking; every cheap check before the weights load; no partial output
-# that looks complete; usage errors exit 2. Each block names the finding of the issue it covers.
+# that looks complete; usage errors exit 2; (issue 20) no output onto one of the run's own inputs. Each
+# block names the finding of the issue it covers.
 # VDP=path overrides the binary (default ./vdp). Runs as root too (CI does): the read-only cases use
 # the mode bits and /proc, which root cannot write either.
 source "$(dirname "$0")/lib.sh"
@@ -59,7 +60,7 @@ no_temps "$d" "convert"
 # ---- 2. FIFOs and other special files never hang
 f=$tmp/fifo; mkdir -p "$f"; mkfifo "$f/f.vdpw" "$f/f.png"
 run "info on a FIFO" 1 "FIFO" "$VDP" info "$f/f.vdpw"
-run "generate --model FIFO" 1 "FIFO" "$VDP" generate "${COMMON[@]}" --model "$f/f.vdpw" --image "$IMG" --out "$f/o.npy"
+run "generate --model FIFO" 1 "FIFO" "$VDP" generate "${COMMON[@]:2}" --model "$f/f.vdpw" --image "$IMG" --out "$f/o.npy"
 run "generate --image FIFO" 1 "FIFO" "$VDP" generate "${COMMON[@]}" --image "$f/f.png" --out "$f/o.npy"
 cp -r test/data/models/tiny3 "$f/src"; rm "$f/src/unet/config.json"; mkfifo "$f/src/unet/config.json"
 run "convert with a FIFO at unet/config.json" 1 "FIFO" "$VDP" convert "$f/src" "$f/o.vdpw"
@@ -196,14 +197,54 @@ run "--image DIR" 1 "is a directory, not a regular file" "$VDP" generate "${COMM
 run "a stray positional argument" 2 "unexpected argument 'stray'" "$VDP" generate "${COMMON[@]}" --image "$IMG" stray --out "$tmp/x.npy"
 run "an unknown flag in last position" 2 "unknown option --bogus" "$VDP" generate "${COMMON[@]}" --image "$IMG" --out "$tmp/x.npy" --bogus
 run "a missing value" 2 "--seed: missing value" "$VDP" generate "${COMMON[@]}" --image "$IMG" --out "$tmp/x.npy" --seed
-run "--model given a diffusers folder" 1 "vdp convert test/data/models/tiny3" "$VDP" generate "${COMMON[@]}" --model test/data/models/tiny3 --image "$IMG" --out "$tmp/x.npy"
+run "--model given a diffusers folder" 1 "vdp convert test/data/models/tiny3" "$VDP" generate "${COMMON[@]:2}" --model test/data/models/tiny3 --image "$IMG" --out "$tmp/x.npy"
 run "--out without extension" 2 "no file extension" "$VDP" generate "${COMMON[@]}" --image "$IMG" --out "$tmp/noext"
 run "generate usage error exits 2" 2 "is required" "$VDP" generate --image "$IMG" --out "$tmp/x.npy"
 run "convert usage error exits 2" 2 "unknown option" "$VDP" convert --bogus
 run "sim usage error exits 2" 2 "" "$VDP" sim --stages abc
 run "sim refuses hex numbers" 2 "0x2" "$VDP" sim --stages 0x2
 run "sim refuses hex floats" 2 "0x1p3" "$VDP" sim --step-ms 0x1p3
+run "sim flag given twice" 2 "--stages is given twice" "$VDP" sim --stages 2 --stages 3
+run "sim --latent-shape values are no flags" 0 "" "$VDP" sim --latent-shape 1 2 3 --num-inference-steps 2
 "$VDP" --help | grep -aq -- "--variant" && ok "top-level usage lists --variant" || bad "top-level usage lacks --variant"
 "$VDP" --help | grep -aq "exit status" && ok "top-level usage states the exit codes" || bad "usage lacks the exit codes"
+
+# ---- 8. convert never destroys its own input (issue 20): an output that is the same file (device and
+# inode) as any file the run reads is refused before any work, naming both; also through a hard link,
+# another spelling of the path, or a file inside the source folder
+d=$tmp/c8; mkdir -p "$d"
+cp test/data/sgm/svd_mini.safetensors "$d/x.safetensors"
+cp -r test/data/models/tiny3 "$d/tiny3copy"
+same_file() {  # NAME SRC OUT FILE_THAT_MUST_STAY
+  local name=$1 src=$2 out=$3 keep=$4 sum
+  sum=$(sha256sum <"$keep")
+  run "$name refused" 1 "is the same file as the input" "$VDP" convert --overwrite "$src" "$out" && early "$name"
+  grep -q -- "$(basename "$keep")" "$tmp/err" && ok "$name: the message names the input" || bad "$name: the input is not named: $(head -c 300 "$tmp/err")"
+  [ "$(sha256sum <"$keep")" = "$sum" ] && ok "$name: the input is intact" || bad "$name: the input was changed"
+  ! grep -q "convert: .*%" "$tmp/err" && ok "$name: no conversion started" || bad "$name: the conversion ran"
+}
+same_file "SGM file onto itself" "$d/x.safetensors" "$d/x.safetensors" "$d/x.safetensors"
+same_file "SGM file onto itself by another spelling" "$d/x.safetensors" "$d/./x.safetensors" "$d/x.safetensors"
+ln "$d/x.safetensors" "$d/hard.vdpw"
+same_file "SGM file onto a hard link to it" "$d/x.safetensors" "$d/hard.vdpw" "$d/x.safetensors"
+same_file "folder onto its UNet weights" "$d/tiny3copy" "$d/tiny3copy/unet/diffusion_pytorch_model.fp16.safetensors" \
+  "$d/tiny3copy/unet/diffusion_pytorch_model.fp16.safetensors"
+same_file "folder onto its model_index.json" "$d/tiny3copy" "$d/tiny3copy/model_index.json" "$d/tiny3copy/model_index.json"
+ln "$d/tiny3copy/vae/config.json" "$d/vaecfg.vdpw"
+same_file "folder onto a hard link to its VAE config" "$d/tiny3copy" "$d/vaecfg.vdpw" "$d/tiny3copy/vae/config.json"
+"$VDP" convert --overwrite "$d/tiny3copy" "$d/tiny3copy/out.vdpw" >/dev/null 2>"$tmp/err" && "$VDP" info "$d/tiny3copy/out.vdpw" >/dev/null &&
+  ok "a new file inside the source folder is fine" || bad "convert into the source folder: $(tail -1 "$tmp/err")"
+# generate: the output is not one of the inputs either (a PNG sequence's frame over the input image)
+cp "$IMG" "$d/o_000.png"
+run "generate --out over its own --image refused" 1 "is the same file as the input" "$VDP" generate "${COMMON[@]}" \
+  --image "$d/o_000.png" --overwrite --out "$d/o.png" && early "generate --out over its --image"
+cmp -s "$IMG" "$d/o_000.png" && ok "the input image is intact" || bad "the input image was replaced"
+# convert's usage errors and names (exit 2, before any work)
+run "convert with an empty source name" 2 "source name is empty" "$VDP" convert "" "$d/e.vdpw"
+run "convert with an empty output name" 2 "output name is empty" "$VDP" convert test/data/models/tiny3 ""
+run "convert output name with a newline" 2 "control character" "$VDP" convert test/data/models/tiny3 "$d/a
+b.vdpw"
+run "convert --dtype given twice" 2 "--dtype is given twice" "$VDP" convert test/data/models/tiny3 "$d/t.vdpw" --dtype fp32 --dtype fp16
+[ ! -e "$d/t.vdpw" ] && [ ! -e "$d/e.vdpw" ] && ok "nothing written by the refused conversions" || bad "a refused conversion wrote output"
 
 [ $fails -eq 0 ]

@@ -39,6 +39,13 @@ info_frames() { "$VDP" info "$1" | grep -o 'unet_num_frames=[0-9]*'; }
 cp "$SGM" "$T/svd_mini_xt.safetensors"
 "$VDP" convert "$T/svd_mini_xt.safetensors" "$T/xt.vdpw" >/dev/null 2>&1
 [ "$(info_frames "$T/xt.vdpw")" = "unet_num_frames=25" ] && ok "sgm_xt_name 25 frames by default" || bad "sgm_xt_name: $(info_frames "$T/xt.vdpw")"
+# "xt" counts as a word of the name only, and the log says the rule (issue 20)
+cp "$SGM" "$T/svd_context_fix.safetensors"
+"$VDP" convert "$T/svd_context_fix.safetensors" "$T/ctx.vdpw" >/dev/null 2>"$T/ctx.err"
+[ "$(info_frames "$T/ctx.vdpw")" = "unet_num_frames=14" ] && ok "sgm_xt_word svd_context_fix: 14 frames ('xt' inside 'context' is no word)" ||
+  bad "sgm_xt_word svd_context_fix: $(info_frames "$T/ctx.vdpw")"
+grep -q 'does not hold the word "xt" (delimited by' "$T/ctx.err" && ok "sgm_xt_rule the log states the rule" ||
+  bad "sgm_xt_rule the log does not state the rule: $(grep num_frames "$T/ctx.err" | head -c 300)"
 "$VDP" convert "$T/svd_mini_xt.safetensors" "$T/nf.vdpw" --num-frames 9 >/dev/null 2>&1
 [ "$(info_frames "$T/nf.vdpw")" = "unet_num_frames=9" ] && ok "sgm_num_frames_flag --num-frames 9" || bad "sgm_num_frames_flag: $(info_frames "$T/nf.vdpw")"
 expect_refused() {  # name, then the command

@@ -36,4 +36,19 @@ rc=$?
 # tolerance of diffusers', z bit-exact, no copy inside any step. (--full runs every golden case's models
 # already; this case also has an odd step count and decode chunks.)
 run --only pipeline,cli --case lcm_3step_chunk2 --vdp "$SIMT/vdp" --profile || rc=1
+
+# Memory admission on a GPU backend (issue 20): the job's device share (weights + arena) against
+# cudaMemGetInfo (the emulator reports the host's free memory) before anything is uploaded.
+convert_tiny3
+t0=$(date +%s%N)
+"$SIMT/vdp" generate --device cuda --model "$M" --image test/data/images/test_48x40.png --height 16384 --width 16384 \
+  --num-frames 1 --min-guidance-scale 2 --num-inference-steps 1 --out "$tmp/adm.npy" >/dev/null 2>"$tmp/adm.err"
+arc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+if [ $arc -eq 1 ] && [ $ms -lt 2000 ] && grep -q "not enough GPU memory" "$tmp/adm.err" && [ ! -e "$tmp/adm.npy" ]; then
+  echo "ok - simt_admission 16384^2 on the emulated GPU refused before uploading in ${ms} ms (exit 1)"
+else
+  echo "FAIL - simt_admission want exit 1 within 2 s and 'not enough GPU memory', got $arc in ${ms} ms: $(head -c 400 "$tmp/adm.err")"
+  rc=1
+fi
 exit $rc

@@ -262,6 +262,30 @@ static void test_antialias_fast(void) {
   }
 }
 
+// The RGB8 form (the pipeline's CLIP input, converted row by row inside the resize) against the float copy
+// it replaces (2·(v/255) - 1 for the whole image, then resize_antialias): bit-identical, odd sizes too.
+static void test_antialias_rgb8(void) {
+  struct { int h, w, ho, wo; } cases[] = {{1999, 1501, 224, 224}, {576, 1024, 224, 224}, {5, 7, 224, 224}, {1, 301, 1, 224}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    int h = cases[i].h, w = cases[i].w, ho = cases[i].ho, wo = cases[i].wo;
+    size_t npix = (size_t)h * w, nout = (size_t)3 * ho * wo;
+    uint8_t *rgb = malloc(npix * 3);
+    float *x = malloc(sizeof(float) * npix * 3), *a = malloc(sizeof(float) * nout), *b = malloc(sizeof(float) * nout);
+    uint32_t r = 777u + (uint32_t)i;
+    for (size_t k = 0; k < npix * 3; k++) r = r * 1664525u + 1013904223u, rgb[k] = (uint8_t)(((k / 3) % (size_t)w) + (r >> 27));
+    for (int ch = 0; ch < 3; ch++)
+      for (size_t k = 0; k < npix; k++) x[ch * npix + k] = (float)rgb[k * 3 + ch] / 255.0f * 2.0f - 1.0f;
+    resize_antialias(a, x, 3, h, w, ho, wo);
+    resize_antialias_rgb8(b, rgb, h, w, ho, wo);
+    size_t diff = 0;
+    for (size_t k = 0; k < nout; k++) diff += memcmp(&a[k], &b[k], 4) != 0;
+    char name[96];
+    snprintf(name, sizeof name, "antialias_rgb8_%dx%d_to_%dx%d", h, w, ho, wo);
+    check(diff == 0, name, "bit-identical to resizing the float copy: %zu of %zu values differ", diff, nout);
+    free(rgb), free(x), free(a), free(b);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Error handling: every broken input returns -1 with a message that names the file.
 static void expect_load_error(const char *name, const char *path, const char *want) {
@@ -698,6 +722,7 @@ int main(void) {
   test_special_inputs();
   test_output_rule();
   test_antialias_fast();
+  test_antialias_rgb8();
   test_save_png();
   test_npy();
   test_video();

@@ -12,12 +12,17 @@
 //   4. gen_shape / the model's limits refuse what cannot run (one frame with guidance that diffusers would
 //      switch off mid-way, more than 40 animatelcm steps, VAE widths that are not multiples of the 32
 //      GroupNorm groups), and carry one z per animatelcm step (none for a single step);
-//   5. AnimateLCM's schedule (sampler_table) against the published N = 4 values and its ends.
+//   5. the CPU twins of the step ops (step_input, step_update) reproduce the host step loop they replaced,
+//      formula for formula, bit for bit (B = 1 and 2, odd plane sizes, the last step's σ_next = 0);
+//   6. memory admission: the plan from the configuration alone equals the real arena; the cgroup reader;
+//      pipeline_encode's peak on a 4096^2 input (no float copy of the image);
+//   7. AnimateLCM's schedule (sampler_table) against the published N = 4 values and its ends.
 #include "../model.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -147,7 +152,7 @@ static void geglu_residual_check(void) {
   free(x), free(w), free(b), free(res), free(y), free(ref), free(t);
 }
 
-// 5. AnimateLCM's schedule against the published values (../shared/animatelcm.md, N = 4, 7 digits), its ends
+// 7. AnimateLCM's schedule against the published values (../shared/animatelcm.md, N = 4, 7 digits), its ends
 // (N = 40 reaches σ_min = 0.002; σ_N = 0 always) and the coefficients' definitions.
 static void animatelcm_schedule_check(void) {
   StepScalars t[40];
@@ -179,9 +184,163 @@ static void animatelcm_schedule_check(void) {
         want);
 }
 
+// ---------------------------------------------------------------------------------------------------
+// 6. memory admission: the cgroup reader on made-up cgroup trees (v2 and v1), and pipeline_encode's peak
+// on a large input (no float copy of the whole image)
+// ---------------------------------------------------------------------------------------------------
+static void put(const char *dir, const char *name, const char *text) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  FILE *f = fopen(p, "w");
+  if (f) fputs(text, f), fclose(f);
+}
+
+static void cgroup_checks(void) {
+  char root[] = "/tmp/test_model_cg.XXXXXX", d[600];
+  if (!mkdtemp(root)) {
+    printf("FAIL - cgroup reader: cannot make a temporary folder\n");
+    n_fail++;
+    return;
+  }
+  // v2: /a/b limited to 1 GiB, 512 MiB charged of which 256 MiB page cache; /a unlimited ("max")
+  snprintf(d, sizeof d, "%s/a", root), mkdir(d, 0700), put(d, "memory.max", "max\n");
+  snprintf(d, sizeof d, "%s/a/b", root), mkdir(d, 0700);
+  put(d, "memory.max", "1073741824\n"), put(d, "memory.current", "536870912\n");
+  put(d, "memory.stat", "anon 268435456\nfile 268435456\nkernel 0\n");
+  put(root, "proc_v2", "0::/a/b\n");
+  VdpMemAvail a = {SIZE_MAX, ""};
+  snprintf(d, sizeof d, "%s/proc_v2", root);
+  vdp_mem_avail_cgroup(&a, d, root);
+  check(a.bytes == (size_t)768 << 20 && strstr(a.what, "cgroup"), "cgroup v2: room = memory.max - (current - file)",
+        "(%.0f MiB, want %.0f)", a.bytes / 1048576.0, 768);
+  // v1: /x limited to 2 GiB with 1 GiB used (no cache); the hierarchy root's "unlimited" value is ignored;
+  // a tighter MemAvailable-like figure already in `a` stays
+  snprintf(d, sizeof d, "%s/memory", root), mkdir(d, 0700), put(d, "memory.limit_in_bytes", "9223372036854771712\n");
+  snprintf(d, sizeof d, "%s/memory/x", root), mkdir(d, 0700);
+  put(d, "memory.limit_in_bytes", "2147483648\n"), put(d, "memory.usage_in_bytes", "1073741824\n");
+  put(d, "memory.stat", "cache 0\nrss 1073741824\ntotal_cache 0\n");
+  put(root, "proc_v1", "5:devices:/\n4:memory:/x\n3:cpu,cpuacct:/\n");
+  snprintf(d, sizeof d, "%s/proc_v1", root);
+  VdpMemAvail b = {SIZE_MAX, ""};
+  vdp_mem_avail_cgroup(&b, d, root);
+  check(b.bytes == (size_t)1 << 30, "cgroup v1: room = memory.limit_in_bytes - (usage - total_cache)", "(%.0f MiB, want %.0f)",
+        b.bytes / 1048576.0, 1024);
+  VdpMemAvail c2 = {(size_t)100 << 20, "tighter"};
+  vdp_mem_avail_cgroup(&c2, d, root);
+  check(c2.bytes == (size_t)100 << 20 && !strcmp(c2.what, "tighter"), "cgroup: a tighter limit already found stays",
+        "(%.0f MiB, want %.0f)", c2.bytes / 1048576.0, 100);
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  if (system(cmd)) printf("# could not remove %s\n", root);
+}
+
+static long vm_hwm_kib(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long v = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "VmHWM:", 6)) v = atol(line + 6);
+  if (f) fclose(f);
+  return v;
+}
+
+// pipeline_encode on a 4096 x 4096 image: the peak may grow by the encode's own buffers (the CLIP blur's
+// columns, the small resized image) but not by a float copy of the input (12 bytes a pixel, 192 MiB).
+static void encode_memory_check(const Models *m) {
+  const int side = 4096;
+  VdpImage img = {side, side, malloc((size_t)side * side * 3)};
+  for (size_t k = 0; k < (size_t)side * side * 3; k++) img.rgb[k] = (uint8_t)(k * 2654435761u >> 24);
+  GenParams p = {.height = 40, .width = 56, .num_frames = 3, .steps = 2, .fps = 7, .motion_bucket_id = 127,
+                 .noise_aug = 0.02f, .min_guidance = 1.0f, .max_guidance = 3.0f, .decode_chunk = 3};
+  GenShape s;
+  char err[256];
+  gen_shape(m, &p, &s, err, sizeof err);
+  float *cond = malloc(s.cond_n * sizeof(float));
+  models_plan(m, &p);
+  PipeState *st = pipeline_state_new(m, &p, 0);
+  FILE *f = fopen("/proc/self/clear_refs", "w");  // "5": resets VmHWM to the current RSS
+  int reset = f && fputs("5", f) >= 0;
+  if (f && fclose(f)) reset = 0;
+  long before = vm_hwm_kib();
+  int rc = pipeline_encode(m, &p, &img, 1, st, cond, pipeline_latent(st), err, sizeof err);
+  long grew = vm_hwm_kib() - before;
+  if (!reset) {
+    printf("ok - pipeline_encode memory on a 4096^2 input: not measured (/proc/self/clear_refs cannot be written here)\n");
+  } else {
+    check(rc == 0 && grew < 96 * 1024, "pipeline_encode on a 4096^2 input holds no float copy of the image",
+          "(peak grew by %.0f MiB; a float copy alone is %.0f MiB)", grew / 1024.0, (double)side * side * 12 / 1048576.0);
+  }
+  pipeline_state_free(st);
+  free(img.rgb), free(cond);
+}
+
+// 5. The host loop the step ops replaced (model.c before the step moved to the backend), written out:
+// xin = x / c_in | image latents; v = vu + g·(vc − vu); x0 = v·c_out + x / (σ²+1); x += (x − x0)/σ · dt.
+static void old_host_step(float *xin, float *x, const float *img, const float *v, const float *g, int B, int F,
+                          int64_t plane, float sigma, float next) {
+  float c_in = sqrtf(sigma * sigma + 1.0f);
+  for (int b = 0; b < B; b++)
+    for (int f = 0; f < F; f++) {
+      float *dst = xin + ((int64_t)b * F + f) * 2 * plane;
+      const float *src = x + (int64_t)f * plane;
+      for (int64_t k = 0; k < plane; k++) dst[k] = src[k] / c_in;
+      memcpy(dst + plane, img + (int64_t)b * plane, (size_t)plane * sizeof(float));
+    }
+  int64_t n = (int64_t)F * plane;
+  float *vp = malloc((size_t)n * sizeof(float));
+  for (int64_t j = 0; j < n; j++) vp[j] = B == 2 ? v[j] + g[j / plane] * (v[n + j] - v[j]) : v[j];
+  float c_out = -sigma / sqrtf(sigma * sigma + 1.0f), c_skip_div = sigma * sigma + 1.0f, dt = next - sigma;
+  for (int64_t j = 0; j < n; j++) {
+    float xs = x[j], x0 = vp[j] * c_out + xs / c_skip_div;
+    float d = (xs - x0) / sigma;
+    x[j] = xs + d * dt;
+  }
+  free(vp);
+}
+
+static void step_twin_check(int B, int F, int64_t plane, int steps) {
+  VdpConfig c;
+  config_preset("svd", &c);
+  float sig[8], ts[8];
+  scheduler_karras(&c, steps, sig, ts);
+  float tab[8 * SCH_COLS], g[8];
+  for (int i = 0; i < steps; i++) {  // the rows pipeline_state_new writes
+    float sigma = sig[i], next = sig[i + 1], *r = tab + i * SCH_COLS;
+    r[SCH_SIGMA] = sigma, r[SCH_SIGMA_NEXT] = next, r[SCH_T] = ts[i], r[SCH_C_IN] = sqrtf(sigma * sigma + 1.0f);
+    r[SCH_C_OUT] = -sigma / sqrtf(sigma * sigma + 1.0f), r[SCH_C_SKIP_DIV] = sigma * sigma + 1.0f, r[SCH_DT] = next - sigma;
+  }
+  for (int f = 0; f < F; f++) g[f] = 1.0f + 2.0f * (float)f / (float)(F > 1 ? F - 1 : 1);
+  int64_t n = (int64_t)F * plane;
+  float *x = malloc((size_t)n * sizeof(float)), *xr = malloc((size_t)n * sizeof(float));
+  float *img = malloc((size_t)B * plane * sizeof(float)), *v = malloc((size_t)B * n * sizeof(float));
+  float *xin = malloc((size_t)2 * B * n * sizeof(float)), *xinr = malloc((size_t)2 * B * n * sizeof(float));
+  uint32_t h = 12345;
+  for (int64_t i = 0; i < n; i++) h = h * 1664525u + 1013904223u, x[i] = xr[i] = 80.0f * ((float)(h >> 8) / 16777216.0f - 0.5f);
+  for (int64_t i = 0; i < (int64_t)B * plane; i++) h = h * 1664525u + 1013904223u, img[i] = (float)(h >> 8) / 16777216.0f;
+  int step = 0, same = 1, counter_ok = 1;
+  StepTables t = {.sampler = VDP_SAMPLER_EULER, .steps = steps, .sched = tab, .guidance = g, .z = NULL, .step = &step};
+  for (int i = 0; i < steps; i++) {
+    for (int64_t k = 0; k < B * n; k++) h = h * 1664525u + 1013904223u, v[k] = 3.0f * ((float)(h >> 8) / 16777216.0f - 0.5f);
+    backend_cpu.step_input(xin, x, img, &t, B, F, plane);
+    backend_cpu.step_update(x, v, &t, B, F, plane);
+    old_host_step(xinr, xr, img, v, g, B, F, plane, sig[i], sig[i + 1]);
+    same &= !memcmp(xin, xinr, (size_t)2 * B * n * sizeof(float)) && !memcmp(x, xr, (size_t)n * sizeof(float));
+    counter_ok &= step == i + 1;
+  }
+  char name[128];
+  snprintf(name, sizeof name, "step_twins_bit_exact_b%d_f%d_plane%lld_%dsteps", B, F, (long long)plane, steps);
+  check(same && counter_ok, name, same ? "(UNet input and latent bit-identical to the old host loop every step)" : "(differs from the old host loop)",
+        0, 0);
+  if (!counter_ok) printf("#   the step counter did not advance by one per step_update\n");
+  free(x), free(xr), free(img), free(v), free(xin), free(xinr);
+}
+
 int main(void) {
   geglu_residual_check();
   animatelcm_schedule_check();
+  cgroup_checks();
+  step_twin_check(1, 3, 37, 4);
+  step_twin_check(2, 5, 41, 3);
 
   VdpConfig c;
   tiny_config(&c);
@@ -228,6 +387,34 @@ int main(void) {
         "(err %.2e%.0s)", rel_err(u.out, first, nout), 0);
   free(first), free(img), free(mean), free(pix), free(frames);
   ucall_free(&u);
+
+  // 2b. the memory admission's plan, from the configuration alone (no weights), equals what loading and
+  // planning really hold: the weight pools (packed layouts) and the arena, over several job shapes
+  {
+    const int shapes[][4] = {{40, 56, 3, 2}, {64, 64, 5, 5}, {24, 72, 1, 1}, {40, 56, 7, 3}};
+    for (int k = 0; k < 4; k++) {
+      GenParams q = p;
+      q.height = shapes[k][0], q.width = shapes[k][1], q.num_frames = shapes[k][2], q.decode_chunk = shapes[k][3];
+      if (q.num_frames == 1) q.min_guidance = 2.0f;
+      MemPlan mp;
+      int rc = models_mem_plan(&c, &backend_cpu, &q, WANT_ALL, 640, 480, &mp, err, sizeof err);
+      models_thread_release(&m);
+      models_plan(&m, &q);
+      size_t real = models_arena_bytes();
+      char name[160];
+      snprintf(name, sizeof name, "admission plan %dx%d, %d frames, decode chunk %d: arena from the config alone = "
+               "models_plan's", q.width, q.height, q.num_frames, q.decode_chunk);
+      check(rc == 0 && mp.arena == real, name, "(plan %.0f bytes, real %.0f)", (double)mp.arena, (double)real);
+      if (k == 0) {
+        int held = 1;  // the weights as held: at least the parameters in fp32 (packing pads, never drops)
+        for (int i = 0; i < 3; i++) held &= mp.weights[i] >= m.nparams[i] * sizeof(float) && m.nparams[i] > 0;
+        check(held, "admission plan: weights as the CPU backend holds them (>= 4 bytes a parameter)",
+              "(UNet %.0f bytes for %.0f parameters)", (double)mp.weights[0], (double)m.nparams[0]);
+      }
+    }
+  }
+
+  encode_memory_check(&m);
 
   // 3. refusals
   GenParams q = p;

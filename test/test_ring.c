@@ -143,7 +143,7 @@ static int td_finish(void *ctx, int video, const void *cond, const float *latent
 }
 
 static RingDenoiser td_denoiser(TD *td) {
-  RingDenoiser d = {td->n, NCOND * sizeof(float), td->n_steps, td_make, td_free_ctx, td_encode, td_step, td_finish, td};
+  RingDenoiser d = {td->n, NCOND * sizeof(float), td->n_steps, td_make, td_free_ctx, td_encode, td_step, td_finish, td, NULL, NULL};
   return d;
 }
 
@@ -215,6 +215,45 @@ static void test_identity(void) {
               atomic_load(&td.ctx_made), atomic_load(&td.ctx_freed), lat_ok ? "latencies > 0" : "BAD LATENCIES");
         td_free(&td);
       }
+}
+
+// Latents apart from the messages (latent_alloc: how GPU stages keep theirs in device memory), here on the
+// CPU transport: the same bytes as inside them; two buffers per stage, each freed once.
+static atomic_int g_lat_allocs, g_lat_frees;
+static void *td_lat_alloc(void *ctx, size_t bytes) {
+  atomic_fetch_add(&g_lat_allocs, 1);
+  return malloc(bytes);
+}
+static void td_lat_free(void *ctx, void *p) {
+  atomic_fetch_add(&g_lat_frees, 1);
+  free(p);
+}
+static void test_latents_apart(void) {
+  const int S_list[4] = {1, 2, 3, 5};
+  for (int j = 0; j < 4; j++) {
+    const int S = S_list[j], K = 3, n_steps = 7;
+    static TD td;
+    td_init(&td, 257, n_steps, K);
+    RingDenoiser d = td_denoiser(&td);
+    d.latent_alloc = td_lat_alloc, d.latent_free = td_lat_free;
+    atomic_store(&g_lat_allocs, 0), atomic_store(&g_lat_frees, 0);
+    RingOptions opt;
+    ring_options_default(&opt);
+    opt.timeout_s = 10;
+    char err[1024] = "";
+    int rc = ring_run(&d, S, K, &opt, NULL, err, sizeof err), same = rc == 0;
+    for (int v = 0; v < K && rc == 0; v++) {
+      float *ref = reference(&td, v);
+      if (memcmp(ref, td.result[v], td.n * sizeof(float)) != 0) same = 0;
+      free(ref);
+    }
+    char name[128];
+    snprintf(name, sizeof name, "latents apart (latent_alloc): bit-identical to the sequential run, S=%d, K=%d", S, K);
+    CHECK(same && td.order_errors == 0 && atomic_load(&g_lat_allocs) == 2 * S && atomic_load(&g_lat_frees) == 2 * S,
+          name, "(rc %d%s%s, order errors %d, %d latents allocated, %d freed, want %d)", rc, rc ? ": " : "", rc ? err : "",
+          td.order_errors, atomic_load(&g_lat_allocs), atomic_load(&g_lat_frees), 2 * S);
+    td_free(&td);
+  }
 }
 
 static void test_bad_args(void) {
@@ -431,6 +470,7 @@ int main(void) {
   double t0 = vdp_now();
   test_blocks();
   test_identity();
+  test_latents_apart();
   test_bad_args();
   test_id_file();
   test_throughput();

@@ -3,7 +3,8 @@
 // from one set of weights (the SGM file by walking diffusers' modules, independently of sgm.c's table).
 //   1. the SGM file (fp16, and an fp32 copy made here) and the folder convert to .vdpw files whose
 //      tensors are byte-identical name by name, with the same configuration
-//   2. the frame count default (file name with / without "xt") and its override
+//   2. the frame count default (file name with / without "xt" as a word) and its override; a transposed
+//      tensor (OpenCLIP's proj) read in chunks reads the file once
 //   3. malformed and non-SVD files: each one clean error naming what is wrong, no output left behind
 //   4. the configuration inferred from the published SVD / SVD-XT shapes (test/data/sgm/svd_xt_shapes.header,
 //      a header without data, padded here with a sparse data area) is the published one; that of another
@@ -18,6 +19,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -251,8 +253,12 @@ static void test_num_frames(void) {
     const char *name;
     int override, want;
   } cases[] = {{"svd_mini.safetensors", 0, 14}, {"svd_mini_xt.safetensors", 0, 25}, {"SVD_XT_1_1.safetensors", 0, 25},
-               {"svd_mini_xt.safetensors", 9, 9}};
-  for (int i = 0; i < 4; i++) {
+               {"svd_mini_xt.safetensors", 9, 9},
+               // "xt" as a word of the name only (issue 20): not inside "context", "next", "text", "extra"
+               {"AnimateLCM-SVD-xt.safetensors", 0, 25}, {"svd xt.safetensors", 0, 25}, {"xt.safetensors", 0, 25},
+               {"svd_context_fix.safetensors", 0, 14}, {"next.safetensors", 0, 14}, {"text_svd.safetensors", 0, 14},
+               {"svd_extra.safetensors", 0, 14}, {"svd_xtra.safetensors", 0, 14}};
+  for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
     const char *p = tmp(cases[i].name);
     unlink(p);
     if (symlink(abs, p)) {
@@ -480,6 +486,64 @@ static void test_layout_case(void) {
   st_close(&f);
 }
 
+// sgm_read of a transposed tensor (OpenCLIP's `proj`) in 1M-element chunks, as `vdp convert` reads it:
+// the file's bytes are read once (counted by the kernel in /proc/self/io), not once per chunk, and the
+// values come out transposed. The fixture's own proj mapping, pointed at a larger made-up tensor.
+static uint64_t rchar(void) {
+  FILE *f = fopen("/proc/self/io", "r");
+  char line[128];
+  uint64_t v = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "rchar:", 6)) v = strtoull(line + 6, NULL, 10);
+  if (f) fclose(f);
+  return v;
+}
+
+static void test_transposed_read_once(void) {
+  char err[512];
+  StFile f;
+  SgmMap m;
+  if (st_open(SGM_FILE, &f, err, sizeof err) || sgm_map(&f.h, SGM_FILE, 0, &m, NULL, err, sizeof err)) {
+    check(0, "sgm_transposed_read_once", "%s", err);
+    return;
+  }
+  SgmTensor t = *sgm_find(&m, "image_encoder.visual_projection.weight");
+  const int64_t out = 2048, in = 4096;  // diffusers [out, in] over an SGM proj [in, out]: 16 MiB of fp16
+  const char *path = tmp("proj.bin");
+  FILE *fp = fopen(path, "wb");
+  uint16_t *row = malloc(sizeof(uint16_t) * out);
+  for (int64_t i = 0; fp && i < in; i++) {  // proj[i][o] = (i * 7 + o) mod 65521, as 16-bit values
+    for (int64_t o = 0; o < out; o++) row[o] = (uint16_t)((i * 7 + o) % 65521);
+    fwrite(row, sizeof(uint16_t), (size_t)out, fp);
+  }
+  if (fp) fclose(fp);
+  free(row);
+  int fd = open(path, O_RDONLY);
+  t.view.dtype = VDP_F16, t.view.shape[0] = out, t.view.shape[1] = in, t.view.numel = (uint64_t)(out * in);
+  t.view.begin = 0, t.view.end = (uint64_t)(out * in) * 2, t.transposed = NULL;
+  const size_t chunk = (size_t)1 << 20;
+  uint16_t *buf = malloc(chunk * 2);
+  uint64_t r0 = rchar(), bad = 0;
+  int rc = 0;
+  for (uint64_t e0 = 0; e0 < t.view.numel && !rc; e0 += chunk) {
+    rc = sgm_read(fd, &t, e0, chunk, buf);
+    for (size_t k = 0; k < chunk && !rc; k += 997) {  // element (o, i) of the Linear weight = proj[i][o]
+      uint64_t e = e0 + k, o = e / (uint64_t)in, i = e % (uint64_t)in;
+      bad += buf[k] != (uint16_t)((i * 7 + o) % 65521);
+    }
+  }
+  uint64_t read = rchar() - r0, bytes = t.view.numel * 2;
+  check(!rc && !bad, "sgm_transposed_values", "%d chunks: rc %d, %llu sampled values wrong", (int)(t.view.numel / chunk), rc,
+        (unsigned long long)bad);
+  check(read >= bytes && read < bytes + bytes / 8, "sgm_transposed_read_once",
+        "read %.1f MiB for a %.1f MiB tensor in %d chunks (once: not once per chunk)", read / 1048576.0, bytes / 1048576.0,
+        (int)(t.view.numel / chunk));
+  check(t.transposed == NULL, "sgm_transposed_freed", "the copy is freed after the last chunk");
+  free(t.transposed);
+  free(buf);
+  close(fd);
+  sgm_map_free(&m), st_close(&f);
+}
 
 // ---------------------------------------------------------------------------------------------------
 // 5. --unet
@@ -621,6 +685,7 @@ int main(void) {
   }
   test_same_as_folder();
   test_num_frames();
+  test_transposed_read_once();
   test_malformed();
   test_published_shapes();
   test_layout_case();

@@ -500,6 +500,9 @@ static void test_safetensors(const char *seed_dir) {
   expect_st_json("st_duplicate_name", "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, -1, "duplicate key");
   expect_st_json("st_negative_dim", "{\"x\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, -1, "non-negative");
   expect_st_json("st_fractional_dim", "{\"x\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,4]}}", 4, -1, "non-negative integers");
+  // past 2^53 the value is not exact any more: "too large", not "must be non-negative integers"
+  expect_st_json("st_dim_above_2_53", "{\"x\":{\"dtype\":\"F32\",\"shape\":[9007199254740993],\"data_offsets\":[0,4]}}", 4, -1, "too large");
+  expect_st_json("st_offset_above_2_53", "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,18014398509481984]}}", 4, -1, "too large");
   expect_st_json("st_numel_overflow", "{\"x\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,4]}}", 4, -1, "overflows");
   expect_st_json("st_too_many_dims", "{\"x\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4, -1, "dimensions");
   expect_st_json("st_offsets_three_values", "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 8, -1, "two integers");
