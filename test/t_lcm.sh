@@ -36,6 +36,10 @@ expect_rc 2 "needs a value" "$VDP" convert $BASE "$tmp/x.vdpw" --unet
 expect_rc 1 "looks like a VAE" "$VDP" convert $BASE "$tmp/x.vdpw" --unet $BASE/vae/diffusion_pytorch_model.fp16.safetensors
 expect_rc 1 "with the wrong shape" "$VDP" convert $BASE "$tmp/x.vdpw" --unet test/data/models/tiny/unet/diffusion_pytorch_model.fp16.safetensors
 [ -e "$tmp/x.vdpw" ] && bad "a refused convert left $tmp/x.vdpw" || ok "refused converts wrote nothing"
+cp $UNET "$tmp/u.safetensors"  # the --unet file is one of convert's inputs: never its output, even with --overwrite
+expect_rc 1 "is the same file as the input" "$VDP" convert $BASE "$tmp/u.safetensors" --unet "$tmp/u.safetensors" --overwrite
+cmp -s $UNET "$tmp/u.safetensors" && ok "--unet file untouched" || bad "convert wrote over its --unet file"
+expect_rc 2 "given twice" "$VDP" convert $BASE "$tmp/x.vdpw" --unet $UNET --unet $UNET
 
 # 2. generate: the file's sampler and its defaults, --sampler overrides, the step limit
 gen() {  # stderr-file args... (a small video: 2 frames of 32x32)
