@@ -1638,6 +1638,24 @@ __global__ void step_update_kernel(float *x, const __half *v, const float *sched
     x[j] = __fadd_rn(xs, __fmul_rn(d, dt));
   }
 }
+// animatelcm (AnimateLCM-SVD's consistency step), the same guidance, then denoised = c_out·v + c_skip·x and
+// x = denoised + z·σ_next with z [F, chw] this step's noise (fp32, drawn on the host at encode time) at
+// z + step·n, or x = denoised when there is none (one step). One thread per element.
+__global__ void step_update_lcm_kernel(float *x, const __half *v, const float *sched, const float *g, const float *z,
+                                       const int *step, int B, long long chw, long long n) {
+  const float *row = sched + (long long)*step * SCH_COLS;
+  const float c_out = row[SCH_C_OUT], c_skip = row[SCH_C_SKIP], next = row[SCH_SIGMA_NEXT];
+  const float *zs = z ? z + (long long)*step * n : nullptr;
+  GRID_STRIDE(j, n) {
+    float vp = __half2float(v[j]);
+    if (B == 2) {
+      const float vu = vp, vc = __half2float(v[n + j]);
+      vp = __fadd_rn(vu, __fmul_rn(g[j / chw], __fsub_rn(vc, vu)));
+    }
+    const float denoised = __fadd_rn(__fmul_rn(c_out, vp), __fmul_rn(c_skip, x[j]));
+    x[j] = zs ? __fadd_rn(denoised, __fmul_rn(zs[j], next)) : denoised;
+  }
+}
 // The step counter moves on after every thread of the step has read it (its own launch, one thread).
 __global__ void step_advance_kernel(int *step) { *step += 1; }
 
@@ -1649,12 +1667,18 @@ extern "C" void vdpc_step_input(void *xin, const float *x, const void *img, cons
                                                                       F, chw, n);
   OPCHECK("step_input");
 }
-extern "C" void vdpc_step_update(float *x, const void *v, const float *sched, const float *g, int *step, int B, int F,
-                                 int64_t chw) {
+extern "C" void vdpc_step_update(float *x, const void *v, const float *sched, const float *g, const float *z, int *step,
+                                 int sampler, int B, int F, int64_t chw) {
   const long long n = (long long)F * chw;
   if (n <= 0) return;
   if (B != 1 && B != 2) fail_shape("step_update", "batch must be 1 or 2 (classifier-free guidance halves)");
-  VDP_LAUNCH(step_update_kernel, grid1d(n, 256), 256, 0, cur_stream())(x, (const __half *)v, sched, g, step, B, chw, n);
+  if (sampler == VDP_SAMPLER_EULER)
+    VDP_LAUNCH(step_update_kernel, grid1d(n, 256), 256, 0, cur_stream())(x, (const __half *)v, sched, g, step, B, chw, n);
+  else if (sampler == VDP_SAMPLER_ANIMATELCM)
+    VDP_LAUNCH(step_update_lcm_kernel, grid1d(n, 256), 256, 0, cur_stream())(x, (const __half *)v, sched, g, z, step, B,
+                                                                             chw, n);
+  else
+    fail_shape("step_update", "unknown sampler");
   OPCHECK("step_update");
   VDP_LAUNCH(step_advance_kernel, 1, 1, 0, cur_stream())(step);
   OPCHECK("step_advance");
@@ -1986,8 +2010,7 @@ static void be_step_input(void *xin, const float *x, const void *img, const Step
   vdpc_step_input(xin, x, img, t->sched, t->step, B, F, chw);
 }
 static void be_step_update(float *x, const void *v, const StepTables *t, int B, int F, int64_t chw) {
-  if (t->sampler != SAMPLER_EULER_V) fail_shape("step_update", "unknown sampler");
-  vdpc_step_update(x, v, t->sched, t->guidance, t->step, B, F, chw);
+  vdpc_step_update(x, v, t->sched, t->guidance, t->z, t->step, t->sampler, B, F, chw);
 }
 
 // Capture mode ThreadLocal: a stage thread capturing its step must not stop the other stage threads from

@@ -119,10 +119,12 @@ void vdpc_timestep_embedding(void *y, const float *t, int n, int dim);
 // ... of t[*step · stride + r] (step: a device int; NULL: row 0), or of r itself when t is NULL
 void vdpc_timestep_embedding_at(void *y, const float *t, const int *step, int stride, int n, int dim);
 // The denoising step (model.h's step_input / step_update): sched [steps, SCH_COLS] and g [F] fp32, step a
-// device int counter; step_update also advances it by one (a separate launch after the update).
+// device int counter; step_update also advances it by one (a separate launch after the update). sampler:
+// VDP_SAMPLER_*; z (animatelcm, or NULL): [steps, F, chw] fp32, every step's noise.
 void vdpc_step_input(void *xin, const float *x, const void *img, const float *sched, const int *step, int B, int F,
                      int64_t chw);
-void vdpc_step_update(float *x, const void *v, const float *sched, const float *g, int *step, int B, int F, int64_t chw);
+void vdpc_step_update(float *x, const void *v, const float *sched, const float *g, const float *z, int *step, int sampler,
+                      int B, int F, int64_t chw);
 void vdpc_upsample_nearest(void *y, const void *x, int n, int c, int h, int w, int ho, int wo);
 void vdpc_transpose_0213(void *y, const void *x, int A, int B, int C, int64_t D);
 

@@ -1341,7 +1341,8 @@ static void unet_forward_dev(const Models *m, const UNetDev *a) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Scheduler: EulerDiscrete with Karras sigmas, continuous timesteps, v-prediction
+// Schedulers and samplers: EulerDiscrete with Karras sigmas, continuous timesteps, v-prediction (SVD);
+// AnimateLCM-SVD-xt's consistency sampler (few steps)
 // ---------------------------------------------------------------------------------------------------
 // The shortest decimal that reads back as the same float (what a JSON config held), as a double.
 static double float_as_decimal(float f) {
@@ -1370,6 +1371,50 @@ float scheduler_karras(const VdpConfig *cfg, int n, float *sigmas, float *timest
   float smax = 0.0f;
   for (int i = 0; i <= n; i++) smax = sigmas[i] > smax ? sigmas[i] : smax;
   return cfg->sched_leading ? sqrtf(smax * smax + 1.0f) : smax;
+}
+
+const char *sampler_name(int sampler) { return sampler == VDP_SAMPLER_ANIMATELCM ? "animatelcm" : "euler"; }
+
+int sampler_from_name(const char *name) {
+  if (!strcmp(name, "euler")) return VDP_SAMPLER_EULER;
+  if (!strcmp(name, "animatelcm")) return VDP_SAMPLER_ANIMATELCM;
+  return -1;
+}
+
+// AnimateLCM-SVD-xt's schedule (../shared/animatelcm.md), as its demos configure the sampler whatever the
+// base model's scheduler says: 40 Karras points (ρ = 7) from σ_max = 700 down to σ_min = 0.002, sampled at
+// ramp_i = i·(40 // n) / 39 from the top, so the last σ is not σ_min; σ_n = 0. All in float64 like numpy,
+// then σ stored as float32; the UNet timestep is 0.25·ln σ from the float64 σ (the UNet's time projection
+// casts it to float32).
+static float animatelcm_table(int n, StepScalars *tab) {
+  const double rho = 7.0, lo = pow(0.002, 1.0 / rho), hi = pow(700.0, 1.0 / rho);
+  const int r = ANIMATELCM_POINTS / n;
+  for (int i = 0; i < n; i++) {
+    double ramp = (double)(i * r) / (double)(ANIMATELCM_POINTS - 1);
+    double sigma = pow(hi + ramp * (lo - hi), rho);
+    tab[i].sigma = (float)sigma;
+    tab[i].t = (float)(0.25 * log(sigma + 1e-44));
+  }
+  for (int i = 0; i < n; i++) {
+    float s = tab[i].sigma, next = i + 1 < n ? tab[i + 1].sigma : 0.0f;
+    tab[i].sigma_next = next < 0.0f ? 0.0f : next > 700.0f ? 700.0f : next;  // the sampler's clamp (a no-op here)
+    tab[i].c_in = sqrtf(s * s + 1.0f);           // σ_data = 1
+    tab[i].c_skip = 1.0f / (s * s + 1.0f);
+    tab[i].c_out = -s / sqrtf(s * s + 1.0f);
+  }
+  return (float)sqrt(700.0 * 700.0 + 1.0);       // init_noise_sigma = sqrt(σ_max² + 1)
+}
+
+float sampler_table(const VdpConfig *cfg, int sampler, int n, StepScalars *tab) {
+  if (sampler == VDP_SAMPLER_ANIMATELCM) return animatelcm_table(n, tab);
+  float sig[1001], ts[1000];  // steps <= 1000 (gen_shape)
+  float init = scheduler_karras(cfg, n, sig, ts);
+  for (int i = 0; i < n; i++) {
+    float s = sig[i];
+    tab[i] = (StepScalars){.sigma = s, .sigma_next = sig[i + 1], .t = ts[i], .c_in = sqrtf(s * s + 1.0f),
+                           .c_skip = 1.0f / (s * s + 1.0f), .c_out = -s / sqrtf(s * s + 1.0f)};
+  }
+  return init;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1402,6 +1447,15 @@ int gen_shape(const Models *m, const GenParams *p, GenShape *s, char *err, size_
     snprintf(err, errlen, "--num-inference-steps %d: must be between 1 and 1000", p->steps);
     return -1;
   }
+  if (p->sampler < 0 || p->sampler >= VDP_N_SAMPLERS) {
+    snprintf(err, errlen, "sampler %d: unknown", p->sampler);
+    return -1;
+  }
+  if (p->sampler == VDP_SAMPLER_ANIMATELCM && p->steps > ANIMATELCM_POINTS) {
+    snprintf(err, errlen, "--num-inference-steps %d: the animatelcm sampler's schedule has %d points, so at most %d "
+             "steps (its model card: 2 to 8)", p->steps, ANIMATELCM_POINTS, ANIMATELCM_POINTS);
+    return -1;
+  }
   if (p->decode_chunk < 1) {
     snprintf(err, errlen, "--decode-chunk-size %d: must be at least 1", p->decode_chunk);
     return -1;
@@ -1429,18 +1483,21 @@ int gen_shape(const Models *m, const GenParams *p, GenShape *s, char *err, size_
   s->B = p->max_guidance > 1.0f ? 2 : 1;
   s->lat_c = c->vae_latent_channels, s->ctx_dim = c->clip_projection_dim;
   s->latent_n = (size_t)s->F * s->lat_c * s->h * s->w;
-  s->cond_n = (size_t)s->B * s->ctx_dim + (size_t)s->B * s->lat_c * s->h * s->w + (size_t)s->B * 3 + (size_t)s->F;
+  s->n_z = p->sampler == VDP_SAMPLER_ANIMATELCM && p->steps > 1 ? p->steps : 0;
+  s->cond_n = (size_t)s->B * s->ctx_dim + (size_t)s->B * s->lat_c * s->h * s->w + (size_t)s->B * 3 + (size_t)s->F +
+              (size_t)s->n_z * s->latent_n;
   return 0;
 }
 
 // Views into the conditioning blob.
-typedef struct { float *ctx, *img_lat, *ids, *guidance; } CondView;
+typedef struct { float *ctx, *img_lat, *ids, *guidance, *z; } CondView;
 static CondView cond_view(const GenShape *s, float *cond) {
   CondView v;
   v.ctx = cond;                                              // [B, D]
   v.img_lat = v.ctx + (size_t)s->B * s->ctx_dim;            // [B, lat_c, h, w]
   v.ids = v.img_lat + (size_t)s->B * s->lat_c * s->h * s->w;  // [B, 3]
   v.guidance = v.ids + (size_t)s->B * 3;                    // [F]
+  v.z = s->n_z ? v.guidance + s->F : NULL;                  // [n_z, F, lat_c, h, w]
   return v;
 }
 
@@ -1514,17 +1571,28 @@ int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, ui
   free(emb), free(mean);
 
   // initial latent: RNG draw #2, scaled by init_noise_sigma
-  float *sig = hbuf(p->steps + 1), *ts = hbuf(p->steps);
-  float init_sigma = scheduler_karras(c, p->steps, sig, ts);
+  StepScalars *tab = vdp_malloc((size_t)p->steps * sizeof *tab, "step table");
+  float init_sigma = sampler_table(c, p->sampler, p->steps, tab);
   float *x0 = hbuf((int64_t)s.latent_n);
   torch_randn_f32(gen, x0, (int64_t)s.latent_n);
-  free(gen);
   dump_tensor(p, "noise_latents", x0, 5, (int64_t[]){1, s.F, s.lat_c, s.h, s.w});
   for (size_t i = 0; i < s.latent_n; i++) x0[i] *= init_sigma;
+  // animatelcm: every step's z, draws #3 ... in step order (the sampler draws one per step), into the blob
+  for (int k = 0; k < s.n_z; k++) {
+    float *zk = cv.z + (size_t)k * s.latent_n;
+    torch_randn_f32(gen, zk, (int64_t)s.latent_n);
+    char name[64];
+    snprintf(name, sizeof name, "step_noise_%d", k);
+    dump_tensor(p, name, zk, 5, (int64_t[]){1, s.F, s.lat_c, s.h, s.w});
+  }
+  free(gen);
+  float *sig = hbuf(p->steps + 1), *ts = hbuf(p->steps);
+  for (int i = 0; i < p->steps; i++) sig[i] = tab[i].sigma, ts[i] = tab[i].t;
+  sig[p->steps] = 0.0f;
   dump_tensor(p, "sigmas", sig, 1, (int64_t[]){p->steps + 1});
   dump_tensor(p, "timesteps", ts, 1, (int64_t[]){p->steps});
-  free(sig), free(ts);
-  // to the backend: the latent and the conditioning stay there until the decode
+  free(sig), free(ts), free(tab);
+  // to the backend: the latent and the conditioning (the z included) stay there until the decode
   pipeline_latent_from_host(m, latent, x0, s.latent_n);
   free(x0);
   pipeline_load_cond(st, cond);
@@ -1547,6 +1615,7 @@ struct PipeState {
   float *sched;        // [steps, SCH_COLS] fp32
   float *guidance;     // [F] fp32
   int *step;           // the device-side step counter
+  float *z;            // animatelcm: [n_z, F, lat_c, h, w] fp32, every step's noise (NULL otherwise)
   int host_step;       // the value *step holds once the queued work is done (-1: unknown)
   StepTables tab;
   void *xin, *v;       // UNet input [B, F, 2·lat_c, h, w] and output [B, F, lat_c, h, w]
@@ -1573,28 +1642,30 @@ PipeState *pipeline_state_new(const Models *m, const GenParams *p, int graphs) {
   st->sched = be_alloc_bytes(be, (size_t)p->steps * SCH_COLS * sizeof(float), "step table");
   st->guidance = be_alloc_bytes(be, (size_t)s.F * sizeof(float), "guidance table");
   st->step = be_alloc_bytes(be, sizeof(int), "step counter");
+  st->z = s.n_z ? be_alloc_bytes(be, (size_t)s.n_z * s.latent_n * sizeof(float), "step noises") : NULL;
   st->xin = be_alloc_bytes(be, (size_t)s.B * s.F * 2 * plane * be->elem_size, "UNet input");
   st->v = be_alloc_bytes(be, (size_t)s.B * s.F * plane * be->elem_size, "UNet output");
 
-  // The tables, once per job: every per-step scalar is computed here on the host, in the same float
-  // expressions the host loop used, and read on the device at the step counter's row.
-  float sig[1001], ts[1000];  // steps <= 1000 (gen_shape)
-  scheduler_karras(&m->cfg, p->steps, sig, ts);
+  // The tables, once per job: every per-step scalar is computed here on the host (sampler_table, in the
+  // float expressions of the host loop they replaced), and read on the device at the step counter's row.
+  StepScalars sc[1000];  // steps <= 1000 (gen_shape)
+  sampler_table(&m->cfg, p->sampler, p->steps, sc);
   float *tab = vdp_calloc((size_t)p->steps * SCH_COLS, sizeof(float), "step table");
   for (int i = 0; i < p->steps; i++) {
-    float sigma = sig[i], next = sig[i + 1], *r = tab + (size_t)i * SCH_COLS;
-    r[SCH_SIGMA] = sigma, r[SCH_SIGMA_NEXT] = next, r[SCH_T] = ts[i];
-    r[SCH_C_IN] = sqrtf(sigma * sigma + 1.0f);
-    r[SCH_C_OUT] = -sigma / sqrtf(sigma * sigma + 1.0f);
-    r[SCH_C_SKIP_DIV] = sigma * sigma + 1.0f;
+    float sigma = sc[i].sigma, next = sc[i].sigma_next, *r = tab + (size_t)i * SCH_COLS;
+    r[SCH_SIGMA] = sigma, r[SCH_SIGMA_NEXT] = next, r[SCH_T] = sc[i].t;
+    r[SCH_C_IN] = sc[i].c_in;
+    r[SCH_C_OUT] = sc[i].c_out;
+    r[SCH_C_SKIP_DIV] = sigma * sigma + 1.0f;  // euler: x / (σ² + 1)
     r[SCH_DT] = next - sigma;
+    r[SCH_C_SKIP] = sc[i].c_skip;              // animatelcm: c_skip · x
   }
   float *g = hbuf(s.F);
   linspace_f32(g, p->min_guidance, p->max_guidance, s.F);
   be->upload_bytes(st->sched, tab, (size_t)p->steps * SCH_COLS * sizeof(float));
   be->upload_bytes(st->guidance, g, (size_t)s.F * sizeof(float));
   free(tab), free(g);
-  st->tab = (StepTables){SAMPLER_EULER_V, p->steps, st->sched, st->guidance, st->step};
+  st->tab = (StepTables){p->sampler, p->steps, st->sched, st->guidance, st->z, st->step};
   return st;
 }
 
@@ -1603,8 +1674,9 @@ void pipeline_state_free(PipeState *st) {
   const Backend *be = st->be;
   be->sync();
   for (int k = 0; k < st->n_graphs; k++) be->graph_free(st->g[k].graph);
-  void *bufs[] = {st->latent, st->ctx, st->img_lat, st->ids, st->sched, st->guidance, st->step, st->xin, st->v};
-  for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++) be->mem_free(bufs[k]);
+  void *bufs[] = {st->latent, st->ctx, st->img_lat, st->ids, st->sched, st->guidance, st->step, st->xin, st->v, st->z};
+  for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++)
+    if (bufs[k]) be->mem_free(bufs[k]);
   free(st);
 }
 
@@ -1624,6 +1696,7 @@ void pipeline_load_cond(PipeState *st, const float *cond) {
   be->to_device(st->ctx, cv.ctx, (int64_t)s->B * s->ctx_dim);
   be->to_device(st->img_lat, cv.img_lat, (int64_t)s->B * s->lat_c * s->h * s->w);
   be->upload_bytes(st->ids, cv.ids, (size_t)s->B * 3 * sizeof(float));
+  if (s->n_z) be->upload_bytes(st->z, cv.z, (size_t)s->n_z * s->latent_n * sizeof(float));  // every step's z, once
 }
 
 static void set_step_counter(PipeState *st, int i) {

@@ -82,15 +82,18 @@ typedef struct Backend {
 } Backend;
 
 // The step tables: written once per job before the step loop (backend memory), read by the step ops at
-// row *step. A sampler is a kind of table plus its update (step_update switches on `sampler`).
-enum { SAMPLER_EULER_V = 0 };  // EulerDiscrete, v-prediction, Karras sigmas (SVD)
+// row *step. A sampler is a kind of table plus its update (step_update switches on `sampler`, a
+// VDP_SAMPLER_* of vdp.h):
+//   euler       x0 = v·c_out + x / c_skip_div;  d = (x − x0) / σ;  x += d · dt   (EulerDiscrete, v-prediction)
+//   animatelcm  denoised = c_out·v + c_skip·x;  x = denoised + z[step]·σ_next   (z NULL: x = denoised)
 // columns of one step's row of `sched` (fp32)
-enum { SCH_SIGMA, SCH_SIGMA_NEXT, SCH_T, SCH_C_IN, SCH_C_OUT, SCH_C_SKIP_DIV, SCH_DT, SCH_COLS = 8 };
+enum { SCH_SIGMA, SCH_SIGMA_NEXT, SCH_T, SCH_C_IN, SCH_C_OUT, SCH_C_SKIP_DIV, SCH_DT, SCH_C_SKIP, SCH_COLS = 8 };
 typedef struct StepTables {
-  int sampler;          // SAMPLER_*
+  int sampler;          // VDP_SAMPLER_*
   int steps;            // rows of sched
   const float *sched;   // [steps, SCH_COLS] per-step scalars
   const float *guidance;  // [F] per-frame guidance scale (read when B = 2)
+  const float *z;       // animatelcm with steps > 1: [steps, F, C, hw] fp32, every step's noise; else NULL
   int *step;            // the device-side step counter: the row the next step reads
 } StepTables;
 
@@ -170,6 +173,7 @@ typedef struct {
   int height, width, num_frames, steps, fps, motion_bucket_id, decode_chunk;
   float noise_aug, min_guidance, max_guidance;
   uint64_t seed;
+  int sampler;           // VDP_SAMPLER_*
   const char *dump_dir;  // NULL: no dump
   int quiet;             // no per-step progress
 } GenParams;
@@ -232,6 +236,22 @@ double model_flops_take(void);  // FLOPs executed by this thread's forward passe
 void model_flops_add(double f);  // (a replayed graph's)
 float scheduler_karras(const VdpConfig *cfg, int n, float *sigmas, float *timesteps);         // -> init_noise_sigma
 
+// The sampler of a job, in two pieces:
+//   (a) sampler_table: every step's scalars, computed once per job on the host (pipeline_state_new writes
+//       them into the step table, SCH_* columns);
+//   (b) its update: the Backend's step_update (CPU twin in ops.c, CUDA kernel in kernels.cu), which switches
+//       on StepTables.sampler; animatelcm reads that step's noise z from the tables (drawn at encode time:
+//       see pipeline_encode).
+#define ANIMATELCM_POINTS 40  // the length of AnimateLCM's Karras schedule: at most 40 steps
+typedef struct {
+  float sigma, sigma_next;  // σ_i and σ_{i+1} (σ_N = 0)
+  float t;                  // the UNet's timestep
+  float c_in;               // UNet input = x / c_in, c_in = sqrt(σ² + 1)
+  float c_skip, c_out;      // c_out·v + c_skip·x: animatelcm's denoised; Euler's x0 divides by σ² + 1 instead
+} StepScalars;
+// tab [n] -> init_noise_sigma; cfg gives Euler its scheduler settings (animatelcm has its own, cfg may be NULL)
+float sampler_table(const VdpConfig *cfg, int sampler, int n, StepScalars *tab);
+
 // ---------------------------------------------------------------------------------------------------
 // Pipeline (diffusers StableVideoDiffusionPipeline, fp32)
 // ---------------------------------------------------------------------------------------------------
@@ -242,6 +262,7 @@ typedef struct {
   int lat_c, ctx_dim;
   size_t latent_n;       // floats of the latent [F, lat_c, h, w]
   size_t cond_n;         // floats of the conditioning blob (see pipeline_encode)
+  int n_z;               // step noises carried in the blob: steps for animatelcm with steps > 1, else 0
 } GenShape;
 int gen_shape(const Models *m, const GenParams *p, GenShape *s, char *err, size_t errlen);
 
@@ -255,14 +276,17 @@ void pipeline_state_free(PipeState *st);
 float *pipeline_latent(PipeState *st);  // the state's own latent [F, lat_c, h, w] (backend memory, fp32)
 
 // Stage 0: CLIP + VAE encode + noise. Writes the conditioning blob cond [cond_n] (host) =
-//   ctx [B, D] | image latents [B, lat_c, h, w] | added time ids [B, 3] | guidance [F]
+//   ctx [B, D] | image latents [B, lat_c, h, w] | added time ids [B, 3] | guidance [F] | z [n_z, F, lat_c, h, w]
 // and the initial latent [F, lat_c, h, w] (noise × init_noise_sigma) into `latent` (backend memory, e.g.
-// pipeline_latent(st)), and loads the conditioning into st.
+// pipeline_latent(st)), and loads the conditioning into st. One torch stream seeded with `seed` draws
+// noise_aug, the initial latent, then (animatelcm) every step's z in step order: drawing them all here is
+// bit-identical to drawing each at its step, so the step loop needs no generator and no per-step copy, and
+// a stage of the ring continues the stream exactly (it reads z[step] of the blob it received).
 int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, uint64_t seed, PipeState *st,
                     float *cond, float *latent, char *err, size_t errlen);
 // A stage that receives a video loads its conditioning blob (once per video, before its steps).
 void pipeline_load_cond(PipeState *st, const float *cond);
-// One step i (global index) on latent (backend memory) in place. On CUDA: no copy, no host sync; the
+// One step i (global index) of the job's sampler on latent (backend memory) in place. On CUDA: no copy, no host sync; the
 // graph of the first step is replayed by the later ones.
 void pipeline_step(const Models *m, const GenParams *p, int i, PipeState *st, float *latent);
 // VAE decode in chunks + postprocess: latent (backend memory) -> frames [F, H, W, 3] in [0, 1] (host).

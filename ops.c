@@ -1202,8 +1202,10 @@ static void cpu_upload_bytes(void *dst, const void *src, size_t bytes) { memmove
 
 // The denoising step's two ops (model.h), in the float expressions and order of the host loop they
 // replace (the goldens and the CPU noise stay bit-exact): xin = x / c_in | image latents, then
-// guidance vu + g·(vc − vu), then Euler on the v-prediction:
-//   x0 = v·c_out + x / (σ² + 1);  d = (x − x0) / σ;  x += d · (σ_next − σ)
+// guidance vu + g·(vc − vu), then the sampler's update:
+//   euler       x0 = v·c_out + x / (σ² + 1);  d = (x − x0) / σ;  x += d · (σ_next − σ)
+//   animatelcm  denoised = c_out·v + c_skip·x;  x = denoised + z·σ_next   (AnimateLCM-SVD's step; no z
+//               for a single step)
 static void cpu_step_input(void *xin, const float *x, const void *img, const StepTables *t, int B, int F, int64_t chw) {
   const float *row = t->sched + (int64_t)*t->step * SCH_COLS, *im = img;
   float c_in = row[SCH_C_IN], *xo = xin;
@@ -1221,7 +1223,7 @@ static void cpu_step_update(float *x, const void *v, const StepTables *t, int B,
   int64_t n = (int64_t)F * chw;
   const float *vu = vv, *vc = vv + n;  // B = 2: uncond half first
   switch (t->sampler) {
-    case SAMPLER_EULER_V:
+    case VDP_SAMPLER_EULER:
       for (int64_t j = 0; j < n; j++) {
         float vp = B == 2 ? vu[j] + t->guidance[j / chw] * (vc[j] - vu[j]) : vv[j];
         float xs = x[j], x0 = vp * c_out + xs / c_skip_div;
@@ -1229,6 +1231,16 @@ static void cpu_step_update(float *x, const void *v, const StepTables *t, int B,
         x[j] = xs + d * dt;
       }
       break;
+    case VDP_SAMPLER_ANIMATELCM: {
+      float c_skip = row[SCH_C_SKIP], next = row[SCH_SIGMA_NEXT];
+      const float *z = t->z ? t->z + (int64_t)*t->step * n : NULL;  // this step's noise [F, chw]
+      for (int64_t j = 0; j < n; j++) {
+        float vp = B == 2 ? vu[j] + t->guidance[j / chw] * (vc[j] - vu[j]) : vv[j];
+        float denoised = c_out * vp + c_skip * x[j];
+        x[j] = z ? denoised + z[j] * next : denoised;
+      }
+      break;
+    }
     default: vdp_die("step_update: unknown sampler %d (internal error)", t->sampler);
   }
   (*t->step)++;

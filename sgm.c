@@ -669,6 +669,67 @@ static void list_add(List *l, const char *fmt, ...) {
   va_end(ap);
 }
 
+// Maps the expected tensors of `list` whose name starts with `prefix` ("" = all) to the file's SGM tensors
+// (m->t, used[] marks the file's tensors taken), collecting what is missing, misshapen or of an unsupported
+// dtype. -1 only for an internal error (a diffusers name no rule covers).
+typedef struct {
+  List missing, shape, dtype, unexpected;
+} MapDiff;
+static int map_specs(const StHeader *h, const VdpSpecList *list, const char *prefix, const MapCtx *x, SgmMap *m,
+                     uint8_t *used, MapDiff *df, char *err, size_t errlen) {
+  List *missing = &df->missing, *shape = &df->shape, *dtype = &df->dtype;
+  char last_bad[ST_MAX_NAME + 1] = "";  // q, k, v share one fused SGM tensor: report it once
+  for (int i = 0; i < list->n; i++) {
+    const VdpTensorSpec *e = &list->specs[i];
+    if (!has_prefix(e->name, prefix)) continue;
+    SgmTensor *g = &m->t[m->n++];
+    snprintf(g->name, sizeof g->name, "%s", e->name);
+    if (map_name(e->name, x, g->sgm, sizeof g->sgm, &g->op))
+      return errf(err, errlen, "internal error: no SGM rule for the diffusers tensor %s", e->name);
+    const StTensor *s = st_find(h, g->sgm);
+    char es[128], fs[128];
+    fmt_dims(es, sizeof es, e->ndim, e->shape);
+    if (!s) {
+      list_add(missing, "%s (diffusers %s)", g->sgm, e->name);
+      continue;
+    }
+    used[s - h->t] = 1;
+    fmt_dims(fs, sizeof fs, s->ndim, s->shape);
+    // The shape the SGM tensor must have for the diffusers one.
+    int64_t want[VDP_MAX_DIMS];
+    int wn = e->ndim;
+    memcpy(want, e->shape, sizeof want);
+    if (g->op == OP_CONV1X1) want[wn++] = 1, want[wn++] = 1;
+    else if (g->op >= OP_ROWS0 && g->op <= OP_ROWS2) want[0] *= 3;
+    else if (g->op == OP_TRANSPOSE) want[0] = e->shape[1], want[1] = e->shape[0];
+    int same = s->ndim == wn;
+    for (int k = 0; same && k < wn; k++) same = s->shape[k] == want[k];
+    if (!same) {
+      if (!strcmp(last_bad, g->sgm)) continue;
+      snprintf(last_bad, sizeof last_bad, "%s", g->sgm);
+      char ws[128];
+      fmt_dims(ws, sizeof ws, wn, want);
+      list_add(shape, "%s is %s, expected %s (diffusers %s %s)", g->sgm, fs, ws, e->name, es);
+      continue;
+    }
+    if (s->dtype < 0) {
+      list_add(dtype, "%s: %s", g->sgm, s->dtype_str);
+      continue;
+    }
+    // The view: the diffusers shape over the SGM bytes (a third of the rows for a fused projection).
+    g->view = *s;
+    g->view.ndim = e->ndim;
+    memcpy(g->view.shape, e->shape, sizeof g->view.shape);
+    if (g->op >= OP_ROWS0 && g->op <= OP_ROWS2) {
+      uint64_t third = (s->end - s->begin) / 3;
+      g->view.begin = s->begin + (uint64_t)(g->op - OP_ROWS0) * third;
+      g->view.end = g->view.begin + third;
+      g->view.numel = s->numel / 3;
+    }
+  }
+  return 0;
+}
+
 // The SVD-XT frame default: "xt" (any case) as a word of the file name, between delimiters (start or end,
 // '_', '-', '.', ' '), so svd_xt.safetensors, svd_xt_1_1 and AnimateLCM-SVD-xt count, while "next", "text",
 // "extra" or "context" inside a word do not.
@@ -716,59 +777,14 @@ int sgm_map(const StHeader *h, const char *path, int num_frames, SgmMap *m, FILE
     sgm_map_free(m);
     return errf(err, errlen, "out of memory");
   }
-  List missing = {0}, shape = {0}, dtype = {0}, unexpected = {0};
-  char last_bad[ST_MAX_NAME + 1] = "";  // q, k, v share one fused SGM tensor: report it once
-  for (int i = 0; i < list.n; i++) {
-    const VdpTensorSpec *e = &list.specs[i];
-    SgmTensor *g = &m->t[m->n++];
-    snprintf(g->name, sizeof g->name, "%s", e->name);
-    if (map_name(e->name, &x, g->sgm, sizeof g->sgm, &g->op)) {
-      free(used);
-      speclist_free(&list);
-      sgm_map_free(m);
-      return errf(err, errlen, "internal error: no SGM rule for the diffusers tensor %s", e->name);
-    }
-    const StTensor *s = st_find(h, g->sgm);
-    char es[128], fs[128];
-    fmt_dims(es, sizeof es, e->ndim, e->shape);
-    if (!s) {
-      list_add(&missing, "%s (diffusers %s)", g->sgm, e->name);
-      continue;
-    }
-    used[s - h->t] = 1;
-    fmt_dims(fs, sizeof fs, s->ndim, s->shape);
-    // The shape the SGM tensor must have for the diffusers one.
-    int64_t want[VDP_MAX_DIMS];
-    int wn = e->ndim;
-    memcpy(want, e->shape, sizeof want);
-    if (g->op == OP_CONV1X1) want[wn++] = 1, want[wn++] = 1;
-    else if (g->op >= OP_ROWS0 && g->op <= OP_ROWS2) want[0] *= 3;
-    else if (g->op == OP_TRANSPOSE) want[0] = e->shape[1], want[1] = e->shape[0];
-    int same = s->ndim == wn;
-    for (int k = 0; same && k < wn; k++) same = s->shape[k] == want[k];
-    if (!same) {
-      if (!strcmp(last_bad, g->sgm)) continue;
-      snprintf(last_bad, sizeof last_bad, "%s", g->sgm);
-      char ws[128];
-      fmt_dims(ws, sizeof ws, wn, want);
-      list_add(&shape, "%s is %s, expected %s (diffusers %s %s)", g->sgm, fs, ws, e->name, es);
-      continue;
-    }
-    if (s->dtype < 0) {
-      list_add(&dtype, "%s: %s", g->sgm, s->dtype_str);
-      continue;
-    }
-    // The view: the diffusers shape over the SGM bytes (a third of the rows for a fused projection).
-    g->view = *s;
-    g->view.ndim = e->ndim;
-    memcpy(g->view.shape, e->shape, sizeof g->view.shape);
-    if (g->op >= OP_ROWS0 && g->op <= OP_ROWS2) {
-      uint64_t third = (s->end - s->begin) / 3;
-      g->view.begin = s->begin + (uint64_t)(g->op - OP_ROWS0) * third;
-      g->view.end = g->view.begin + third;
-      g->view.numel = s->numel / 3;
-    }
+  MapDiff df = {0};
+  if (map_specs(h, &list, "", &x, m, used, &df, err, errlen)) {
+    free(used);
+    speclist_free(&list);
+    sgm_map_free(m);
+    return -1;
   }
+  List *missing = &df.missing, *shape = &df.shape, *dtype = &df.dtype, *unexpected_l = &df.unexpected;
   speclist_free(&list);
   // Everything else: an unused tensor inside a mapped module is an error; the rest is ignored, by group.
   struct {
@@ -780,7 +796,7 @@ int sgm_map(const StHeader *h, const char *path, int num_frames, SgmMap *m, FILE
     if (used[i]) continue;
     char group[96];
     if (module_of(h->t[i].name, group, sizeof group)) {
-      list_add(&unexpected, "%s", h->t[i].name);
+      list_add(unexpected_l, "%s", h->t[i].name);
       continue;
     }
     n_ignored++;
@@ -790,9 +806,9 @@ int sgm_map(const StHeader *h, const char *path, int num_frames, SgmMap *m, FILE
     if (g < ng) groups[g].n++;
   }
   free(used);
-  if (missing.n || shape.n || dtype.n || unexpected.n) {
+  if (missing->n || shape->n || dtype->n || unexpected_l->n) {
     sgm_map_free(m);
-    const List *ls[4] = {&missing, &shape, &dtype, &unexpected};
+    const List *ls[4] = {missing, shape, dtype, unexpected_l};
     static const char *const what[4] = {"missing", "with the wrong shape", "of an unsupported dtype",
                                         "unexpected inside the mapped modules"};
     size_t k = (size_t)snprintf(err, errlen, "%s: SGM checkpoint does not match the configuration inferred from it:", path);
@@ -811,6 +827,48 @@ int sgm_map(const StHeader *h, const char *path, int num_frames, SgmMap *m, FILE
             n_ignored, ng ? ":" : "\n");
     for (int g = 0; g < ng; g++) fprintf(log, " %d %s%s", groups[g].n, groups[g].name, g + 1 < ng ? "," : "\n");
   }
+  return 0;
+}
+
+// A UNet alone in SGM names (`vdp convert --unet FILE`): every tensor of cfg's UNet under
+// model.diffusion_model., by the same rules and checks as sgm_map, and nothing else in the file.
+int sgm_map_unet(const StHeader *h, const char *path, const VdpConfig *cfg, SgmMap *m, char *err, size_t errlen) {
+  memset(m, 0, sizeof *m);
+  m->cfg = *cfg;
+  VdpSpecList list = {0};
+  if (model_expected_tensors(cfg, &list, err, errlen)) return -1;
+  MapCtx x = {cfg->unet_levels, cfg->unet_layers_per_block, {0}, cfg->vae_levels};
+  memcpy(x.up_attn, cfg->unet_up_attn, sizeof x.up_attn);
+  m->t = calloc((size_t)list.n + 1, sizeof *m->t);
+  uint8_t *used = calloc((size_t)h->n + 1, 1);
+  MapDiff df = {0};
+  if (!m->t || !used || map_specs(h, &list, "unet.", &x, m, used, &df, err, errlen)) {
+    if (!m->t || !used) errf(err, errlen, "out of memory");
+    free(used);
+    speclist_free(&list);
+    sgm_map_free(m);
+    return -1;
+  }
+  speclist_free(&list);
+  for (int i = 0; i < h->n; i++)
+    if (!used[i]) list_add(&df.unexpected, "%s", h->t[i].name);
+  free(used);
+  if (df.missing.n || df.shape.n || df.dtype.n || df.unexpected.n) {
+    sgm_map_free(m);
+    // misshapen first: a UNet of another architecture is named by its first misshapen tensor
+    const List *ls[4] = {&df.shape, &df.missing, &df.dtype, &df.unexpected};
+    static const char *const what[4] = {"with the wrong shape", "missing", "of an unsupported dtype", "unexpected"};
+    size_t k = (size_t)snprintf(err, errlen, "--unet %s: the UNet (SGM names, " P_UNET "*) does not match the base "
+                                "model's UNet:", path);
+    for (int j = 0, first = 1; j < 4; j++) {
+      if (!ls[j]->n || k >= errlen) continue;
+      k += (size_t)snprintf(err + k, errlen - k, "%s %d %s (%s%s)", first ? "" : ";", ls[j]->n, what[j], ls[j]->s,
+                            ls[j]->n > 4 ? "; ..." : "");
+      first = 0;
+    }
+    return -1;
+  }
+  qsort(m->t, (size_t)m->n, sizeof *m->t, cmp_sgm);
   return 0;
 }
 

@@ -25,6 +25,8 @@ static void usage(FILE *o) {
           "                                                     diffusers SVD folder -> .vdpw\n"
           "  vdp convert FILE.safetensors OUT.vdpw [--dtype fp16|fp32] [--num-frames N] [--overwrite]\n"
           "                                                     single-file SGM checkpoint (ComfyUI) -> .vdpw\n"
+          "    both with [--unet UNET.safetensors] (another UNet's weights, e.g. AnimateLCM-SVD-xt)\n"
+          "    and [--sampler euler|animatelcm] (the sampler generate uses by default)\n"
           "  vdp info FILE.vdpw                                 configuration and parameter counts\n"
           "  vdp generate --model M.vdpw --image IN.png --out OUT.{npy,png,gif,mp4} [options]\n"
           "  vdp sim --stages S [options]                       the stage ring with a dummy denoiser\n"
@@ -34,9 +36,10 @@ static void usage(FILE *o) {
           "  vdp bench --ops [--device cpu|cuda --runs N]           operator timings (GFLOP/s), JSON\n"
           "\n"
           "generate options (diffusers' names and defaults):\n"
-          "  --height 576 --width 1024 --num-frames (model default) --num-inference-steps 25\n"
+          "  --height 576 --width 1024 --num-frames (model default) --num-inference-steps 25 (animatelcm: 4)\n"
           "  --fps 7 --motion-bucket-id 127 --noise-aug-strength 0.02\n"
-          "  --min-guidance-scale 1.0 --max-guidance-scale 3.0 --decode-chunk-size (all frames)\n"
+          "  --min-guidance-scale 1.0 --max-guidance-scale 3.0 (animatelcm: 1.2) --decode-chunk-size (all frames)\n"
+          "  --sampler euler|animatelcm (default: the one the .vdpw records; animatelcm takes at most 40 steps)\n"
           "  --seed 0 --device cpu|cuda --dump DIR (writes each intermediate tensor as DIR/NAME.npy)\n"
           "  --overwrite: replace existing output files (regular files only), a non-empty --dump folder's files,\n"
           "    and delete a PNG sequence's earlier frames beyond the new frame count; without it any of these\n"
@@ -436,18 +439,29 @@ static const char *const GEN_FLAGS[] = {
     "--model", "--image", "--out", "--height", "--width", "--num-frames", "--num-inference-steps", "--fps",
     "--motion-bucket-id", "--noise-aug-strength", "--min-guidance-scale", "--max-guidance-scale",
     "--decode-chunk-size", "--seed", "--device", "--dump", "--num-videos", "--stages", "--timeout", "--transport",
-    "--rank", "--world", "--nccl-id-file", "--gpu", "--max-pixels", "--cuda-graph", NULL};
+    "--rank", "--world", "--nccl-id-file", "--gpu", "--max-pixels", "--cuda-graph", "--sampler", NULL};
+
+// The defaults that depend on the sampler (diffusers' for euler, the AnimateLCM demo's for animatelcm):
+// steps and the top of the guidance ramp. Flags given on the command line keep their values.
+static void sampler_defaults(GenParams *p, int steps_given, int max_guidance_given) {
+  int lcm = p->sampler == VDP_SAMPLER_ANIMATELCM;
+  if (!steps_given) p->steps = lcm ? 4 : 25;
+  if (!max_guidance_given) p->max_guidance = lcm ? 1.2f : 3.0f;
+  if (lcm && p->steps > ANIMATELCM_POINTS)
+    vdp_usage_die("--num-inference-steps %d: the animatelcm sampler's schedule has %d points, so at most %d steps "
+                  "(its model card: 2 to 8)", p->steps, ANIMATELCM_POINTS, ANIMATELCM_POINTS);
+}
 
 int cmd_generate(int argc, char **argv) {
   const char *model = NULL, *out = NULL, *device = "cpu";
   const char *images[64];
   const char *transport = "cpu", *nccl_id_file = NULL;
   int n_images = 0, num_frames = -1, decode_chunk = -1, n_videos = 1, stages = 0, rank = 0, world = 0, gpu = -1;
-  int overwrite = 0, graphs = 1;
+  int overwrite = 0, graphs = 1, sampler = -1, steps_given = 0, max_guidance_given = 0;  // sampler -1: the file's
   uint64_t max_pixels = IMG_DEFAULT_MAX_PIXELS;
   double timeout = 0;  // 0: not given
   GenParams p = {.height = 576, .width = 1024, .steps = 25, .fps = 7, .motion_bucket_id = 127, .noise_aug = 0.02f,
-                 .min_guidance = 1.0f, .max_guidance = 3.0f, .seed = 0};
+                 .min_guidance = 1.0f, .max_guidance = 3.0f, .seed = 0};  // steps, max_guidance: sampler_defaults
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       usage(stdout);
@@ -475,12 +489,12 @@ int cmd_generate(int argc, char **argv) {
     else if (!strcmp(a, "--height")) p.height = parse_side(a, v);
     else if (!strcmp(a, "--width")) p.width = parse_side(a, v);
     else if (!strcmp(a, "--num-frames")) num_frames = (int)parse_int(a, v, 1, 1024);
-    else if (!strcmp(a, "--num-inference-steps")) p.steps = (int)parse_int(a, v, 1, 1000);
+    else if (!strcmp(a, "--num-inference-steps")) p.steps = (int)parse_int(a, v, 1, 1000), steps_given = 1;
     else if (!strcmp(a, "--fps")) p.fps = (int)parse_int(a, v, 1, 1000);
     else if (!strcmp(a, "--motion-bucket-id")) p.motion_bucket_id = (int)parse_int(a, v, 0, 100000);
     else if (!strcmp(a, "--noise-aug-strength")) p.noise_aug = parse_float(a, v, 0.0, 100.0);
     else if (!strcmp(a, "--min-guidance-scale")) p.min_guidance = parse_float(a, v, 0.0, 100.0);
-    else if (!strcmp(a, "--max-guidance-scale")) p.max_guidance = parse_float(a, v, 0.0, 100.0);
+    else if (!strcmp(a, "--max-guidance-scale")) p.max_guidance = parse_float(a, v, 0.0, 100.0), max_guidance_given = 1;
     else if (!strcmp(a, "--decode-chunk-size")) decode_chunk = (int)parse_int(a, v, 1, 1024);
     else if (!strcmp(a, "--seed")) p.seed = parse_u64(a, v);
     else if (!strcmp(a, "--device")) device = v;
@@ -495,7 +509,12 @@ int cmd_generate(int argc, char **argv) {
     else if (!strcmp(a, "--gpu")) gpu = (int)parse_int(a, v, 0, 1023);
     else if (!strcmp(a, "--cuda-graph")) graphs = parse_on_off(a, v);
     else if (!strcmp(a, "--max-pixels")) max_pixels = (uint64_t)parse_int(a, v, 1, (long)IMG_MAX_SIDE * IMG_MAX_SIDE);
+    else if (!strcmp(a, "--sampler") && (sampler = sampler_from_name(v)) < 0)
+      vdp_usage_die("--sampler %s: expected euler or animatelcm", v);
   }
+  // The sampler is the file's unless --sampler names one; with a named one its defaults apply now (and the
+  // step limit is checked before anything loads), else once the file's header is read.
+  if (sampler >= 0) p.sampler = sampler, sampler_defaults(&p, steps_given, max_guidance_given);
   if (!model) vdp_usage_die("generate: --model M.vdpw is required");
   if (!n_images) vdp_usage_die("generate: --image IN.png is required");
   if (!out) vdp_usage_die("generate: --out OUT.{npy,png,gif,mp4} is required");
@@ -539,7 +558,8 @@ int cmd_generate(int argc, char **argv) {
   if (p.seed > UINT64_MAX - (uint64_t)(n_videos - 1))
     vdp_usage_die("--seed %llu with %d videos: video k uses seed + k, which would pass 2^64 - 1 and wrap to 0; use a "
                   "smaller --seed", (unsigned long long)p.seed, n_videos);
-  if (stages > p.steps) vdp_usage_die("--stages %d: more stages than --num-inference-steps %d (every stage runs at least one step)", stages, p.steps);
+  if (stages > p.steps && (steps_given || sampler >= 0))
+    vdp_usage_die("--stages %d: more stages than --num-inference-steps %d (every stage runs at least one step)", stages, p.steps);
   if (p.dump_dir && n_videos > 1) vdp_usage_die("--dump works with one video only");
   {  // every name the run will write fits a path (PATH_MAX): none is cut short
     char last[8192];
@@ -581,6 +601,13 @@ int cmd_generate(int argc, char **argv) {
   double t0 = vdp_now();
   VdpFile f;
   if (vdpw_open(model, &f, err, sizeof err)) vdp_die("%s", err);  // the header only; the weights load below
+  if (sampler < 0) {  // the file's sampler and its defaults
+    p.sampler = f.cfg.sched_sampler;
+    sampler_defaults(&p, steps_given, max_guidance_given);
+    if (stages > p.steps)
+      vdp_usage_die("--stages %d: more stages than the %d steps of the %s sampler (every stage runs at least one step)",
+                    stages, p.steps, sampler_name(p.sampler));
+  }
   p.num_frames = num_frames > 0 ? num_frames : f.cfg.unet_num_frames;
   p.decode_chunk = decode_chunk > 0 ? decode_chunk : p.num_frames;
   Models *m = vdp_calloc(1, sizeof *m, "models");
@@ -608,8 +635,9 @@ int cmd_generate(int argc, char **argv) {
   GenJob j = {.m = per_stage ? NULL : m, .file = &f, .be = be, .p = p, .s = shape, .images = images, .imgs = imgs,
               .n_images = n_images, .n_videos = n_videos, .stages = stages, .overwrite = overwrite, .in_w = in_w,
               .in_h = in_h, .out = out, .graphs = graphs, .t0 = vdp_now()};
-  fprintf(stderr, "vdp: %s: %d frames %dx%d, %d steps, guidance %s, seed %llu, %d video%s%s\n", model, j.s.F, p.width,
-          p.height, p.steps, j.s.B == 2 ? "on" : "off", (unsigned long long)p.seed, n_videos, n_videos > 1 ? "s" : "",
+  fprintf(stderr, "vdp: %s: %d frames %dx%d, %s sampler, %d steps, guidance %s, seed %llu, %d video%s%s\n", model, j.s.F,
+          p.width, p.height, sampler_name(p.sampler), p.steps, j.s.B == 2 ? "on" : "off", (unsigned long long)p.seed,
+          n_videos, n_videos > 1 ? "s" : "",
           !stages ? "" : nccl ? ", timestep stages over NCCL" : ", timestep stages on CPU threads");
   j.t_encode = vdp_calloc((size_t)n_videos, sizeof(double), "timings");
   j.t_decode = vdp_calloc((size_t)n_videos, sizeof(double), "timings");
@@ -694,7 +722,9 @@ static void bench_usage(FILE *o) {
           "  --runs N                     timed runs after one warm-up run (default 5); medians and minima\n"
           "  --components unet|all        all: also CLIP, VAE encode and decode, and an end-to-end estimate\n"
           "                               (default unet on the CPU, all on CUDA)\n"
-          "  --num-inference-steps N      steps of the end-to-end estimate (with --components all; default 25)\n"
+          "  --sampler euler|animatelcm   the sampler whose step count the end-to-end estimate uses (default euler)\n"
+          "  --num-inference-steps N      steps of the end-to-end estimate (with --components all; default the\n"
+          "                               sampler's: 25 for euler, 4 for animatelcm)\n"
           "  --decode-chunk-size N        frames per VAE decode call (default: all)\n"
           "  --cuda-graph on|off          the denoising step is timed launched kernel by kernel and, with on (the\n"
           "                               default) on CUDA, also replayed from its CUDA graph: ms per step both ways\n"
@@ -866,10 +896,11 @@ static int bench_ops(const Backend *be, int runs) {
 
 static int cmd_bench(int argc, char **argv) {
   const char *config = "svd", *device = "cpu", *components = NULL;
-  int F = -1, H = 576, W = 1024, cfg_on = 1, runs = 5, steps = 25, chunk = -1, ops = 0, graphs = 1;
+  int F = -1, H = 576, W = 1024, cfg_on = 1, runs = 5, steps = -1, chunk = -1, ops = 0, graphs = 1,
+      sampler = VDP_SAMPLER_EULER;
   static const char *const valued[] = {"--config", "--num-frames", "--height", "--width", "--cfg", "--runs",
                                        "--num-inference-steps", "--decode-chunk-size", "--components", "--device",
-                                       "--cuda-graph", NULL};
+                                       "--cuda-graph", "--sampler", NULL};
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       bench_usage(stdout);
@@ -900,8 +931,16 @@ static int cmd_bench(int argc, char **argv) {
     else if (!strcmp(a, "--decode-chunk-size")) chunk = (int)parse_int(a, v, 1, 1024);
     else if (!strcmp(a, "--components")) components = v;
     else if (!strcmp(a, "--cuda-graph")) graphs = parse_on_off(a, v);
-    else device = v;  // --device
+    else if (!strcmp(a, "--sampler")) {
+      if ((sampler = sampler_from_name(v)) < 0) vdp_usage_die("bench --sampler %s: expected euler or animatelcm", v);
+    } else device = v;  // --device
   }
+  if (steps < 0) steps = sampler == VDP_SAMPLER_ANIMATELCM ? 4 : 25;  // the samplers' defaults, as generate has them
+  if (sampler == VDP_SAMPLER_ANIMATELCM && steps > ANIMATELCM_POINTS)
+    vdp_usage_die("bench --num-inference-steps %d: the animatelcm sampler takes at most %d steps", steps, ANIMATELCM_POINTS);
+  if (sampler == VDP_SAMPLER_ANIMATELCM && runs + 1 > ANIMATELCM_POINTS)  // the step timing walks the step table
+    vdp_usage_die("bench --runs %d: with the animatelcm sampler at most %d (a warm-up step and the timed ones walk its "
+                  "%d-row step table)", runs, ANIMATELCM_POINTS - 1, ANIMATELCM_POINTS);
   // Every flag is checked before anything is built: usage errors exit 2 at once.
   int cuda = device_is_cuda(device);
   if (ops && given_model_flag)
@@ -915,7 +954,7 @@ static int cmd_bench(int argc, char **argv) {
   if (chunk < 0) chunk = F;
   GenParams p = {.height = H, .width = W, .num_frames = F, .steps = steps, .fps = 7, .motion_bucket_id = 127,
                  .noise_aug = 0.02f, .min_guidance = cfg_on ? 3.0f : 1.0f, .max_guidance = cfg_on ? 3.0f : 1.0f,
-                 .decode_chunk = chunk};  // the scales only decide the batch (B = 2 with --cfg 1), also for 1 frame
+                 .decode_chunk = chunk, .sampler = sampler};  // the scales only decide the batch (B = 2 with --cfg 1), also for 1 frame
   char err[1024];
   Models *m = vdp_calloc(1, sizeof *m, "models");
   if (!ops) {
@@ -958,15 +997,17 @@ static int cmd_bench(int argc, char **argv) {
     }
   }
   double unet = median_of(ms, runs), unet_min = ms[0], clip_ms = 0, enc_ms = 0, dec_ms = 0;
-  // The step loop's step (pipeline_step: UNet input, UNet, guidance + Euler, all in backend memory), launched
-  // kernel by kernel and, with --cuda-graph on on a backend with graphs, replayed from its captured graph.
+  // The step loop's step (pipeline_step: UNet input, UNet, guidance + the sampler's update, all in backend
+  // memory), launched kernel by kernel and, with --cuda-graph on on a backend with graphs, replayed from its captured graph.
   double step_ms[2] = {-1, -1};  // [graphs off, graphs on]
   for (int g = 0; g <= (graphs && be->graph_begin ? 1 : 0); g++) {
     GenParams ps = p;
     ps.steps = runs + 1;  // table rows: a warm-up step (the capture with graphs), then the timed ones
     PipeState *st = pipeline_state_new(m, &ps, g);
-    float *cond = vdp_calloc(s.cond_n, sizeof(float), "bench conditioning");
-    for (size_t i = 0; i < s.cond_n; i++) cond[i] = (float)(i % 7) * 0.1f;
+    GenShape ss;  // the blob of this table's steps (animatelcm carries one z per step)
+    if (gen_shape(m, &ps, &ss, err, sizeof err)) vdp_die("%s", err);
+    float *cond = vdp_calloc(ss.cond_n, sizeof(float), "bench conditioning");
+    for (size_t i = 0; i < ss.cond_n; i++) cond[i] = (float)(i % 7) * 0.1f;
     pipeline_load_cond(st, cond);
     float *lat = pipeline_latent(st), *hl = vdp_malloc(s.latent_n * sizeof(float), "bench latent");
     for (size_t i = 0; i < s.latent_n; i++) hl[i] = (float)((i * 2654435761u) % 1000) / 50.0f - 10.0f;
@@ -1024,9 +1065,10 @@ static int cmd_bench(int argc, char **argv) {
   json_num("vae_encode_ms", enc_ms, all, ", ");
   json_num("vae_decode_ms", dec_ms, all, ", ");
   printf("\"decode_chunk_size\": ");
-  if (all) printf("%d, \"end_to_end_steps\": %d, \"end_to_end_s\": %.3f, ", chunk, steps,
-                  (clip_ms + enc_ms + steps * unet + dec_ms) / 1e3);
-  else printf("null, \"end_to_end_steps\": null, \"end_to_end_s\": null, ");
+  printf(all ? "%d, " : "null, ", chunk);
+  printf("\"sampler\": \"%s\", ", sampler_name(sampler));
+  if (all) printf("\"end_to_end_steps\": %d, \"end_to_end_s\": %.3f, ", steps, (clip_ms + enc_ms + steps * unet + dec_ms) / 1e3);
+  else printf("\"end_to_end_steps\": null, \"end_to_end_s\": null, ");
   printf("\"activation_arena_mib\": %.1f, \"weights_mib\": %.1f, ", models_arena_bytes() / 1048576.0,
          (double)(m->nparams[0] + m->nparams[1] + m->nparams[2]) * be->elem_size / 1048576.0);
   json_num("peak_device_mib", peak_dev, peak_dev >= 0, ", ");

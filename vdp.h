@@ -83,7 +83,9 @@
   XI(sched_v_prediction, "scheduler", "prediction_type (1 = v_prediction, 0 = epsilon)")          \
   XI(sched_karras, "scheduler", "use_karras_sigmas")                                              \
   XI(sched_continuous, "scheduler", "timestep_type (1 = continuous)")                             \
-  XI(sched_leading, "scheduler", "timestep_spacing (1 = leading: init sigma = sqrt(max^2+1); 0 = linspace/trailing: max)")
+  XI(sched_leading, "scheduler", "timestep_spacing (1 = leading: init sigma = sqrt(max^2+1); 0 = linspace/trailing: max)") \
+  /* The sampler generate uses by default (vdp convert --sampler; optional in a file, absent = 0) */ \
+  XI(sched_sampler, "vdp", "sampler (0 = euler: the scheduler above; 1 = animatelcm: AnimateLCM-SVD's)")
 
 typedef struct {
 #define VDP_DECL_I(name, comp, key) int name;
@@ -96,6 +98,14 @@ typedef struct {
 #undef VDP_DECL_IA
 #undef VDP_DECL_FA
 } VdpConfig;
+
+// Samplers: VdpConfig.sched_sampler (what a file records), GenParams.sampler, `--sampler NAME`.
+//   euler       diffusers' EulerDiscreteScheduler as SVD configures it (the scheduler_* fields above)
+//   animatelcm  AnimateLCM-SVD-xt's consistency sampler (../shared/animatelcm.md): 40-point Karras schedule,
+//               few steps, fresh noise z at every step from the one seeded stream
+enum { VDP_SAMPLER_EULER = 0, VDP_SAMPLER_ANIMATELCM = 1, VDP_N_SAMPLERS = 2 };
+const char *sampler_name(int sampler);  // "euler", "animatelcm" (model.c)
+int sampler_from_name(const char *name);  // -1 for an unknown name
 
 // Checks the configuration for values the models cannot run (e.g. channels not divisible by the
 // GroupNorm groups, heads not dividing channels). Returns 0 or -1 with a message in err.
@@ -329,6 +339,10 @@ typedef struct {
 // inside the mapped modules is an error, the rest is counted as ignored. num_frames > 0 overrides the
 // default (25 when the file name holds "xt" as a word: sgm_name_says_xt, else 14). Returns 0, or -1 with a message.
 int sgm_map(const StHeader *h, const char *path, int num_frames, SgmMap *m, FILE *log, char *err, size_t errlen);
+// The UNet alone (`vdp convert --unet FILE` with model.diffusion_model.* names): cfg's UNet tensors mapped as
+// sgm_map maps them; anything else in the file is an error. m->cfg = *cfg.
+int sgm_map_unet(const StHeader *h, const char *path, const VdpConfig *cfg, SgmMap *m, char *err, size_t errlen);
+#define SGM_UNET_PREFIX "model.diffusion_model."
 const SgmTensor *sgm_find(const SgmMap *m, const char *name);  // by diffusers name, NULL when absent
 void sgm_map_free(SgmMap *m);
 // Elements [e0, e0+n) of a mapped tensor in its source dtype, in the diffusers layout, from the file fd.

@@ -34,6 +34,14 @@ int vdpw_convert(const char *src_dir, const char *out_path, int out_dtype, int v
 // The same with a single-file SGM checkpoint as the source too (sgm.c); num_frames > 0 overrides its default.
 int vdpw_convert_src(const char *src, const char *out_path, int out_dtype, int variant, int num_frames, int verbose,
                      char *err, size_t errlen);
+// The same with every option: unet (NULL: the source's) replaces the UNet's tensors by a file's (`--unet`),
+// sampler (-1: the source's, i.e. euler) is recorded as the file's sampler (`--sampler`).
+typedef struct {
+  int out_dtype, variant, num_frames, verbose;
+  const char *unet;
+  int sampler;
+} ConvertOpts;
+int vdpw_convert_opts(const char *src, const char *out_path, const ConvertOpts *o, char *err, size_t errlen);
 int config_to_text(const VdpConfig *c, char **text, size_t *len);
 int config_from_text(const char *text, size_t len, VdpConfig *c, char *err, size_t errlen);
 
@@ -249,6 +257,7 @@ int config_validate(const VdpConfig *c, char *err, size_t errlen) {
   REQ(c->sched_karras == 1, "scheduler use_karras_sigmas false is not supported (vdp implements the Karras schedule)");
   REQ(c->sched_continuous == 1, "scheduler timestep_type discrete is not supported (vdp implements continuous timesteps)");
   RANGE(sched_leading, 0, 1);
+  RANGE(sched_sampler, 0, VDP_N_SAMPLERS - 1);
 #undef RANGE
 #undef REQ
   return 0;
@@ -795,6 +804,11 @@ int config_from_text(const char *text, size_t len, VdpConfig *c, char *err, size
     given[fi] = k;
   }
   for (int i = 0; i < N_CFG_FIELDS; i++) {
+    // sched_sampler came after the first files were written: absent, it is 0 (euler), as they meant
+    if (!seen[i] && !strcmp(CFG_FIELDS[i].name, "sched_sampler")) {
+      seen[i] = 1, given[i] = 1;
+      continue;
+    }
     if (!seen[i]) return errf(err, errlen, "configuration: %s is missing", CFG_FIELDS[i].name);
   }
   // Array lengths can be checked once the level counts are known.
@@ -845,6 +859,7 @@ static int expected_sorted(const VdpConfig *cfg, VdpSpecList *list, const VdpTen
 typedef struct {
   int n_missing, n_extra, n_shape, n_dtype;
   Str missing, extra, shape, dtype;
+  int shape_first;  // report the misshapen tensors first
 } SetDiff;
 
 static void diff_add(Str *s, int *count, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -879,9 +894,11 @@ static int diff_report(SetDiff *d, const char *what, char *err, size_t errlen) {
     Str m = {0};
     str_printf(&m, "%s does not match the configuration:", what);
     const char *sep = "";
-    if (d->n_missing) str_printf(&m, " %d missing (%s%s)", d->n_missing, d->missing.s, d->n_missing > 4 ? ", ..." : ""), sep = ";";
+    if (d->shape_first && d->n_shape)
+      str_printf(&m, " %d with the wrong shape (%s%s)", d->n_shape, d->shape.s, d->n_shape > 4 ? ", ..." : ""), sep = ";";
+    if (d->n_missing) str_printf(&m, "%s %d missing (%s%s)", sep, d->n_missing, d->missing.s, d->n_missing > 4 ? ", ..." : ""), sep = ";";
     if (d->n_extra) str_printf(&m, "%s %d unexpected (%s%s)", sep, d->n_extra, d->extra.s, d->n_extra > 4 ? ", ..." : ""), sep = ";";
-    if (d->n_shape) str_printf(&m, "%s %d with the wrong shape (%s%s)", sep, d->n_shape, d->shape.s, d->n_shape > 4 ? ", ..." : ""), sep = ";";
+    if (d->n_shape && !d->shape_first) str_printf(&m, "%s %d with the wrong shape (%s%s)", sep, d->n_shape, d->shape.s, d->n_shape > 4 ? ", ..." : ""), sep = ";";
     if (d->n_dtype) str_printf(&m, "%s %d of an unsupported dtype (%s%s)", sep, d->n_dtype, d->dtype.s, d->n_dtype > 4 ? ", ..." : "");
     errf(err, errlen, "%s", m.s);
     free(m.s);
@@ -1143,6 +1160,8 @@ typedef struct {
   const StTensor *src;
   int comp;
   const SgmTensor *sgm;  // single-file SGM source: read through sgm_read
+  int fd;                // the file it is read from, and its name for messages
+  const char *path;
 } OutTensor;
 
 // Converts n elements from src (dtype sdt) to dst (dtype ddt). Returns the index of the first value that
@@ -1184,8 +1203,83 @@ int vdpw_convert(const char *src_dir, const char *out_path, int out_dtype, int v
   return vdpw_convert_src(src_dir, out_path, out_dtype, variant, 0, verbose, err, errlen);
 }
 
+// What a file given as --unet that holds no UNet tensor looks like, for the refusal.
+static const char *looks_like(const StHeader *h) {
+  static const struct {
+    const char *prefix, *what;
+  } kinds[] = {{"encoder.", "a VAE (encoder.*, decoder.*)"}, {"decoder.", "a VAE (encoder.*, decoder.*)"},
+               {"quant_conv.", "a VAE"}, {"vision_model.", "a CLIP image encoder (vision_model.*)"},
+               {"visual_projection.", "a CLIP image encoder"},
+               {"first_stage_model.", "an SGM checkpoint without its UNet (first_stage_model.*)"},
+               {"conditioner.", "an SGM checkpoint without its UNet (conditioner.*)"},
+               {"unet.", "a UNet with a \"unet.\" prefix (give the UNet's own state_dict names)"}};
+  for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+    for (int i = 0; i < h->n; i++)
+      if (!strncmp(h->t[i].name, kinds[k].prefix, strlen(kinds[k].prefix))) return kinds[k].what;
+  return "no known component";
+}
+
+// --unet: the UNet's tensors come from `path` instead of the base (the demos' load_state_dict(strict=True)):
+// every tensor of the base's UNet present with the base's shape, nothing else. diffusers names
+// (UNetSpatioTemporalConditionModel.state_dict(), AnimateLCM-SVD-xt's layout) or SGM names
+// (model.diffusion_model.*). Only headers are read; the data is read when the output is written.
+static int unet_swap(const char *path, const VdpConfig *cfg, const VdpTensorSpec **exp, int n, OutTensor *ot, StFile *uf,
+                     SgmMap *um, char *err, size_t errlen) {
+  if (st_open(path, uf, err, errlen)) {
+    err_prefix(err, errlen, "--unet");
+    return -1;
+  }
+  const StHeader *h = &uf->h;
+  int n_sgm = 0, n_known = 0;
+  for (int i = 0; i < h->n; i++) n_sgm += !strncmp(h->t[i].name, SGM_UNET_PREFIX, strlen(SGM_UNET_PREFIX));
+  for (int i = 0; i < n && !n_sgm; i++)
+    n_known += !strncmp(exp[i]->name, "unet.", 5) && st_find(h, exp[i]->name + 5) != NULL;
+  if (!n_sgm && !n_known)
+    return errf(err, errlen, "--unet %s: not a UNet: none of its %d tensors is a tensor of the base's UNet (it looks like %s)",
+                path, h->n, looks_like(h));
+  if (n_sgm) {
+    if (sgm_map_unet(h, path, cfg, um, err, errlen)) return -1;
+    for (int i = 0; i < n; i++) {
+      if (strncmp(exp[i]->name, "unet.", 5)) continue;
+      ot[i].sgm = sgm_find(um, exp[i]->name);
+      ot[i].src = &ot[i].sgm->view;
+      ot[i].fd = uf->fd, ot[i].path = path;
+    }
+    return 0;
+  }
+  SetDiff d = {0};
+  uint8_t *used = calloc((size_t)h->n + 1, 1);
+  if (!used) return errf(err, errlen, "out of memory");
+  for (int i = 0; i < n; i++) {
+    const char *nm = exp[i]->name;
+    if (strncmp(nm, "unet.", 5)) continue;
+    const StTensor *t = st_find(h, nm + 5);
+    if (!t) {
+      diff_add(&d.missing, &d.n_missing, "%s", nm + 5);
+      continue;
+    }
+    used[t - h->t] = 1;
+    if (!same_shape(exp[i]->ndim, exp[i]->shape, t->ndim, t->shape)) diff_shape(&d, nm + 5, exp[i]->ndim, exp[i]->shape, t->ndim, t->shape);
+    else if (t->dtype < 0) diff_add(&d.dtype, &d.n_dtype, "%s: %s", nm + 5, t->dtype_str);
+    ot[i].src = t, ot[i].sgm = NULL, ot[i].fd = uf->fd, ot[i].path = path;
+  }
+  for (int i = 0; i < h->n; i++)
+    if (!used[i]) diff_add(&d.extra, &d.n_extra, "%s", h->t[i].name);
+  free(used);
+  char what[1200];
+  snprintf(what, sizeof what, "--unet %s: the UNet (diffusers names)", path);
+  d.shape_first = 1;  // a UNet of another architecture is named by its first misshapen tensor
+  return diff_report(&d, what, err, errlen);
+}
+
 int vdpw_convert_src(const char *src_dir, const char *out_path, int out_dtype, int variant, int num_frames, int verbose,
                      char *err, size_t errlen) {
+  ConvertOpts o = {.out_dtype = out_dtype, .variant = variant, .num_frames = num_frames, .verbose = verbose, .sampler = -1};
+  return vdpw_convert_opts(src_dir, out_path, &o, err, errlen);
+}
+
+int vdpw_convert_opts(const char *src_dir, const char *out_path, const ConvertOpts *opt, char *err, size_t errlen) {
+  const int out_dtype = opt->out_dtype, variant = opt->variant, num_frames = opt->num_frames, verbose = opt->verbose;
   VdpConfig cfg;
   VdpSpecList list = {0};
   const VdpTensorSpec **exp = NULL;
@@ -1201,8 +1295,8 @@ int vdpw_convert_src(const char *src_dir, const char *out_path, int out_dtype, i
   // A file instead of a folder: a single-file SGM checkpoint (sgm.c maps and checks it).
   struct stat sst;
   int single = stat(src_dir, &sst) == 0 && S_ISREG(sst.st_mode);
-  StFile sgf = {.fd = -1};
-  SgmMap sgm = {0};
+  StFile sgf = {.fd = -1}, uf = {.fd = -1};
+  SgmMap sgm = {0}, usgm = {0};
 
   // The output first (cheap): a name that may be written, in a folder that takes a new file, and none of
   // the files this run reads (with --overwrite it would be replaced by its own conversion).
@@ -1211,6 +1305,7 @@ int vdpw_convert_src(const char *src_dir, const char *out_path, int out_dtype, i
     char inputs[CONVERT_MAX_INPUTS][1100];
     const char *list_in[CONVERT_MAX_INPUTS];
     int n_in = convert_inputs(src_dir, single, variant, inputs);
+    if (opt->unet) snprintf(inputs[n_in++], sizeof inputs[0], "%s", opt->unet);  // --unet's file
     for (int i = 0; i < n_in; i++) list_in[i] = inputs[i];
     if (out_not_input(out_path, list_in, n_in, err, errlen)) goto out;
   }
@@ -1225,6 +1320,7 @@ int vdpw_convert_src(const char *src_dir, const char *out_path, int out_dtype, i
     cfg = sgm.cfg;
   } else if (config_from_diffusers(src_dir, &cfg, err, errlen))
     goto out;
+  if (opt->sampler >= 0) cfg.sched_sampler = opt->sampler;
   if (config_validate(&cfg, err, errlen)) {
     err_prefix(err, errlen, src_dir);
     goto out;
@@ -1253,10 +1349,12 @@ int vdpw_convert_src(const char *src_dir, const char *out_path, int out_dtype, i
     if (single) {
       ot[i].sgm = sgm_find(&sgm, nm);
       t = ot[i].sgm ? &ot[i].sgm->view : NULL;
+      ot[i].fd = sgf.fd, ot[i].path = src_dir;
     }
     for (int c = 0; c < 3 && !single; c++) {
       size_t pl = strlen(COMPS[c].prefix);
-      if (!strncmp(nm, COMPS[c].prefix, pl) && nm[pl] == '.') t = st_find(&sf[c].h, nm + pl + 1), ot[i].comp = c;
+      if (!strncmp(nm, COMPS[c].prefix, pl) && nm[pl] == '.')
+        t = st_find(&sf[c].h, nm + pl + 1), ot[i].comp = c, ot[i].fd = sf[c].fd, ot[i].path = sf[c].path;
     }
     ot[i].src = t;
     if (!t) diff_add(&d.missing, &d.n_missing, "%s", nm);
@@ -1283,6 +1381,13 @@ int vdpw_convert_src(const char *src_dir, const char *out_path, int out_dtype, i
     char what[1200];
     snprintf(what, sizeof what, "checkpoint %s", src_dir);
     if (diff_report(&d, what, err, errlen)) goto out;
+  }
+  if (opt->unet) {
+    if (unet_swap(opt->unet, &cfg, exp, list.n, ot, &uf, &usgm, err, errlen)) goto out;
+    if (verbose)
+      fprintf(stderr, "convert: unet          %s: %d tensors replace the base's UNet; sampler recorded: %s%s\n", opt->unet,
+              uf.h.n, sampler_name(cfg.sched_sampler),
+              cfg.sched_sampler == VDP_SAMPLER_EULER ? " (AnimateLCM-SVD-xt weights need --sampler animatelcm)" : "");
   }
 
   // Layout: header, configuration, table (64-aligned), then each tensor 64-aligned in name order.
@@ -1338,9 +1443,9 @@ int vdpw_convert_src(const char *src_dir, const char *out_path, int out_dtype, i
     at = t->offset;
     for (uint64_t e0 = 0; e0 < s->numel; e0 += CHUNK) {
       size_t n = (size_t)(s->numel - e0 < CHUNK ? s->numel - e0 : CHUNK);
-      if (single ? sgm_read(sgf.fd, ot[i].sgm, e0, n, inbuf)
-                 : pread_full(sf[ot[i].comp].fd, inbuf, n * (size_t)ssz, s->begin + e0 * (uint64_t)ssz)) {
-        errf(err, errlen, "%s: read error in tensor '%s'", single ? src_dir : sf[ot[i].comp].path, s->name);
+      if (ot[i].sgm ? sgm_read(ot[i].fd, ot[i].sgm, e0, n, inbuf)
+                    : pread_full(ot[i].fd, inbuf, n * (size_t)ssz, s->begin + e0 * (uint64_t)ssz)) {
+        errf(err, errlen, "%s: read error in tensor '%s'", ot[i].path, s->name);
         goto out;
       }
       int why = 0;
@@ -1353,7 +1458,7 @@ int vdpw_convert_src(const char *src_dir, const char *out_path, int out_dtype, i
                e0 + (uint64_t)bad);
         else
           errf(err, errlen, "%s: tensor '%s' holds a non-finite value (%g) at index %" PRIu64 ": the checkpoint is damaged; "
-               "nothing was written", single ? src_dir : sf[ot[i].comp].path, s->name, (double)x, e0 + (uint64_t)bad);
+               "nothing was written", ot[i].path, s->name, (double)x, e0 + (uint64_t)bad);
         goto out;
       }
       size_t nb = n * (size_t)dtype_size(out_dtype);
@@ -1394,7 +1499,9 @@ out:
   if (rc) out_abort(&o);  // exactly the temporary this run created, nothing else
   for (int c = 0; c < nopen; c++) st_close(&sf[c]);
   st_close(&sgf);
+  st_close(&uf);
   sgm_map_free(&sgm);
+  sgm_map_free(&usgm);
   free(inbuf), free(outbuf), free(cfgtext), free(ot), free(exp);
   speclist_free(&list);
   return rc;
@@ -1404,6 +1511,7 @@ static void convert_usage(void) {
   fprintf(stderr,
           "usage: vdp convert SRC_DIR OUT.vdpw [--dtype fp16|fp32] [--variant auto|fp32|fp16] [--overwrite]\n"
           "       vdp convert FILE.safetensors OUT.vdpw [--dtype fp16|fp32] [--num-frames N] [--overwrite]\n"
+          "       either one with [--unet UNET.safetensors] [--sampler euler|animatelcm]\n"
           "  SRC_DIR    a diffusers StableVideoDiffusionPipeline folder (model_index.json, unet/, vae/, ...)\n"
           "  FILE       a single-file SGM checkpoint (svd.safetensors, svd_xt.safetensors, svd_xt_1_1.safetensors\n"
           "             as ComfyUI and Stability's generative-models use them); the configuration is inferred\n"
@@ -1412,19 +1520,25 @@ static void convert_usage(void) {
           "             auto (default) = the plain file when present, else the fp16 variant\n"
           "  --num-frames  (file) default frame count stored in the output (default 25 when the file name\n"
           "             holds the word \"xt\" (svd_xt, svd_xt_1_1, AnimateLCM-SVD-xt), else 14)\n"
+          "  --unet UNET.safetensors  replace the UNet's weights by this file's (e.g. AnimateLCM-SVD-xt.safetensors):\n"
+          "             diffusers names (UNetSpatioTemporalConditionModel.state_dict()) or SGM names\n"
+          "             (model.diffusion_model.*); every tensor of the base's UNet with its shape, nothing else\n"
+          "  --sampler euler|animatelcm  the sampler the file records (vdp generate's default; default euler)\n"
           "  --overwrite  replace OUT.vdpw when it exists (a regular file only); without it vdp refuses\n"
           "exit status: 0 success, 1 failure, 2 usage error\n");
 }
 
 int cmd_convert(int argc, char **argv) {
   const char *pos[2] = {NULL, NULL};
-  int npos = 0, dtype = VDP_F16, variant = VARIANT_AUTO, num_frames = 0, variant_given = 0, overwrite = 0;
+  int npos = 0, dtype = VDP_F16, variant = VARIANT_AUTO, num_frames = 0, variant_given = 0, overwrite = 0, sampler = -1;
+  const char *unet = NULL;
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       convert_usage();
       return 0;
     }
-  vdp_flags_once("convert", argc, argv, (const char *const[]){"--dtype", "--variant", "--num-frames", NULL}, NULL);
+  vdp_flags_once("convert", argc, argv, (const char *const[]){"--dtype", "--variant", "--num-frames", "--unet", "--sampler", NULL},
+                 NULL);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -1435,13 +1549,21 @@ int cmd_convert(int argc, char **argv) {
       overwrite = 1;
       continue;
     }
-    if (!strcmp(a, "--dtype") || !strcmp(a, "--variant") || !strcmp(a, "--num-frames")) {
+    if (!strcmp(a, "--dtype") || !strcmp(a, "--variant") || !strcmp(a, "--num-frames") || !strcmp(a, "--unet") ||
+        !strcmp(a, "--sampler")) {
       if (i + 1 >= argc) {
         fprintf(stderr, "vdp: error: %s needs a value\n", a);
         return 2;
       }
       const char *v = argv[++i];
-      if (!strcmp(a, "--num-frames")) {
+      if (!strcmp(a, "--unet")) {
+        unet = v;
+      } else if (!strcmp(a, "--sampler")) {
+        if ((sampler = sampler_from_name(v)) < 0) {
+          fprintf(stderr, "vdp: error: --sampler must be euler or animatelcm, not '%s'\n", v);
+          return 2;
+        }
+      } else if (!strcmp(a, "--num-frames")) {
         long nf;
         if (vdp_parse_long(v, 1, MAX_LAYERS, &nf)) {
           fprintf(stderr, "vdp: error: --num-frames must be an integer in 1..%d, not '%s'\n", MAX_LAYERS, v);
@@ -1511,7 +1633,9 @@ int cmd_convert(int argc, char **argv) {
   }
   char err[4096];
   out_set_replace(overwrite);
-  if (vdpw_convert_src(pos[0], pos[1], dtype, variant, num_frames, 1, err, sizeof err)) {
+  ConvertOpts o = {.out_dtype = dtype, .variant = variant, .num_frames = num_frames, .verbose = 1, .unet = unet,
+                   .sampler = sampler};
+  if (vdpw_convert_opts(pos[0], pos[1], &o, err, sizeof err)) {
     fprintf(stderr, "vdp: error: %s\n", err);
     return 1;
   }
@@ -1533,6 +1657,7 @@ int cmd_info(int argc, char **argv) {
   printf("file: %s\n", f.path);
   printf("size: %zu bytes (%.3f GB)\n", f.map_size, f.map_size / 1e9);
   printf("format: vdpw version %d, %d tensors\n", VDPW_VERSION, f.n_tensors);
+  printf("sampler: %s (what vdp generate uses unless --sampler says otherwise)\n", sampler_name(c->sched_sampler));
   printf("configuration:\n");
   for (int i = 0; i < N_CFG_FIELDS; i++) {
     const CfgField *fd = &CFG_FIELDS[i];

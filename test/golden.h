@@ -67,16 +67,25 @@ static inline int case_str(const char *casedir, const char *key, char *out, size
   return 0;
 }
 
+// What `vdp convert` makes the case's model from: case.json's "model" (a folder or a single file), followed
+// by its "convert_args" when present (e.g. "--unet test/data/models/X.safetensors --sampler animatelcm").
+static inline int case_model(const char *casedir, char *out, size_t n) {
+  char model[512], args[1024];
+  if (case_str(casedir, "model", model, sizeof model)) return -1;
+  if (case_str(casedir, "convert_args", args, sizeof args)) args[0] = 0;
+  return snprintf(out, n, "%s%s%s", model, args[0] ? " " : "", args) >= (int)n ? -1 : 0;
+}
+
 // The model folder (e.g. test/data/models/tiny3) converted to an fp32 .vdpw in tmpdir with ./vdp convert,
 // once per model; NULL when the conversion failed.
 static inline const char *convert_model(const char *tmpdir, const char *model) {
-  static char done[8][256], out[8][512];
+  static char done[8][1600], out[8][512];
   static int n = 0;
   for (int i = 0; i < n; i++)
     if (!strcmp(done[i], model)) return out[i];
   if (n == 8) return NULL;
   snprintf(out[n], sizeof out[n], "%s/model%d.vdpw", tmpdir, n);
-  char cmd[2048];
+  char cmd[4096];
   snprintf(cmd, sizeof cmd, "./vdp convert %s %s --dtype fp32 >/dev/null 2>&1", model, out[n]);
   if (system(cmd)) {
     printf("# command failed: %s\n", cmd);

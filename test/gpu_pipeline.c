@@ -215,27 +215,29 @@ static int *int_up(const Backend *be, int v) {
 static void check(const char *name, const Tn *t);
 static double compare(const char *what, const float *got, const float *ref, int64_t n, int exact, int info);
 
-// The step ops at row 1 of a 3-step table: the UNet input, then guidance + Euler on an fp32 latent, and the
-// counter's advance. Both sides get the same fp16 inputs, so the update must agree to fp32 rounding.
-static void step_ops_case(int B, int F, int64_t chw) {
-  char name[96];
+// The step ops at row 1 of a 3-step table: the UNet input, then guidance + the sampler's update (Euler;
+// animatelcm with the step's z, or without z as for a single step) on an fp32 latent, and the counter's
+// advance. Both sides get the same fp16 inputs, so the update must agree to fp32 rounding.
+static void step_ops_case(int sampler, int with_z, int B, int F, int64_t chw) {
+  char name[128];
   float sched[3 * SCH_COLS] = {0}, g[16];
   for (int i = 0; i < 3; i++) {
     float sigma = 10.0f / (float)(i + 1), next = i == 2 ? 0.0f : 10.0f / (float)(i + 2), *r = sched + i * SCH_COLS;
     r[SCH_SIGMA] = sigma, r[SCH_SIGMA_NEXT] = next, r[SCH_T] = 0.25f * logf(sigma);
     r[SCH_C_IN] = sqrtf(sigma * sigma + 1.0f), r[SCH_C_OUT] = -sigma / sqrtf(sigma * sigma + 1.0f);
-    r[SCH_C_SKIP_DIV] = sigma * sigma + 1.0f, r[SCH_DT] = next - sigma;
+    r[SCH_C_SKIP_DIV] = sigma * sigma + 1.0f, r[SCH_DT] = next - sigma, r[SCH_C_SKIP] = 1.0f / (sigma * sigma + 1.0f);
   }
   for (int f = 0; f < F; f++) g[f] = 1.0f + 0.75f * (float)f;
-  float *lat = host_rand((int64_t)F * chw, 8.0f);
-  float *latd[2], *schd[2], *gd[2];
+  float *lat = host_rand((int64_t)F * chw, 8.0f), *z = with_z ? host_rand(3 * (int64_t)F * chw, 1.0f) : NULL;
+  float *latd[2], *schd[2], *gd[2], *zd[2] = {NULL, NULL};
   int *stepd[2];
   StepTables tab[2];
   for (int s = 0; s < 2; s++) {
     const Backend *be = s ? R : G;
     latd[s] = f32_up(be, lat, (int64_t)F * chw), schd[s] = f32_up(be, sched, 3 * SCH_COLS), gd[s] = f32_up(be, g, F);
     stepd[s] = int_up(be, 1);
-    tab[s] = (StepTables){SAMPLER_EULER_V, 3, schd[s], gd[s], stepd[s]};
+    if (z) zd[s] = f32_up(be, z, 3 * (int64_t)F * chw);
+    tab[s] = (StepTables){.sampler = sampler, .steps = 3, .sched = schd[s], .guidance = gd[s], .z = zd[s], .step = stepd[s]};
   }
   Tn img = tn_in((int64_t)B * chw, 1.0f), xin = tn_out((int64_t)B * F * 2 * chw), v = tn_in((int64_t)B * F * chw, 1.0f);
   BOTH(be->step_input(P(xin), latd[g_side], P(img), &tab[g_side], B, F, chw));
@@ -244,17 +246,19 @@ static void step_ops_case(int B, int F, int64_t chw) {
   BOTH(be->step_update(latd[g_side], P(v), &tab[g_side], B, F, chw));
   float *a = vdp_malloc((size_t)F * chw * sizeof(float), "check"), *b = vdp_malloc((size_t)F * chw * sizeof(float), "check");
   G->download_bytes(a, latd[0], (size_t)F * chw * sizeof(float)), R->download_bytes(b, latd[1], (size_t)F * chw * sizeof(float));
-  snprintf(name, sizeof name, "op step_update_euler_b%d_f%d_chw%lld (fp32 latent)", B, F, (long long)chw);
+  snprintf(name, sizeof name, "op step_update_%s%s_b%d_f%d_chw%lld (fp32 latent)", sampler_name(sampler),
+           sampler == VDP_SAMPLER_ANIMATELCM ? with_z ? "_z" : "_no_z" : "", B, F, (long long)chw);
   compare(name, a, b, (int64_t)F * chw, 0, 0);
   int sa = -1, sb = -1;
   G->download_bytes(&sa, stepd[0], sizeof sa), R->download_bytes(&sb, stepd[1], sizeof sb);
   if (sa == 2 && sb == 2) printf("ok - op step_update advances the step counter 1 -> 2\n"), n_pass++;
   else printf("FAIL - op step_update: step counter %d (tested) / %d (cpu), expected 2\n", sa, sb), n_fail++;
-  free(a), free(b), free(lat);
+  free(a), free(b), free(lat), free(z);
   tn_free(&img), tn_free(&xin), tn_free(&v);
   for (int s = 0; s < 2; s++) {
     const Backend *be = s ? R : G;
     be->mem_free(latd[s]), be->mem_free(schd[s]), be->mem_free(gd[s]), be->mem_free(stepd[s]);
+    if (zd[s]) be->mem_free(zd[s]);
   }
 }
 
@@ -447,7 +451,11 @@ static void run_ops(void) {
     check("timestep_embedding_positions_n5_d16", &e);
     tn_free(&e);
     for (int s = 0; s < 2; s++) (s ? R : G)->mem_free(tsd[s]), (s ? R : G)->mem_free(rowd[s]);
-    for (int B = 1; B <= 2; B++) step_ops_case(B, 3, 37);  // odd plane size
+    for (int B = 1; B <= 2; B++) {  // odd plane size
+      step_ops_case(VDP_SAMPLER_EULER, 0, B, 3, 37);
+      step_ops_case(VDP_SAMPLER_ANIMATELCM, 1, B, 3, 37);
+    }
+    step_ops_case(VDP_SAMPLER_ANIMATELCM, 0, 2, 3, 37);  // one step: no z
 
     Tn ux = tn_in(2 * 3 * 4 * 5, 1.0f), uy = tn_out(2 * 3 * 8 * 10);
     BOTH(be->upsample_nearest(P(uy), P(ux), 2, 3, 4, 5, 8, 10));
@@ -588,10 +596,10 @@ static void run_models(void) {
   qsort(names, (size_t)nc, sizeof names[0], (int (*)(const void *, const void *))strcmp);
   int ncase = 0;
   for (int i = 0; i < nc; i++) {
-    char casedir[600], model[256], err[1024];
+    char casedir[600], model[1600], err[1024];
     snprintf(casedir, sizeof casedir, "%s/%.200s", root, names[i]);
     struct stat st;
-    if (stat(casedir, &st) || !S_ISDIR(st.st_mode) || case_str(casedir, "model", model, sizeof model)) continue;
+    if (stat(casedir, &st) || !S_ISDIR(st.st_mode) || case_model(casedir, model, sizeof model)) continue;
     if (only_case && strcmp(names[i], only_case)) continue;
     const char *vdpw = convert_or_fail(model);
     if (!vdpw) continue;
@@ -615,10 +623,10 @@ static void run_models(void) {
 // The whole pipeline in this process (pipeline_encode, every step, pipeline_decode: what the CLI runs)
 // on the tested backend: frames vs diffusers. Also what --emulate uses to estimate the fp16 frame error.
 static void run_pipeline_inproc(const char *case_name) {
-  char casedir[512], model[256], image[512], err[1024];
+  char casedir[512], model[1600], image[512], err[1024];
   snprintf(casedir, sizeof casedir, "test/data/golden/%s", case_name);
   printf("# 3a. the pipeline in-process on %s (%s): frames vs diffusers\n", G->name, case_name);
-  if (case_str(casedir, "model", model, sizeof model) || case_str(casedir, "image", image, sizeof image)) {
+  if (case_model(casedir, model, sizeof model) || case_str(casedir, "image", image, sizeof image)) {
     printf("FAIL - pipeline: cannot read %s/case.json\n", casedir), n_fail++;
     return;
   }
@@ -633,6 +641,8 @@ static void run_pipeline_inproc(const char *case_name) {
                  .min_guidance = (float)case_num(casedir, "min_guidance_scale", 1.0),
                  .max_guidance = (float)case_num(casedir, "max_guidance_scale", 3.0),
                  .seed = (uint64_t)case_num(casedir, "seed", 0), .quiet = 1};
+  char sampler[32];
+  if (!case_str(casedir, "sampler", sampler, sizeof sampler)) p.sampler = sampler_from_name(sampler);
   VdpFile f;
   VdpImage img;
   Models *m = vdp_calloc(1, sizeof *m, "models");
@@ -727,13 +737,13 @@ static void check_step_profile(const char *case_name, int graphs, int steps) {
 }
 
 static void run_generate(const char *case_name) {
-  char casedir[512], model[256], line[4096], cmd[16384], dump[600], path[700];
+  char casedir[512], model[1600], line[4096], cmd[16384], dump[600], path[700];
   snprintf(casedir, sizeof casedir, "test/data/golden/%s", case_name);
   const char *device = emulate ? "cpu" : "cuda";
   printf("# 3b. ./vdp generate --device %s on %s: frames vs diffusers, noises bit-exact\n", device, case_name);
   snprintf(path, sizeof path, "%s/args.txt", casedir);
   FILE *f = fopen(path, "rb");
-  if (!f || !fgets(line, sizeof line, f) || case_str(casedir, "model", model, sizeof model)) {
+  if (!f || !fgets(line, sizeof line, f) || case_model(casedir, model, sizeof model)) {
     printf("FAIL - generate: cannot read %s or its case.json\n", path), n_fail++;
     if (f) fclose(f);
     return;
@@ -786,6 +796,20 @@ static void run_generate(const char *case_name) {
     } else {
       compare(what, got, ref, numel(sr, nr), i == 1 || i == 2, i >= 3);  // frames checked, noises exact, rest info
     }
+    free(ref), free(got);
+  }
+  // animatelcm: every step's z, drawn on the host from the one stream, bit-exact
+  for (int k = 0;; k++) {
+    char name[64], what[300], rpath[900];
+    snprintf(name, sizeof name, "step_noise_%d", k);
+    snprintf(rpath, sizeof rpath, "%s/%s.npy", casedir, name);
+    if (access(rpath, R_OK)) break;
+    int64_t sr[8], sg[8];
+    int nr, ng;
+    float *ref = load(casedir, name, sr, &nr), *got = load(dump, name, sg, &ng);
+    snprintf(what, sizeof what, "generate/%s/%s", case_name, name);
+    if (!ref || !got || numel(sr, nr) != numel(sg, ng)) printf("FAIL - %s: missing or of another size\n", what), n_fail++;
+    else compare(what, got, ref, numel(sr, nr), 1, 0);
     free(ref), free(got);
   }
 }

@@ -143,7 +143,7 @@ static void check_pipeline(const char *casedir, const char *name, const char *vd
                (long long)numel(sg, ng), nr, (long long)numel(sr, nr));
         n_fail++;
       } else {
-        int exact = !strcmp(tname, "noise_aug") || !strcmp(tname, "noise_latents");
+        int exact = !strcmp(tname, "noise_aug") || !strcmp(tname, "noise_latents") || !strncmp(tname, "step_noise_", 11);
         compare(what, got, ref, numel(sr, nr), exact);
       }
     }
@@ -174,11 +174,11 @@ int main(void) {
   printf("# tolerance rule: err = max|vdp - ref| / max(1, max|ref|) <= %.0e; random draws bit-exact\n", TOL);
   int ncase = 0;
   for (int i = 0; i < nc; i++) {
-    char casedir[1024], model[256];
+    char casedir[1024], model[1600];
     snprintf(casedir, sizeof casedir, "%s/%.200s", root, names[i]);
     struct stat st;
     if (stat(casedir, &st) || !S_ISDIR(st.st_mode)) continue;
-    if (case_str(casedir, "model", model, sizeof model)) {
+    if (case_model(casedir, model, sizeof model)) {
       printf("FAIL - %s: no model in case.json\n", names[i]), n_fail++;
       continue;
     }

@@ -10,11 +10,13 @@
 //      bit-identical);
 //   3. the CPU backend table's contract: linear with GEGLU and a residual (also res == y), on 2 threads;
 //   4. gen_shape / the model's limits refuse what cannot run (one frame with guidance that diffusers would
-//      switch off mid-way, VAE widths that are not multiples of the 32 GroupNorm groups);
+//      switch off mid-way, more than 40 animatelcm steps, VAE widths that are not multiples of the 32
+//      GroupNorm groups), and carry one z per animatelcm step (none for a single step);
 //   5. the CPU twins of the step ops (step_input, step_update) reproduce the host step loop they replaced,
 //      formula for formula, bit for bit (B = 1 and 2, odd plane sizes, the last step's σ_next = 0);
 //   6. memory admission: the plan from the configuration alone equals the real arena; the cgroup reader;
-//      pipeline_encode's peak on a 4096^2 input (no float copy of the image).
+//      pipeline_encode's peak on a 4096^2 input (no float copy of the image);
+//   7. AnimateLCM's schedule (sampler_table) against the published N = 4 values and its ends.
 #include "../model.h"
 
 #include <math.h>
@@ -148,6 +150,38 @@ static void geglu_residual_check(void) {
   double e2 = rel_err(y, ref, (size_t)M * N);
   check(e1 <= 1e-6 && e2 <= 1e-6, "cpu backend: linear GEGLU + residual (res apart, res == y)", "(err %.2e, %.2e)", e1, e2);
   free(x), free(w), free(b), free(res), free(y), free(ref), free(t);
+}
+
+// 7. AnimateLCM's schedule against the published values (../shared/animatelcm.md, N = 4, 7 digits), its ends
+// (N = 40 reaches σ_min = 0.002; σ_N = 0 always) and the coefficients' definitions.
+static void animatelcm_schedule_check(void) {
+  StepScalars t[40];
+  float init = sampler_table(NULL, VDP_SAMPLER_ANIMATELCM, 4, t);
+  const double sig[4] = {700.0, 128.5637, 13.67844, 0.4968784}, ts[4] = {1.63777, 1.21411, 0.65396, -0.17485};
+  double es = 0, et = 0;
+  for (int i = 0; i < 4; i++) {
+    es = fmax(es, fabs(t[i].sigma - sig[i]) / sig[i]);
+    et = fmax(et, fabs(t[i].t - ts[i]));
+  }
+  check(es < 1e-6 && et < 1e-5, "animatelcm N=4 sigmas and timesteps are the published ones", "(sigma rel %.1e, t %.1e)", es, et);
+  check(t[3].sigma_next == 0.0f && t[0].sigma_next == t[1].sigma && t[2].sigma_next == t[3].sigma,
+        "animatelcm sigma_next: the next sigma, then 0", "(last %g%.0s)", t[3].sigma_next, 0);
+  check(init == (float)sqrt(490001.0), "animatelcm init_noise_sigma = sqrt(700^2 + 1)", "(%.9g vs %.9g)", init, sqrt(490001.0));
+  double ec = 0;
+  for (int i = 0; i < 4; i++) {
+    double s2 = (double)t[i].sigma * t[i].sigma;
+    ec = fmax(ec, fabs(t[i].c_skip - 1.0 / (s2 + 1.0)) * (s2 + 1.0));
+    ec = fmax(ec, fabs(t[i].c_out + t[i].sigma / sqrt(s2 + 1.0)));
+    ec = fmax(ec, fabs(t[i].c_in - sqrt(s2 + 1.0)) / sqrt(s2 + 1.0));
+  }
+  check(ec < 1e-6, "animatelcm c_in, c_skip, c_out (sigma_data = 1)", "(max rel err %.1e%.0s)", ec, 0);
+  sampler_table(NULL, VDP_SAMPLER_ANIMATELCM, 40, t);
+  check(fabs(t[39].sigma - 0.002) < 1e-9 && t[0].sigma == 700.0f && t[39].sigma_next == 0.0f,
+        "animatelcm N=40 runs the whole schedule, 700 to 0.002, then 0", "(last sigma %.9g%.0s)", t[39].sigma, 0);
+  sampler_table(NULL, VDP_SAMPLER_ANIMATELCM, 3, t);  // r = 13: ramps 0, 13/39, 26/39
+  double want = pow(pow(700.0, 1 / 7.0) + (26.0 / 39.0) * (pow(0.002, 1 / 7.0) - pow(700.0, 1 / 7.0)), 7.0);
+  check(t[2].sigma == (float)want, "animatelcm N=3 samples the 40-point ramp at i*(40//3)/39", "(%.9g vs %.9g)", t[2].sigma,
+        want);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -284,7 +318,7 @@ static void step_twin_check(int B, int F, int64_t plane, int steps) {
   for (int64_t i = 0; i < n; i++) h = h * 1664525u + 1013904223u, x[i] = xr[i] = 80.0f * ((float)(h >> 8) / 16777216.0f - 0.5f);
   for (int64_t i = 0; i < (int64_t)B * plane; i++) h = h * 1664525u + 1013904223u, img[i] = (float)(h >> 8) / 16777216.0f;
   int step = 0, same = 1, counter_ok = 1;
-  StepTables t = {SAMPLER_EULER_V, steps, tab, g, &step};
+  StepTables t = {.sampler = VDP_SAMPLER_EULER, .steps = steps, .sched = tab, .guidance = g, .z = NULL, .step = &step};
   for (int i = 0; i < steps; i++) {
     for (int64_t k = 0; k < B * n; k++) h = h * 1664525u + 1013904223u, v[k] = 3.0f * ((float)(h >> 8) / 16777216.0f - 0.5f);
     backend_cpu.step_input(xin, x, img, &t, B, F, plane);
@@ -303,6 +337,7 @@ static void step_twin_check(int B, int F, int64_t plane, int steps) {
 
 int main(void) {
   geglu_residual_check();
+  animatelcm_schedule_check();
   cgroup_checks();
   step_twin_check(1, 3, 37, 4);
   step_twin_check(2, 5, 41, 3);
@@ -394,6 +429,16 @@ int main(void) {
   q.min_guidance = q.max_guidance = 1.0f;
   rc = gen_shape(&m, &q, &s, err, sizeof err);
   check(rc == 0 && s.B == 1, "gen_shape accepts 1 frame without guidance", "(rc %.0f, B %.0f)", rc, s.B);
+  q = p, q.sampler = VDP_SAMPLER_ANIMATELCM, q.steps = ANIMATELCM_POINTS + 1;
+  rc = gen_shape(&m, &q, &s, err, sizeof err);
+  check(rc != 0 && strstr(err, "at most 40"), "gen_shape refuses 41 animatelcm steps (a 40-point schedule)", "(rc %.0f%.0s)", rc, 0);
+  q.steps = ANIMATELCM_POINTS;
+  rc = gen_shape(&m, &q, &s, err, sizeof err);
+  check(rc == 0 && s.n_z == 40 && s.cond_n > (size_t)40 * s.latent_n, "gen_shape: 40 animatelcm steps carry 40 z",
+        "(rc %.0f, n_z %.0f)", rc, s.n_z);
+  q.steps = 1;
+  rc = gen_shape(&m, &q, &s, err, sizeof err);
+  check(rc == 0 && s.n_z == 0, "gen_shape: one animatelcm step draws no z", "(rc %.0f, n_z %.0f)", rc, s.n_z);
   models_thread_release(&m);
   models_free(&m);
 

@@ -9,6 +9,10 @@
 //   4. the configuration inferred from the published SVD / SVD-XT shapes (test/data/sgm/svd_xt_shapes.header,
 //      a header without data, padded here with a sparse data area) is the published one; that of another
 //      layout (svd_layout.header) is the one its diffusers config files give
+//   5. `vdp convert --unet` (AnimateLCM-SVD-xt's UNet swap): the base's own UNet given back, in diffusers or
+//      SGM names and over either base, converts byte-identical to the base alone; another UNet replaces
+//      exactly the unet.* tensors and --sampler is recorded; missing, extra, misshapen tensors, a VAE or
+//      CLIP file, a whole checkpoint, a non-SVD base: each a clean refusal naming it, nothing written
 #include "vdp.h"
 #include "test/check.h"
 
@@ -26,6 +30,12 @@ int vdpw_convert(const char *src_dir, const char *out_path, int out_dtype, int v
 int vdpw_convert_src(const char *src, const char *out_path, int out_dtype, int variant, int num_frames, int verbose,
                      char *err, size_t errlen);
 int config_to_text(const VdpConfig *c, char **text, size_t *len);
+typedef struct {
+  int out_dtype, variant, num_frames, verbose;
+  const char *unet;
+  int sampler;
+} ConvertOpts;  // weights.c
+int vdpw_convert_opts(const char *src, const char *out_path, const ConvertOpts *o, char *err, size_t errlen);
 
 static const char *SGM_FILE = "test/data/sgm/svd_mini.safetensors", *SGM_DIR = "test/data/sgm/svd_mini";
 static char g_tmp[256];
@@ -535,6 +545,138 @@ static void test_transposed_read_once(void) {
   sgm_map_free(&m), st_close(&f);
 }
 
+// ---------------------------------------------------------------------------------------------------
+// 5. --unet
+// ---------------------------------------------------------------------------------------------------
+static const char *LCM_UNET = "test/data/models/svd_mini_lcm_unet.safetensors";
+static const char *DIFF_UNET = "test/data/sgm/svd_mini/unet/diffusion_pytorch_model.fp16.safetensors";
+
+static int convert_unet(const char *base, const char *unet, int sampler, const char *out, char *err, size_t n) {
+  ConvertOpts o = {.out_dtype = VDP_F16, .unet = unet, .sampler = sampler};
+  return vdpw_convert_opts(base, out, &o, err, n);
+}
+
+// An edited copy of a safetensors file in the temporary folder (its path), or NULL.
+static const char *edited(const char *src, const char *name, EditFn fn) {
+  Eds e = {0};
+  if (load_eds(src, &e)) return NULL;
+  if (fn) fn(&e);
+  const char *p = tmp(name);
+  int rc = write_eds(p, &e);
+  free_eds(&e);
+  return rc ? NULL : p;
+}
+static void keep_sgm_unet(Eds *e) {  // the SGM checkpoint's UNet alone
+  for (int i = 0; i < e->n; i++) e->t[i].drop = strncmp(e->t[i].name, U, strlen(U)) != 0;
+}
+static void sgm_unet_missing_one(Eds *e) {
+  keep_sgm_unet(e);
+  ed_find(e, U "out.2.weight")->drop = 1;
+}
+static void diff_unet_missing_one(Eds *e) { ed_find(e, "conv_out.weight")->drop = 1; }
+static void diff_unet_extra_one(Eds *e) {
+  e->t = realloc(e->t, (size_t)(e->n + 1) * sizeof *e->t);
+  ed_add(e, "lora_down.weight", "F16", 2, (const int64_t[]){4, 4});
+}
+
+// Converts with --unet and expects a clean failure whose message holds every string in want, nothing written.
+static void expect_unet_fail(const char *name, const char *base, const char *unet, const char *const *want) {
+  char err[4096] = "";
+  const char *out = tmp("bad_unet.vdpw");
+  int rc = unet ? convert_unet(base, unet, 1, out, err, sizeof err) : -2;
+  int has = 1;
+  const char *miss = "";
+  for (int i = 0; want[i]; i++)
+    if (!strstr(err, want[i])) has = 0, miss = want[i];
+  struct stat st;
+  int left = !stat(out, &st);
+  check(rc == -1 && has && !left, name, "%s%s%s| %.700s", rc == -1 ? "" : rc == -2 ? "no input file! " : "succeeded! ",
+        has ? "" : "message lacks: ", miss, err);
+  unlink(out);
+}
+
+static void test_unet_swap(void) {
+  char err[4096], why[600];
+  int n = 0;
+  const char *ref = tmp("unet_ref.vdpw");
+  if (vdpw_convert(SGM_DIR, ref, VDP_F16, 0, 0, err, sizeof err)) {
+    check(0, "unet_ref_convert", "%s", err);
+    return;
+  }
+  // The base's own UNet given back: the same file whatever the names and the base's form.
+  const char *sgm_unet = edited(SGM_FILE, "sgm_unet.safetensors", keep_sgm_unet);
+  const struct {
+    const char *name, *base, *unet;
+  } same[] = {{"unet_swap_diffusers_names", SGM_DIR, DIFF_UNET},
+              {"unet_swap_sgm_names", SGM_DIR, sgm_unet},
+              {"unet_swap_sgm_base_diffusers_names", SGM_FILE, DIFF_UNET},
+              {"unet_swap_sgm_base_sgm_names", SGM_FILE, sgm_unet}};
+  for (int i = 0; i < 4; i++) {
+    const char *out = tmp("unet_same.vdpw");
+    if (!same[i].unet || convert_unet(same[i].base, same[i].unet, -1, out, err, sizeof err)) {
+      check(0, same[i].name, "convert failed: %s", same[i].unet ? err : "no UNet file");
+      continue;
+    }
+    int k = same_tensors(out, ref, &n, why, sizeof why);
+    check(k == n && n > 0, same[i].name, "%s --unet %s: %d of %d tensors byte-identical to the base alone %s", same[i].base,
+          same[i].unet, k, n, why);
+    unlink(out);
+  }
+  // Another UNet (AnimateLCM's role): every unet.* tensor replaced, nothing else touched, the sampler recorded.
+  const char *lcm = tmp("unet_lcm.vdpw");
+  if (convert_unet(SGM_DIR, LCM_UNET, VDP_SAMPLER_ANIMATELCM, lcm, err, sizeof err)) {
+    check(0, "unet_swap_other", "convert failed: %s", err);
+  } else {
+    VdpFile a, b;
+    if (vdpw_open(lcm, &a, err, sizeof err) || vdpw_open(ref, &b, err, sizeof err)) {
+      check(0, "unet_swap_other", "%s", err);
+    } else {
+      int unet = 0, unet_diff = 0, other = 0, other_same = 0;
+      for (int i = 0; i < a.n_tensors; i++) {
+        const VdpTensor *x = &a.tensors[i], *y = vdpw_find(&b, x->name);
+        int eq = y && x->nbytes == y->nbytes && !memcmp(x->data, y->data, x->nbytes);
+        if (!strncmp(x->name, "unet.", 5)) unet++, unet_diff += !eq;
+        else other++, other_same += eq;
+      }
+      check(a.n_tensors == b.n_tensors && unet > 0 && unet_diff == unet && other_same == other, "unet_swap_other",
+            "%d of %d unet.* tensors replaced, %d of %d others identical", unet_diff, unet, other_same, other);
+      check(a.cfg.sched_sampler == VDP_SAMPLER_ANIMATELCM && b.cfg.sched_sampler == VDP_SAMPLER_EULER, "unet_swap_sampler",
+            "recorded sampler %d (base alone %d)", a.cfg.sched_sampler, b.cfg.sched_sampler);
+      vdpw_close(&a), vdpw_close(&b);
+    }
+  }
+  // Refusals
+  expect_unet_fail("unet_missing_sgm", SGM_DIR, edited(SGM_FILE, "u1.safetensors", sgm_unet_missing_one),
+                   (const char *const[]){"1 missing", U "out.2.weight", NULL});
+  expect_unet_fail("unet_missing_diffusers", SGM_DIR, edited(DIFF_UNET, "u2.safetensors", diff_unet_missing_one),
+                   (const char *const[]){"1 missing (conv_out.weight)", NULL});
+  expect_unet_fail("unet_extra_diffusers", SGM_DIR, edited(DIFF_UNET, "u3.safetensors", diff_unet_extra_one),
+                   (const char *const[]){"1 unexpected (lora_down.weight)", NULL});
+  expect_unet_fail("unet_whole_sgm_checkpoint", SGM_DIR, SGM_FILE, (const char *const[]){"unexpected", "conditioner.", NULL});
+  // another architecture (tiny3's UNet: other widths and levels): the misshapen tensors come first
+  expect_unet_fail("unet_other_architecture", SGM_DIR, "test/data/models/tiny3/unet/diffusion_pytorch_model.fp16.safetensors",
+                   (const char *const[]){"does not match the configuration: ", NULL});
+  {
+    char err2[4096] = "";
+    int rc = convert_unet(SGM_DIR, "test/data/models/tiny3/unet/diffusion_pytorch_model.fp16.safetensors", 1,
+                          tmp("arch.vdpw"), err2, sizeof err2);
+    const char *c = strstr(err2, "configuration: ");
+    int k = 0;
+    char word[16] = "";
+    int first_shape = c && sscanf(c + 15, "%d with the %15s", &k, word) == 2 && !strcmp(word, "wrong");
+    check(rc == -1 && first_shape && k > 0, "unet_other_architecture_first_misshapen", "%.300s", err2);
+  }
+  expect_unet_fail("unet_vae_file", SGM_DIR, "test/data/sgm/svd_mini/vae/diffusion_pytorch_model.fp16.safetensors",
+                   (const char *const[]){"not a UNet", "a VAE", NULL});
+  expect_unet_fail("unet_clip_file", SGM_DIR, "test/data/sgm/svd_mini/image_encoder/model.fp16.safetensors",
+                   (const char *const[]){"not a UNet", "CLIP image encoder", NULL});
+  expect_unet_fail("unet_file_absent", SGM_DIR, tmp("no_such_unet.safetensors"), (const char *const[]){"--unet", NULL});
+  // a base that is not SVD: refused as such, before the UNet file matters
+  expect_unet_fail("unet_non_svd_base", "test/data/models/tiny3/unet/diffusion_pytorch_model.fp16.safetensors", LCM_UNET,
+                   (const char *const[]){"tiny3/unet/diffusion_pytorch_model.fp16.safetensors", NULL});
+  expect_unet_fail("unet_non_svd_folder", "test/data/images", LCM_UNET, (const char *const[]){"model_index.json", NULL});
+}
+
 int main(void) {
   snprintf(g_tmp, sizeof g_tmp, "/tmp/test_sgm.XXXXXX");
   if (!mkdtemp(g_tmp)) {
@@ -547,6 +689,7 @@ int main(void) {
   test_malformed();
   test_published_shapes();
   test_layout_case();
+  test_unet_swap();
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
   if (system(cmd)) printf("(could not remove %s)\n", g_tmp);

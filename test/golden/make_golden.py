@@ -1128,15 +1128,236 @@ def main():
         print("running make_image_golden.main()")
         make_image_golden.main()
 
-    # Last, so that nothing above sees a different RNG state: the SGM single-file fixtures.
+    # Last, so that nothing above sees a different RNG state: the SGM single-file fixtures, then the
+    # AnimateLCM fixtures (which read the svd_mini folder and rewrite the manifest with their files).
     write_sgm_fixtures()
+    write_lcm_fixtures()
+
+
+# --------------------------------------------------------------------------------------------
+# AnimateLCM-SVD-xt: a swapped UNet and the consistency sampler (vdp convert --unet, --sampler
+# animatelcm; ../shared/animatelcm.md). `make_golden.py --lcm-only` writes only these fixtures.
+# --------------------------------------------------------------------------------------------
+LCM_BASE = SGM / "svd_mini"                                # the base pipeline (diffusers folder)
+LCM_UNET = MODELS / "svd_mini_lcm_unet.safetensors"        # the swapped-in UNet, alone
+
+
+class AnimateLCMSampler:
+    """AnimateLCM-SVD-xt's sampler, written here from its published formulas, configured as every
+    public demo configures it: AnimateLCMSVDStochasticIterativeScheduler(num_train_timesteps=40,
+    sigma_min=0.002, sigma_max=700.0, sigma_data=1.0, s_noise=1.0, rho=7, clip_denoised=False).
+
+    Checked against: the scheduler file of the AnimateLCM demo Space (wangfuyun/AnimateLCM-SVD,
+    lcm_scheduler.py, class AnimateLCMSVDStochasticIterativeScheduler), read in the copy kept by
+    github.com/longredzhong/ComfyUI-MimicMotionWrapper (lcm_scheduler.py at commit cdab5ea): the
+    40-point Karras ramp sampled at i*(40//N)/39, sigma_N = 0 appended, timesteps
+    0.25*log(sigma + 1e-44) in float64, input scaling 1/sqrt(sigma^2 + 1), c_skip = 1/(sigma^2 + 1),
+    c_out = -sigma/sqrt(sigma^2 + 1), z drawn with randn_tensor(generator=None) at every step when
+    there is more than one step, x_next = denoised + z * clamp(sigma_next, 0, 700),
+    init_noise_sigma = sqrt(700^2 + 1); and against the N = 4 values of ../shared/animatelcm.md
+    (asserted in lcm_check_schedule). Every draw is recorded (self.z) for the fixtures."""
+
+    order = 1
+    POINTS, SIGMA_MIN, SIGMA_MAX, RHO = 40, 0.002, 700.0, 7.0
+
+    def __init__(self):
+        self.init_noise_sigma = (self.SIGMA_MAX ** 2 + 1) ** 0.5
+        self.z = []
+
+    def set_timesteps(self, num_inference_steps, device=None):
+        n = num_inference_steps
+        assert 1 <= n <= self.POINTS
+        r = self.POINTS // n
+        ramp = np.arange(n, dtype=np.int64) * r / (self.POINTS - 1)        # float64, from sigma_max
+        lo, hi = self.SIGMA_MIN ** (1 / self.RHO), self.SIGMA_MAX ** (1 / self.RHO)
+        sig64 = (hi + ramp * (lo - hi)) ** self.RHO
+        self.timesteps = torch.from_numpy(0.25 * np.log(sig64 + 1e-44))     # float64
+        self.sigmas = torch.from_numpy(np.concatenate([sig64, [0.0]]).astype(np.float32))
+        self.num_inference_steps = n
+        self.step_index = 0
+        self.z = []
+
+    def scale_model_input(self, sample, timestep):
+        sigma = self.sigmas[self.step_index]
+        return sample / ((sigma ** 2 + 1.0) ** 0.5)
+
+    def step(self, model_output, timestep, sample, generator=None, return_dict=True):
+        from diffusers.utils.torch_utils import randn_tensor
+        sigma, sigma_next = self.sigmas[self.step_index], self.sigmas[self.step_index + 1]
+        c_skip = 1.0 / (sigma ** 2 + 1.0)
+        c_out = -sigma / (sigma ** 2 + 1.0) ** 0.5
+        denoised = c_out * model_output + c_skip * sample
+        if self.num_inference_steps > 1:
+            z = randn_tensor(model_output.shape, dtype=model_output.dtype, device=model_output.device,
+                             generator=generator)
+        else:
+            z = torch.zeros_like(model_output)
+        self.z.append(z.clone())
+        prev = denoised + z * sigma_next.clamp(min=0, max=self.SIGMA_MAX)
+        self.step_index += 1
+        return diffusers.schedulers.scheduling_utils.SchedulerOutput(prev_sample=prev)
+
+
+def lcm_check_schedule():
+    s = AnimateLCMSampler()
+    s.set_timesteps(4)
+    want_sigma = [700.0, 128.5637, 13.67844, 0.4968784, 0.0]
+    want_t = [1.63777, 1.21411, 0.65396, -0.17485]
+    for got, want in zip(s.sigmas.tolist(), want_sigma):
+        assert abs(got - want) <= 1e-6 * max(1.0, abs(want)) * 10, (got, want)
+    for got, want in zip(s.timesteps.tolist(), want_t):
+        assert abs(got - want) < 1e-5, (got, want)
+    assert s.init_noise_sigma == (700.0 ** 2 + 1) ** 0.5
+
+
+def lcm_unet():
+    """The UNet to swap in: the svd_mini architecture with other weights (fp32, not fp16-exact, so a
+    conversion that rounds shows), saved alone with diffusers' state_dict names like
+    AnimateLCM-SVD-xt.safetensors."""
+    from safetensors.torch import save_file
+    unet = build_svd_mini()["unet"]
+    perturb(unet, 400)
+    unet.eval()
+    sd = {k: v.detach().contiguous() for k, v in unet.state_dict().items()}
+    save_file(sd, str(LCM_UNET))
+    print(f"  {LCM_UNET.relative_to(REPO)}: {len(sd)} tensors, fp32, "
+          f"{LCM_UNET.stat().st_size / 1e6:.2f} MB")
+    return sd
+
+
+def run_lcm_case(pipe, case, image_file, height, width, num_frames, num_inference_steps, seed,
+                 min_guidance_scale, max_guidance_scale, decode_chunk_size=None, fps=7,
+                 motion_bucket_id=80, noise_aug_strength=0.02):
+    """One pipeline run with the AnimateLCM sampler and generator=torch.manual_seed(seed) as the demo
+    calls it (the default generator: noise_aug, the initial latents and every step's z are
+    consecutive draws of one stream). Writes the case folder like run_case, plus step_noise_K."""
+    image = PIL.Image.open(IMAGES / image_file).convert("RGB")
+    sched = pipe.scheduler
+    steps = {}
+
+    def on_step_end(p, i, t, kw):
+        steps[i] = kw["latents"].clone()
+        return kw
+
+    with capture(pipe) as cap:
+        out = pipe(image, height=height, width=width, num_frames=num_frames,
+                   num_inference_steps=num_inference_steps, min_guidance_scale=min_guidance_scale,
+                   max_guidance_scale=max_guidance_scale, fps=fps,
+                   motion_bucket_id=motion_bucket_id, noise_aug_strength=noise_aug_strength,
+                   decode_chunk_size=decode_chunk_size, generator=torch.manual_seed(seed),
+                   output_type="np", callback_on_step_end=on_step_end)
+    frames = out.frames
+    F = frames.shape[1]
+    N = num_inference_steps
+    chunk = decode_chunk_size if decode_chunk_size is not None else F
+    vsf = pipe.vae_scale_factor
+    h, w = height // vsf, width // vsf
+    cfg = max_guidance_scale > 1.0
+
+    # The one stream, re-drawn from a fresh generator: noise_aug, initial latents, then z per step.
+    assert len(cap["randn"]) == 2, f"{case}: expected 2 pipeline draws, saw {len(cap['randn'])}"
+    g = torch.Generator("cpu").manual_seed(seed)
+    noise_aug = torch.randn([1, 3, height, width], generator=g, dtype=torch.float32)
+    noise_lat = torch.randn([1, F, 4, h, w], generator=g, dtype=torch.float32)
+    assert torch.equal(noise_aug, cap["randn"][0]), f"{case}: noise_aug draw differs"
+    assert torch.equal(noise_lat, cap["randn"][1]), f"{case}: initial latent draw differs"
+    assert len(sched.z) == N
+    for k in range(N):
+        zk = torch.randn([1, F, 4, h, w], generator=g, dtype=torch.float32) if N > 1 else \
+            torch.zeros([1, F, 4, h, w])
+        assert torch.equal(zk, sched.z[k]), f"{case}: z of step {k} is not the stream's next draw"
+    assert cap["resize_sizes"] == [(224, 224)], cap["resize_sizes"]
+    assert torch.equal(cap["unet_t"].float(), sched.timesteps[:1].float())
+    dec_in, dec_out = torch.cat(cap["decode_in"]), torch.cat(cap["decode_out"])
+    assert len(cap["decode_in"]) == -(-F // chunk)
+    assert torch.equal(dec_in, 1 / pipe.vae.config.scaling_factor * steps[N - 1].flatten(0, 1))
+
+    tensors = {
+        "clip_pixel_values": cap["clip_pixel_values"], "image_embeds": cap["image_embeds"].unsqueeze(1),
+        "noise_aug": noise_aug, "vae_input": cap["vae_input"], "image_latents": cap["image_latents"],
+        "noise_latents": noise_lat, "sigmas": sched.sigmas, "timesteps": sched.timesteps.float(),
+    }
+    for k in range(N):
+        if N > 1:
+            tensors[f"step_noise_{k}"] = sched.z[k]                       # [1,F,4,h,w]
+        tensors[f"latents_step_{k}"] = steps[k]
+    tensors["final_latents"] = steps[N - 1]
+    tensors["frames"] = torch.from_numpy(frames[0])
+    tensors.update(unet_in=cap["unet_in"], unet_t=cap["unet_t"].float(), unet_ehs=cap["unet_ehs"],
+                   unet_ids=cap["unet_ids"], unet_out=cap["unet_out"],
+                   vae_decode_in=dec_in, vae_decode_out=dec_out)
+    clipped = check_sane(case, tensors)
+    outdir = GOLDEN / case
+    save_tensors(outdir, tensors)
+    convert_args = f"--unet {LCM_UNET.relative_to(REPO).as_posix()} --sampler animatelcm"
+    meta = {
+        "case": case, "model": f"{LCM_BASE.relative_to(REPO).as_posix()}", "convert_args": convert_args,
+        "sampler": "animatelcm", "image": f"test/data/images/{image_file}",
+        "height": height, "width": width, "num_frames": F, "num_inference_steps": N, "fps": fps,
+        "motion_bucket_id": motion_bucket_id, "noise_aug_strength": noise_aug_strength,
+        "min_guidance_scale": min_guidance_scale, "max_guidance_scale": max_guidance_scale,
+        "decode_chunk_size": chunk, "seed": seed,
+        "generator": "torch.manual_seed(seed) (the default generator, as the AnimateLCM demo)",
+        "scheduler": "AnimateLCMSampler of make_golden.py (AnimateLCM-SVD's published sampler)",
+        "unet": "unet.load_state_dict(safetensors " + LCM_UNET.name + ", strict=True)",
+        "output_type": "np", "dtype": "float32", "device": "cpu", "classifier_free_guidance": cfg,
+        "init_noise_sigma": float(sched.init_noise_sigma), "frames_clipped_fraction": clipped,
+        "tensors": {k: list(to_np(v).shape) for k, v in tensors.items()},
+        "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
+                     "transformers": transformers.__version__},
+    }
+    write_json(outdir / "case.json", meta)
+    # No --sampler flag: the converted file records animatelcm and generate must take it from there.
+    flags = [f"--image test/data/images/{image_file}", f"--height {height}", f"--width {width}",
+             f"--num-frames {F}", f"--num-inference-steps {N}", f"--fps {fps}",
+             f"--motion-bucket-id {motion_bucket_id}", f"--noise-aug-strength {noise_aug_strength!r}",
+             f"--min-guidance-scale {float(min_guidance_scale)!r}",
+             f"--max-guidance-scale {float(max_guidance_scale)!r}", f"--seed {seed}"]
+    if decode_chunk_size is not None:
+        flags.append(f"--decode-chunk-size {decode_chunk_size}")
+    (outdir / "args.txt").write_text(f"svd_mini_lcm\t{' '.join(flags)}\n")
+    print(f"  case {case}: svd_mini + {LCM_UNET.name}, {height}x{width}, F={F}, N={N}, cfg={cfg}, "
+          f"chunk={chunk}, seed={seed}, clipped {clipped:.2%}")
+    for k in ("sigmas", "timesteps", "latents_step_0", "final_latents", "frames"):
+        print(describe(k, to_np(tensors[k])))
+
+
+def write_lcm_fixtures():
+    print("AnimateLCM fixtures:")
+    lcm_check_schedule()
+    sd = lcm_unet()
+    pipe = StableVideoDiffusionPipeline.from_pretrained(LCM_BASE, variant="fp16", dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    base_sd = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    pipe.unet.load_state_dict(sd, strict=True)                  # as the demos load AnimateLCM
+    assert any(not torch.equal(base_sd[k], sd[k]) for k in sd), "the swapped UNet equals the base"
+    pipe.unet.eval()
+    pipe.scheduler = AnimateLCMSampler()
+    cases = [
+        # 4 steps with guidance on (the demo's 1.0 -> 1.2), z at every step
+        ("lcm_cfg4", "test_32x32.png", 32, 32, dict(num_frames=3, num_inference_steps=4, seed=11,
+                                                    min_guidance_scale=1.0, max_guidance_scale=1.2)),
+        # 1 step: no z drawn; guidance off (batch 1)
+        ("lcm_1step", "test_32x32.png", 32, 32, dict(num_frames=2, num_inference_steps=1, seed=12,
+                                                     min_guidance_scale=1.0, max_guidance_scale=1.0)),
+        # an odd step count (r = 40 // 3 = 13), a resized picture, decode chunks of 2 < F = 3
+        ("lcm_3step_chunk2", "test_48x40.png", 32, 48,
+         dict(num_frames=3, num_inference_steps=3, seed=13, min_guidance_scale=1.0,
+              max_guidance_scale=1.2, decode_chunk_size=2)),
+    ]
+    for case, image, height, width, kw in cases:
+        run_lcm_case(pipe, case, image, height, width, **kw)
+    write_manifest()
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--sgm-only"]:
         setup_determinism()
         write_sgm_fixtures()
+    elif sys.argv[1:] == ["--lcm-only"]:
+        setup_determinism()
+        write_lcm_fixtures()
     elif sys.argv[1:]:
-        sys.exit("usage: make_golden.py [--sgm-only]")
+        sys.exit("usage: make_golden.py [--sgm-only | --lcm-only]")
     else:
         main()
