@@ -423,7 +423,7 @@ struct IgParams {
   int act, geglu;
 };
 
-__global__ void __launch_bounds__(256) igemm_kernel(const IgParams p) {
+__global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
   using namespace ig;
   extern __shared__ __align__(16) unsigned char smem[];
   __half *sA = reinterpret_cast<__half *>(smem);  // [AST][BM][CKP]
@@ -854,7 +854,8 @@ struct AttnParams {
 };
 
 // Flash attention (FlashAttention-2 style), head_dim 64. Block: 8 warps, 128 queries (16 per warp) of one
-// (sequence, head). Q fragments live in registers; K and V tiles of 64 keys are double-buffered in shared
+// (sequence, head). Q fragments are re-read from shared memory per K tile (4 ldmatrix per warp: holding
+// all 16 of them over the loop spilled at the 128 registers that 2 blocks per SM allow); K and V tiles of 64 keys are double-buffered in shared
 // memory with cp.async. Per tile: S = Q·Kᵀ (mma, K rows via ldmatrix), online softmax in fp32 on the
 // accumulator fragments (row max / sum over the 4 lanes of a quad), P rounded to fp16 and reused directly
 // as the A operand of O += P·V (V via ldmatrix.trans). No Lq×Lk matrix exists anywhere. Tails: query rows
@@ -862,7 +863,7 @@ struct AttnParams {
 namespace fa {
 constexpr int HD = 64, BQ = 128, BKV = 64, P = HD + 8;  // 8 warps × 16 query rows
 }
-__global__ void __launch_bounds__(256) flash_attn_kernel(const AttnParams p) {
+__global__ void __launch_bounds__(256, 2) flash_attn_kernel(const AttnParams p) {
   using namespace fa;
   extern __shared__ __align__(16) unsigned char smem[];
   __half *sQ = reinterpret_cast<__half *>(smem);  // [BQ][P]
@@ -903,7 +904,6 @@ __global__ void __launch_bounds__(256) flash_attn_kernel(const AttnParams p) {
   load_kv(0, 0);
   cp_async_commit();  // group 0: Q + tile 0
 
-  uint32_t qf[HD / 16][4];
   float o[HD / 8][4];
 #pragma unroll
   for (int i = 0; i < HD / 8; i++)
@@ -918,10 +918,6 @@ __global__ void __launch_bounds__(256) flash_attn_kernel(const AttnParams p) {
     __syncthreads();  // tile j (and Q) visible; everyone is done with tile j-1's buffer
     if (j + 1 < ntiles) load_kv(j + 1, buf ^ 1);
     cp_async_commit();
-    if (j == 0) {
-#pragma unroll
-      for (int kk = 0; kk < HD / 16; kk++) ldsm_x4(qf[kk], sQ + (warp * 16 + (lane & 15)) * P + kk * 16 + (lane >> 4) * 8);
-    }
     // S = Q Kᵀ: 16 × 64 per warp = 8 n8-tiles
     float s[BKV / 8][4];
 #pragma unroll
@@ -931,12 +927,14 @@ __global__ void __launch_bounds__(256) flash_attn_kernel(const AttnParams p) {
     const __half *kb = sK + buf * BKV * P;
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++) {
+      uint32_t qf[4];  // re-read per tile: holding all 16 Q registers over the loop spilled at 128 registers
+      ldsm_x4(qf, sQ + (warp * 16 + (lane & 15)) * P + kk * 16 + (lane >> 4) * 8);
 #pragma unroll
       for (int np = 0; np < BKV / 16; np++) {
         uint32_t b[4];
         ldsm_x4(b, kb + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * P + kk * 16 + ((lane >> 3) & 1) * 8);
-        mma16816(s[2 * np], qf[kk], b[0], b[1]);
-        mma16816(s[2 * np + 1], qf[kk], b[2], b[3]);
+        mma16816(s[2 * np], qf, b[0], b[1]);
+        mma16816(s[2 * np + 1], qf, b[2], b[3]);
       }
     }
     // online softmax; this lane holds rows r0 = lane/4 (e = 0,1) and r0 + 8 (e = 2,3)
@@ -1021,12 +1019,22 @@ __global__ void __launch_bounds__(256) flash_attn_kernel(const AttnParams p) {
 // K rows padded by one float so that lane j reading key j is conflict-free). Per chunk: lane j computes
 // score j, the warp takes the chunk max / sum with shuffles (online softmax), then each lane accumulates
 // the output dims d = lane + 32 i with the probabilities broadcast by shuffles.
+// MD = output dims per lane (head_dim <= 32 MD), a template parameter so that the accumulators o[4][MD]
+// stay in registers at their real size: MD = 16 for every head_dim spilled on sm_90 (64 live accumulators at
+// the 128-register cap); MD = 2 (head_dim <= 64, SVD's temporal attention) needs about 60 registers.
 namespace aw {
 constexpr int NW = 4, QPW = 4, MAXD = 16;  // MAXD · 32 = 512 = largest head_dim
 }
-__global__ void __launch_bounds__(128) attn_warp_kernel(const AttnParams p, int KC) {
-  using namespace aw;
+// (the dynamic shared memory is declared outside the template: the emulator's g++ reaches an `extern
+// thread_local` declared in a template through a TLS wrapper that does not exist)
+__device__ __forceinline__ float *attn_warp_smem() {
   extern __shared__ float fsm[];
+  return fsm;
+}
+template <int MD>
+__global__ void __launch_bounds__(128, MD > 4 ? 1 : 4) attn_warp_kernel(const AttnParams p, int KC) {
+  using namespace aw;
+  float *fsm = attn_warp_smem();
   const int hd = p.hd, kp = hd + 1;
   float *sK = fsm;                  // [KC][hd+1]
   float *sV = sK + KC * kp;         // [KC][hd]
@@ -1045,13 +1053,13 @@ __global__ void __launch_bounds__(128) attn_warp_kernel(const AttnParams p, int 
     const int r = i / hd, d = i - r * hd;
     sQ[i] = q0 + r < p.lq ? __half2float(qg[(long long)(q0 + r) * p.q_row + d]) * p.scale : 0.f;
   }
-  float m[QPW], l[QPW], o[QPW][MAXD];
+  float m[QPW], l[QPW], o[QPW][MD];
 #pragma unroll
   for (int a = 0; a < QPW; a++) {
     m[a] = -INFINITY;
     l[a] = 0.f;
 #pragma unroll
-    for (int i = 0; i < MAXD; i++) o[a][i] = 0.f;
+    for (int i = 0; i < MD; i++) o[a][i] = 0.f;
   }
   for (int k0 = 0; k0 < p.lk; k0 += KC) {
     const int kc = min(KC, p.lk - k0);
@@ -1083,12 +1091,12 @@ __global__ void __launch_bounds__(128) attn_warp_kernel(const AttnParams p, int 
       l[a] = l[a] * corr + ps;
       m[a] = mnew;
 #pragma unroll
-      for (int i = 0; i < MAXD; i++) o[a][i] *= corr;
+      for (int i = 0; i < MD; i++) o[a][i] *= corr;
       for (int jj = 0; jj < kc; jj++) {
         const float pb = __shfl_sync(0xffffffffu, pj, jj);
         const float *vr = sV + jj * hd;
 #pragma unroll
-        for (int i = 0; i < MAXD; i++) {
+        for (int i = 0; i < MD; i++) {
           const int d = lane + 32 * i;
           if (d < hd) o[a][i] += pb * vr[d];
         }
@@ -1102,11 +1110,20 @@ __global__ void __launch_bounds__(128) attn_warp_kernel(const AttnParams p, int 
     __half *og = p.o + sq * p.o_seq + (long long)row * p.o_row + (long long)h * hd;
     const float inv = 1.0f / l[a];
 #pragma unroll
-    for (int i = 0; i < MAXD; i++) {
+    for (int i = 0; i < MD; i++) {
       const int d = lane + 32 * i;
       if (d < hd) og[d] = __float2half_rn(o[a][i] * inv);
     }
   }
+}
+
+template <int MD>
+static void attn_warp_launch(const AttnParams &p, long long blocks) {
+  const int hd = p.hd, KC = std::max(1, std::min(32, 6144 / hd));
+  const size_t smem = ((size_t)KC * (hd + 1) + (size_t)KC * hd + (size_t)aw::NW * aw::QPW * hd) * 4;
+  static SmemAttr attr;  // one per instantiation
+  if (smem > 48 * 1024) ensure_smem(attr, attn_warp_kernel<MD>, smem);
+  VDP_LAUNCH(attn_warp_kernel<MD>, (unsigned)blocks, 128, smem, cur_stream())(p, KC);
 }
 
 extern "C" void vdpc_attention(void *o, int64_t o_seq, int64_t o_row, const void *q, int64_t q_seq, int64_t q_row,
@@ -1145,14 +1162,12 @@ extern "C" void vdpc_attention(void *o, int64_t o_seq, int64_t o_row, const void
     VDP_LAUNCH(flash_attn_kernel, (unsigned)blocks, 256, smem, cur_stream())(p);
     OPCHECK("attention (flash, head_dim 64)");
   } else {
-    const int KC = std::max(1, std::min(32, 6144 / hd));
-    const size_t smem = ((size_t)KC * (hd + 1) + (size_t)KC * hd + (size_t)aw::NW * aw::QPW * hd) * 4;
-    static SmemAttr attr;
-    if (smem > 48 * 1024) ensure_smem(attr, attn_warp_kernel, smem);
     const int qpb = aw::NW * aw::QPW;
     const long long blocks = (long long)((lq + qpb - 1) / qpb) * heads * nseq;
     if (blocks > 2147483647LL) fail_shape("attention", "grid too large");
-    VDP_LAUNCH(attn_warp_kernel, (unsigned)blocks, 128, smem, cur_stream())(p, KC);
+    if (hd <= 64) attn_warp_launch<2>(p, blocks);
+    else if (hd <= 128) attn_warp_launch<4>(p, blocks);
+    else attn_warp_launch<aw::MAXD>(p, blocks);
     OPCHECK("attention (warp per query)");
   }
 }
