@@ -10,6 +10,8 @@
 #                         test/simt/; needs the CUDA headers only, no nvcc, no GPU): --device cuda, slow but exact
 #   make test-simt-full   the whole emulated gpu_pipeline (every Backend op, CLIP, VAE, UNet, two pipelines)
 #   make test-simt-tsan   the emulated kernel tests under ThreadSanitizer (clang++, one TSan fiber per thread)
+#   make gpu-resources    bench/gpu-resources.md: ptxas registers / spills / stack / smem per kernel for sm_80..90
+#                         and the occupancy of each launch configuration (tools/gpu_resources.sh; needs nvcc)
 CC      ?= gcc
 NVCC    ?= nvcc
 CUDA_HOME ?= /usr/local/cuda
@@ -193,4 +195,9 @@ test-simt-tsan:
 	  build/simt-tsan/test_gpu_kernels
 	OMP_NUM_THREADS=1 SIMT=build/simt-tsan bash test/t_simt_kernels.sh --tsan
 
-.PHONY: all test test-gpu fuzz clean FORCE vdp-simt test-simt-full test-simt-tsan
+# ----- GPU performance figures that need no GPU (issue #18) -----
+gpu-resources:
+	bash tools/gpu_resources.sh --out bench/gpu-resources.md
+	@echo 'gpu-resources: wrote bench/gpu-resources.md'
+
+.PHONY: all test test-gpu fuzz clean FORCE vdp-simt test-simt-full test-simt-tsan gpu-resources
