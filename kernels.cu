@@ -402,8 +402,21 @@ __device__ __forceinline__ float apply_act(float v, int act) {
 // simply 128 token rows of x [tokens][K] (16-byte loads when K % 8 == 0). GEGLU: a block covers 64
 // output features and loads the 64 matching value rows and 64 gate rows as its 128 A rows.
 // Edges: out-of-range channels/pixels load zeros (cp.async zero-fill / guarded loads) and are not stored.
+// Shared-memory layouts, conflict-free by construction (the bank rules: test/simt/profile.cpp; the SIMT_PROFILE
+// counters check them). Tiles of CK = 32 halves get rows of CKP = 40 halves (80 bytes = 20 banks): the 8 rows
+// an ldmatrix matrix or a quarter-warp's 16-byte stores touch fall on 8 distinct 4-bank groups (20·r mod 32).
+// Every 16-byte store phase (8 lanes) therefore writes one 16-byte column piece of 8 consecutive rows.
+// Epilogue tile: convolutions (pixel-contiguous output) keep sC[m][n] with rows of SCP = BN + 8 floats
+// (≡ 8 banks): the accumulator fragment's float2 stores (lane g·4+t -> row g, columns 2t, 2t+1) cover the 32
+// banks per half-warp, and the epilogue reads rows. Linear layers (channel-contiguous output) keep it
+// transposed, sC[n][m] with rows of SCT = BM + 4 floats (≡ 4 banks): scalar stores land in bank 8t + g (+ 4),
+// and the epilogue reads along m.
 namespace ig {
-constexpr int BM = 128, BN = 128, CK = 32, CKP = CK + 8, NT = 256, AST = 3, SCP = BN + 1;
+constexpr int BM = 128, BN = 128, CK = 32, CKP = CK + 8, NT = 256, AST = 3, SCP = BN + 8, SCT = BM + 4;
+// 16-byte piece q (0..511) of a 128-row x 32-half tile: warp q/32 covers rows 8·(q/32) .. +7, all 4 pieces of
+// each (its global reads are whole 64-byte row segments); lanes 8i..8i+7 take piece i of the 8 rows
+__device__ __forceinline__ int piece_row(int q) { return ((q >> 5) << 3) + (q & 7); }
+__device__ __forceinline__ int piece_col(int q) { return ((q >> 3) & 3) * 8; }
 }
 
 struct IgParams {
@@ -428,7 +441,7 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   __half *sA = reinterpret_cast<__half *>(smem);  // [AST][BM][CKP]
   __half *sB = sA + AST * BM * CKP;                // [2][NPH][CKP]
-  float *sC = reinterpret_cast<float *>(smem);     // epilogue: [BM][SCP], reuses everything
+  float *sC = reinterpret_cast<float *>(smem);     // epilogue: [BM][SCP] or [BN][SCT], reuses everything
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = warp >> 2, wn = warp & 3;
 
@@ -444,12 +457,12 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
   const int S = nchunks * taps;
   const long long Mphys = p.geglu ? 2LL * p.cout : (long long)p.cout;
 
-  // --- weight (A) loader: 512 pieces of 16 bytes per step, 2 per thread: row v = piece / 4, col = 8·(piece % 4)
+  // --- weight (A) loader: 512 pieces of 16 bytes per step, 2 per thread: row piece_row, column piece_col
   int arow[2];
   bool aok[2];
 #pragma unroll
   for (int q = 0; q < 2; q++) {
-    int v = (tid + NT * q) >> 2;
+    int v = piece_row(tid + NT * q);
     if (p.geglu) {
       int o = mt * 64 + (v & 63);
       aok[q] = o < p.cout;
@@ -464,7 +477,7 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
     const int c = s / taps, t = s - c * taps, ci0 = c * CK;
 #pragma unroll
     for (int q = 0; q < 2; q++) {
-      const int piece = tid + NT * q, v = piece >> 2, col = (piece & 3) * 8, ci = ci0 + col;
+      const int piece = tid + NT * q, v = piece_row(piece), col = piece_col(piece), ci = ci0 + col;
       __half *dst = sA + (stage * BM + v) * CKP + col;
       const __half *src = p.w + ((long long)t * Mphys + arow[q]) * p.ldw + ci;
       if (p.a_vec) {
@@ -481,40 +494,55 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
 
   // --- input halo (B) loader: round r covers halo pixels r*256 + tid; a thread reads the 32 channels of
   // its pixel (coalesced across threads along the image row) into 16 registers, later stored as 4 × 16 B.
+  // The vector path (linear layers: 128 token rows, one round, channels contiguous) reads 16-byte pieces
+  // like the weights: 2 per thread, piece_row / piece_col, 8 registers.
   uint32_t breg[16];
   auto load_halo = [&](int r, int chunk) {
-    const int ph = r * NT + tid;
     const int ci0 = chunk * CK;
 #pragma unroll
     for (int e = 0; e < 16; e++) breg[e] = 0;
+    if (p.b_vec) {  // channels contiguous (sC == 1), cin % 8 == 0, 16-byte aligned; NPH = 128, R = 1
+#pragma unroll
+      for (int q = 0; q < 2; q++) {
+        const int piece = tid + NT * q, ph = piece_row(piece), ci = ci0 + piece_col(piece);
+        const int hy = ph / p.WP, hx = ph - hy * p.WP;
+        const int iy = oy0 * p.stride - p.pt + hy, ix = ox0 * p.stride - p.pl + hx;
+        if (ph < p.NPH && iy >= 0 && iy < p.H && ix >= 0 && ix < p.W && ci < p.cin) {
+          const __half *src = p.x + (long long)img * p.sN + (long long)iy * p.sY + (long long)ix * p.sX + ci;
+          uint4 u = __ldg(reinterpret_cast<const uint4 *>(src));
+          breg[4 * q] = u.x;
+          breg[4 * q + 1] = u.y;
+          breg[4 * q + 2] = u.z;
+          breg[4 * q + 3] = u.w;
+        }
+      }
+      return;
+    }
+    const int ph = r * NT + tid;
     if (ph >= p.NPH) return;
     const int hy = ph / p.WP, hx = ph - hy * p.WP;
     const int iy = oy0 * p.stride - p.pt + hy, ix = ox0 * p.stride - p.pl + hx;
     if (iy < 0 || iy >= p.H || ix < 0 || ix >= p.W) return;
     const __half *src = p.x + (long long)img * p.sN + (long long)iy * p.sY + (long long)ix * p.sX;
-    if (p.b_vec) {  // channels contiguous (sC == 1), cin % 8 == 0, 16-byte aligned
+    const unsigned short *s16 = reinterpret_cast<const unsigned short *>(src);
 #pragma unroll
-      for (int j = 0; j < 4; j++) {
-        if (ci0 + 8 * j < p.cin) {
-          uint4 u = __ldg(reinterpret_cast<const uint4 *>(src + ci0 + 8 * j));
-          breg[4 * j] = u.x;
-          breg[4 * j + 1] = u.y;
-          breg[4 * j + 2] = u.z;
-          breg[4 * j + 3] = u.w;
-        }
-      }
-    } else {
-      const unsigned short *s16 = reinterpret_cast<const unsigned short *>(src);
-#pragma unroll
-      for (int e = 0; e < 32; e += 2) {
-        const int ci = ci0 + e;
-        uint32_t lo = ci < p.cin ? __ldg(s16 + (long long)ci * p.sC) : 0u;
-        uint32_t hi = ci + 1 < p.cin ? __ldg(s16 + (long long)(ci + 1) * p.sC) : 0u;
-        breg[e >> 1] = lo | (hi << 16);
-      }
+    for (int e = 0; e < 32; e += 2) {
+      const int ci = ci0 + e;
+      uint32_t lo = ci < p.cin ? __ldg(s16 + (long long)ci * p.sC) : 0u;
+      uint32_t hi = ci + 1 < p.cin ? __ldg(s16 + (long long)(ci + 1) * p.sC) : 0u;
+      breg[e >> 1] = lo | (hi << 16);
     }
   };
   auto store_halo = [&](int r, int buf) {
+    if (p.b_vec) {
+#pragma unroll
+      for (int q = 0; q < 2; q++) {
+        const int piece = tid + NT * q;
+        *reinterpret_cast<uint4 *>(sB + ((long long)buf * p.NPH + piece_row(piece)) * CKP + piece_col(piece)) =
+            make_uint4(breg[4 * q], breg[4 * q + 1], breg[4 * q + 2], breg[4 * q + 3]);
+      }
+      return;
+    }
     const int ph = r * NT + tid;
     if (ph >= p.NPH) return;
     uint4 *dst = reinterpret_cast<uint4 *>(sB + ((long long)buf * p.NPH + ph) * CKP);
@@ -587,15 +615,21 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
   // --- epilogue through shared memory
   cp_async_wait<0>();
   __syncthreads();
+  const bool pix_major = p.oX == 1;  // convolutions: sC[m][n]; linear layers: sC[n][m] (see namespace ig)
 #pragma unroll
   for (int i = 0; i < 4; i++)
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       const int m = wm * 64 + i * 16 + (lane >> 2), n = wn * 32 + j * 8 + (lane & 3) * 2;
-      sC[m * SCP + n] = acc[i][j][0];
-      sC[m * SCP + n + 1] = acc[i][j][1];
-      sC[(m + 8) * SCP + n] = acc[i][j][2];
-      sC[(m + 8) * SCP + n + 1] = acc[i][j][3];
+      if (pix_major) {
+        *reinterpret_cast<float2 *>(&sC[m * SCP + n]) = make_float2(acc[i][j][0], acc[i][j][1]);
+        *reinterpret_cast<float2 *>(&sC[(m + 8) * SCP + n]) = make_float2(acc[i][j][2], acc[i][j][3]);
+      } else {
+        sC[n * SCT + m] = acc[i][j][0];
+        sC[(n + 1) * SCT + m] = acc[i][j][1];
+        sC[n * SCT + m + 8] = acc[i][j][2];
+        sC[(n + 1) * SCT + m + 8] = acc[i][j][3];
+      }
     }
   __syncthreads();
   const int Mt = p.geglu ? 64 : BM;
@@ -614,10 +648,10 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
     const int oy = oy0 + ty, ox = ox0 + tx;
     const int co = mt * Mt + m;
     if (oy >= p.HO || ox >= p.WO || co >= p.cout) continue;
-    float v = sC[m * SCP + n];
+    float v = pix_major ? sC[m * SCP + n] : sC[n * SCT + m];
     if (p.bias) v += __half2float(p.bias[co]);
     if (p.geglu) {
-      float g = sC[(m + 64) * SCP + n];
+      float g = pix_major ? sC[(m + 64) * SCP + n] : sC[n * SCT + m + 64];
       if (p.bias) g += __half2float(p.bias[p.cout + co]);
       v *= gelu_erf(g);
     }
@@ -632,7 +666,7 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
 static size_t ig_smem(int nph) {
   using namespace ig;
   size_t pipe = (size_t)AST * BM * CKP * 2 + (size_t)2 * nph * CKP * 2;
-  size_t epi = (size_t)BM * SCP * 4;
+  size_t epi = (size_t)std::max(BM * SCP, BN * SCT) * 4;
   return std::max(pipe, epi);
 }
 
