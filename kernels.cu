@@ -49,6 +49,12 @@ extern "C" void vdp_cuda_check_(int err, const char *expr, const char *file, int
 #ifndef VDP_LAUNCH
 #define VDP_LAUNCH(k, g, b, smem, stream) k<<<g, b, smem, stream>>>
 #endif
+// VDP_MODEL_NOTE(op, flops, bytes): the operator behind the next launches, its useful FLOPs and a lower bound
+// of its DRAM bytes (every operand read or written once, 2 bytes an element), for the emulator's model report
+// (SIMT_PROFILE, tools/gpu_model.sh). Nothing under nvcc: the arguments are not even evaluated.
+#ifndef VDP_MODEL_NOTE
+#define VDP_MODEL_NOTE(op, flops, bytes) ((void)0)
+#endif
 
 // ----- per-thread and per-device state ----------------------------------------------------------------
 // Several host threads may drive the backend at once, each on its own GPU (the stage ring: one thread per
@@ -734,6 +740,10 @@ static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 extern "C" void vdpc_linear(void *y, const void *x, const void *w, const void *b, int M, int K, int N, int act,
                             const void *res) {
   if (M <= 0 || N <= 0 || K <= 0) fail_shape("linear", "M, K, N must be positive");
+  {
+    const double wrows = act == VDPC_ACT_GEGLU ? 2.0 * N : (double)N;
+    VDP_MODEL_NOTE("linear", 2.0 * M * K * wrows, 2.0 * ((double)M * K + wrows * K + wrows + (double)M * N * (res ? 2 : 1)));
+  }
   IgParams p;
   memset(&p, 0, sizeof p);
   p.x = (const __half *)x;
@@ -786,6 +796,7 @@ __global__ void prep_weight_kernel(__half *wt, const __half *w, int cout, int ci
   }
 }
 extern "C" void vdpc_conv_prepare_weight(void *wt, const void *w, int cout, int cin, int kh, int kw) {
+  VDP_MODEL_NOTE("prep_weight", 0.0, 0.0);
   const int64_t n = vdpc_conv_weight_elems(cout, cin, kh, kw);
   VDP_LAUNCH(prep_weight_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)wt, (const __half *)w, cout, cin, kh * kw,
                                                                (cin + 7) / 8 * 8);
@@ -798,6 +809,10 @@ extern "C" void vdpc_conv2d(void *y, const void *x, const void *wt, const void *
   const int ho = (h + pt + pb - kh) / stride + 1, wo = (w + pl + pr - kw) / stride + 1;
   if (n <= 0 || cin <= 0 || cout <= 0 || ho <= 0 || wo <= 0 || stride < 1 || stride > 2 || kh < 1 || kw < 1)
     fail_shape("conv2d", "bad sizes (stride must be 1 or 2)");
+  VDP_MODEL_NOTE(kh == 1 && kw == 1 ? "conv1x1" : stride == 2 ? "conv3x3s2" : "conv3x3",
+                 2.0 * n * cout * cin * kh * kw * ho * wo,
+                 2.0 * ((double)n * cin * h * w + (double)cout * cin * kh * kw + cout +
+                        (double)n * cout * ho * wo * (res ? 2 : 1) + (chan_add ? (double)n * cout : 0)));
   IgParams p;
   memset(&p, 0, sizeof p);
   p.x = (const __half *)x;
@@ -838,6 +853,9 @@ extern "C" void vdpc_conv2d(void *y, const void *x, const void *wt, const void *
 extern "C" void vdpc_conv_temporal(void *y, const void *x, const void *wt, const void *b, int nb, int nf, int cin,
                                    int hw, int cout, const void *chan_add, const void *res) {
   if (nb <= 0 || nf <= 0 || cin <= 0 || hw <= 0 || cout <= 0) fail_shape("conv_temporal", "bad sizes");
+  VDP_MODEL_NOTE("conv_temporal", 2.0 * nb * nf * cout * cin * 3.0 * hw,
+                 2.0 * ((double)nb * nf * cin * hw + 3.0 * cout * cin + cout + (double)nb * nf * cout * hw * (res ? 2 : 1) +
+                        (chan_add ? (double)nb * nf * cout : 0)));
   // A video is an "image" whose rows are frames (row stride = one frame) and columns are pixels.
   IgParams p;
   memset(&p, 0, sizeof p);
@@ -1165,6 +1183,8 @@ extern "C" void vdpc_attention(void *o, int64_t o_seq, int64_t o_row, const void
                                int64_t v_row, int nseq, int lq, int lk, int heads, int hd, float scale) {
   if (nseq <= 0 || lq <= 0 || lk <= 0 || heads <= 0 || hd <= 0) fail_shape("attention", "sizes must be positive");
   if (hd > 32 * aw::MAXD) fail_shape("attention", "head_dim > 512");
+  VDP_MODEL_NOTE(hd == fa::HD && lk > 32 ? "attention_flash" : "attention_warp", 4.0 * nseq * heads * (double)lq * lk * hd,
+                 2.0 * nseq * heads * (double)hd * (2.0 * lq + 2.0 * lk));
   AttnParams p;
   p.o = (__half *)o;
   p.q = (const __half *)q;
@@ -1227,6 +1247,7 @@ extern "C" void vdpc_cross_attn_1key(void *y, const void *res, const void *ctx, 
   vdpc_linear(vv, ctx, wv, NULL, nctx, ctx_dim, C, VDPC_ACT_NONE, NULL);
   vdpc_linear(oo, vv, wo, bo, nctx, C, C, VDPC_ACT_NONE, NULL);
   const long long rows = (long long)nctx * rows_per_ctx;
+  VDP_MODEL_NOTE("cross_attn_1key_bcast", (double)rows * C, 2.0 * (2.0 * rows * C + (double)nctx * C));
   VDP_LAUNCH(bcast_rows_kernel, grid1d(rows * C, 256), 256, 0, cur_stream())((__half *)y, (const __half *)res, oo, rows, C,
                                                                       rows_per_ctx);
   OPCHECK("cross_attn_1key");
@@ -1388,6 +1409,7 @@ __global__ void __launch_bounds__(256) gn_apply_kernel(__half *y, const __half *
 extern "C" void vdpc_groupnorm(void *y, const void *x, const void *gamma, const void *beta, int nb, int nf, int c,
                                int hw, int groups, float eps, int silu) {
   if (nb <= 0 || nf <= 0 || c <= 0 || hw <= 0 || groups <= 0 || c % groups) fail_shape("groupnorm", "bad sizes");
+  VDP_MODEL_NOTE("groupnorm", 8.0 * nb * nf * c * hw, 2.0 * (2.0 * nb * nf * c * hw + 2.0 * c));
   const long long rows = (long long)nb * nf;
   if (rows > 65535 || groups > 65535) fail_shape("groupnorm", "more than 65535 rows or groups");
   const long long slab = (long long)(c / groups) * hw;
@@ -1470,6 +1492,7 @@ __global__ void __launch_bounds__(256) layernorm_kernel(__half *y, const __half 
   }
 }
 extern "C" void vdpc_layernorm(void *y, const void *x, const void *gamma, const void *beta, int M, int C, float eps) {
+  VDP_MODEL_NOTE("layernorm", 8.0 * M * C, 2.0 * (2.0 * M * C + 2.0 * C));
   if (M <= 0 || C <= 0) fail_shape("layernorm", "bad sizes");
   const int vec = C % 8 == 0 && aligned16(x) && aligned16(y);
   VDP_LAUNCH(layernorm_kernel, (unsigned)((M + 7) / 8), 256, 0, cur_stream())(
@@ -1487,6 +1510,7 @@ __global__ void act_kernel(__half *y, const __half *x, long long n, int act) {
   GRID_STRIDE(i, n) y[i] = __float2half_rn(apply_act(__half2float(x[i]), act));
 }
 extern "C" void vdpc_act(void *y, const void *x, int64_t n, int act) {
+  VDP_MODEL_NOTE("act", 4.0 * n, 4.0 * n);
   if (n <= 0) return;
   VDP_LAUNCH(act_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)y, (const __half *)x, n, act);
   OPCHECK("act");
@@ -1495,6 +1519,7 @@ __global__ void add_kernel(__half *y, const __half *a, const __half *b, long lon
   GRID_STRIDE(i, n) y[i] = __float2half_rn(__half2float(a[i]) + __half2float(b[i]));
 }
 extern "C" void vdpc_add(void *y, const void *a, const void *b, int64_t n) {
+  VDP_MODEL_NOTE("add", (double)n, 6.0 * n);
   if (n <= 0) return;
   VDP_LAUNCH(add_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)y, (const __half *)a, (const __half *)b, n);
   OPCHECK("add");
@@ -1503,6 +1528,7 @@ __global__ void add_bcast_kernel(__half *y, const __half *v, long long rc, long 
   GRID_STRIDE(i, rc * inner) y[i] = __float2half_rn(__half2float(y[i]) + __half2float(v[i / inner]));
 }
 extern "C" void vdpc_add_bcast(void *y, const void *v, int rows, int C, int64_t inner) {
+  VDP_MODEL_NOTE("add_bcast", (double)rows * C * inner, 4.0 * rows * C * inner + 2.0 * rows * C);
   const long long rc = (long long)rows * C;
   if (rc <= 0 || inner <= 0) return;
   VDP_LAUNCH(add_bcast_kernel, grid1d(rc * inner, 256), 256, 0, cur_stream())((__half *)y, (const __half *)v, rc, inner);
@@ -1512,6 +1538,7 @@ __global__ void blend_kernel(__half *y, const __half *a, const __half *b, float 
   GRID_STRIDE(i, n) y[i] = __float2half_rn(alpha * __half2float(a[i]) + (1.0f - alpha) * __half2float(b[i]));
 }
 extern "C" void vdpc_blend(void *y, const void *a, const void *b, float alpha, int64_t n) {
+  VDP_MODEL_NOTE("blend", 3.0 * n, 6.0 * n);
   if (n <= 0) return;
   VDP_LAUNCH(blend_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)y, (const __half *)a, (const __half *)b, alpha, n);
   OPCHECK("blend");
@@ -1525,6 +1552,7 @@ __global__ void geglu_kernel(__half *y, const __half *x, long long M, int H) {
   }
 }
 extern "C" void vdpc_geglu(void *y, const void *x, int M, int H) {
+  VDP_MODEL_NOTE("geglu", 10.0 * M * H, 6.0 * M * H);
   if (M <= 0 || H <= 0) return;
   VDP_LAUNCH(geglu_kernel, grid1d((long long)M * H, 256), 256, 0, cur_stream())((__half *)y, (const __half *)x, M, H);
   OPCHECK("geglu");
@@ -1545,6 +1573,7 @@ __global__ void temb_kernel(__half *y, const float *t, int n, int dim) {
   }
 }
 extern "C" void vdpc_timestep_embedding(void *y, const float *t, int n, int dim) {
+  VDP_MODEL_NOTE("timestep_embedding", 4.0 * n * dim, 2.0 * n * dim);
   if (n <= 0 || dim <= 0) return;
   VDP_LAUNCH(temb_kernel, grid1d((long long)n * dim, 256), 256, 0, cur_stream())((__half *)y, t, n, dim);
   OPCHECK("timestep_embedding");
@@ -1567,6 +1596,7 @@ __global__ void upsample_kernel(__half *y, const __half *x, long long nc, int h,
   }
 }
 extern "C" void vdpc_upsample_nearest(void *y, const void *x, int n, int c, int h, int w, int ho, int wo) {
+  VDP_MODEL_NOTE("upsample", 0.0, 2.0 * ((double)n * c * h * w + (double)n * c * ho * wo));
   const long long nc = (long long)n * c;
   if (nc <= 0 || ho <= 0 || wo <= 0) return;
   VDP_LAUNCH(upsample_kernel, grid1d(nc * ho * wo, 256), 256, 0, cur_stream())((__half *)y, (const __half *)x, nc, h, w, ho,
@@ -1602,6 +1632,7 @@ __global__ void transpose_gen_kernel(__half *y, const __half *x, long long A, in
   }
 }
 extern "C" void vdpc_transpose_0213(void *y, const void *x, int A, int B, int C, int64_t D) {
+  VDP_MODEL_NOTE("transpose", 0.0, 4.0 * A * B * (double)C * D);
   if (A <= 0 || B <= 0 || C <= 0 || D <= 0) return;
   if (D == 1 && A <= 65535 && (B + 31) / 32 <= 65535) {
     VDP_LAUNCH(transpose_tile_kernel, dim3((C + 31) / 32, (B + 31) / 32, A), dim3(32, 8), 0, cur_stream())(
@@ -1639,6 +1670,7 @@ __global__ void cfg_euler_kernel(float *x, const __half *vout, GuidanceTable gt,
 }
 extern "C" void vdpc_cfg_euler(float *x, const void *vout, const float *g, int B, int F, int64_t chw, float sigma,
                                float sigma_next, int round_f16) {
+  VDP_MODEL_NOTE("cfg_euler", 0.0, 0.0);
   if (B <= 0 || F <= 0 || chw <= 0) return;
   if (F > 64) fail_shape("cfg_euler", "more than 64 frames");
   GuidanceTable gt;
@@ -1652,11 +1684,13 @@ extern "C" void vdpc_cfg_euler(float *x, const void *vout, const float *g, int B
 __global__ void f32_to_f16_kernel(__half *y, const float *x, long long n) { GRID_STRIDE(i, n) y[i] = __float2half_rn(x[i]); }
 __global__ void f16_to_f32_kernel(float *y, const __half *x, long long n) { GRID_STRIDE(i, n) y[i] = __half2float(x[i]); }
 extern "C" void vdpc_f32_to_f16(void *y, const float *x, int64_t n) {
+  VDP_MODEL_NOTE("convert", 0.0, 6.0 * n);
   if (n <= 0) return;
   VDP_LAUNCH(f32_to_f16_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)y, x, n);
   OPCHECK("f32_to_f16");
 }
 extern "C" void vdpc_f16_to_f32(float *y, const void *x, int64_t n) {
+  VDP_MODEL_NOTE("convert", 0.0, 6.0 * n);
   if (n <= 0) return;
   VDP_LAUNCH(f16_to_f32_kernel, grid1d(n, 256), 256, 0, cur_stream())(y, (const __half *)x, n);
   OPCHECK("f16_to_f32");
@@ -1899,6 +1933,7 @@ static void be_conv2d(void *y, const void *x, const void *w, const void *b, int 
   const int ho = (h + pt + pb - kh) / stride + 1, wo = (wd + pl + pr - kw) / stride + 1;
   if (n <= 0 || cin <= 0 || cout <= 0 || ho <= 0 || wo <= 0 || stride < 1) fail_shape("conv2d (direct)", "bad sizes");
   const long long total = (long long)n * cout * ho * wo;
+  VDP_MODEL_NOTE("conv_direct", 2.0 * total * cin * kh * kw, 2.0 * ((double)n * cin * h * wd + (double)cout * cin * kh * kw + total));
   VDP_LAUNCH(conv_direct_kernel, grid1d(total, 256), 256, 0, cur_stream())(
       (__half *)y, (const __half *)x, (const __half *)w, (const __half *)b, n, cin, h, wd, cout, kh, kw, stride, pt, pl,
       ho, wo, (cin + 7) / 8 * 8, (const __half *)chan_add, (const __half *)res);
@@ -1925,6 +1960,7 @@ __global__ void add_rows_kernel(__half *y, const __half *v, long long group, int
 static void be_add_rows(void *y, const void *v, int groups, int64_t group, int C) {
   const long long n = (long long)groups * group * C;
   if (n <= 0) return;
+  VDP_MODEL_NOTE("add_rows", (double)n, 4.0 * n + 2.0 * groups * C);
   VDP_LAUNCH(add_rows_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)y, (const __half *)v, group, C, n);
   OPCHECK("add_rows");
 }

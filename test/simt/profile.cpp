@@ -116,17 +116,20 @@ struct KHash {
 };
 
 // A lane's plain accesses waiting to be merged: g++ splits a struct copy (uint4, float2, __half2) into
-// narrower accesses where nvcc emits one vector ld/st (.v2 / .v4). Contiguous accesses of one lane by
-// instructions less than 256 bytes of code apart that fill exactly one aligned chunk of 4, 8 or 16 bytes
-// count as one access of that width (named by the first instruction); anything else counts as it came.
+// narrower accesses where nvcc emits one vector ld/st (.v2 / .v4). Accesses of one lane, of one kind, by
+// instructions less than 4 KiB of code apart, in one aligned 16-byte chunk (in any order) that together
+// cover exactly one aligned block of 4, 8 or 16 bytes count as one access of that width (named by the first
+// instruction); anything else counts as it came.
 struct Part {
   const void *pc;
   uint64_t addr;
   int bytes, kind;
 };
 struct Pending {
-  Part p[4];
-  int n = 0, bytes = 0;
+  Part p[8];
+  int n = 0;
+  uint64_t chunk = 0;  // the 16-byte aligned chunk the parts fall in
+  uint32_t mask = 0;   // its bytes covered so far (parts may come in any order)
 };
 
 // the launch now running on this host thread
@@ -147,6 +150,22 @@ static std::mutex g_mu;
 static std::map<std::string, Stats> *g_stats;  // "name grid block smem" -> counters
 static std::map<SiteKey, Count> *g_sites;
 static long long g_sample;  // SIMT_PROFILE_SAMPLE
+
+// The operator behind the launches (kernels.cu's VDP_MODEL_NOTE): its FLOPs and DRAM bytes go with the first
+// launch after the note, its name with every launch until the next note.
+struct Note {
+  const char *op = nullptr;
+  double flops = 0, bytes = 0;
+  bool fresh = false;
+};
+static thread_local Note t_note;
+// SIMT_PROFILE_OUT: every launch in order (one "#launch" line each), for tools/gpu_model.sh
+struct LaunchRec {
+  std::string op, key;
+  double flops, bytes;
+  Stats st;
+};
+static std::vector<LaunchRec> *g_log;
 
 // ----- the rules ------------------------------------------------------------------------------------------
 // wavefronts and ideal of one shared-memory request
@@ -222,6 +241,8 @@ void init() {
   g_sample = s ? atoll(s) : 0;
   g_stats = new std::map<std::string, Stats>();
   g_sites = new std::map<SiteKey, Count>();
+  const char *out = getenv("SIMT_PROFILE_OUT");
+  if (out && *out) g_log = new std::vector<LaunchRec>();
   atexit(report);
 }
 
@@ -272,6 +293,13 @@ void launch_end(double seconds) {
     std::lock_guard<std::mutex> lk(g_mu);
     (*g_stats)[key].add(one, scale);
     for (auto &e : L->sites) (*g_sites)[e.first].add(e.second, scale);
+    if (g_log) {
+      Note &n = t_note;
+      LaunchRec r{n.op ? n.op : "-", key, n.fresh ? n.flops : 0, n.fresh ? n.bytes : 0, Stats()};
+      r.st.add(one, scale);
+      n.fresh = false;
+      g_log->push_back(std::move(r));
+    }
   }
   delete L;
 }
@@ -291,31 +319,34 @@ static void lane_access_th(Launch *L, int th, int kind, const void *id, int line
 static void flush(Launch *L, int th) {
   Pending &q = L->pend[(size_t)th];
   if (q.n == 0) return;
-  const int b = q.bytes;
-  if (q.n > 1 && (b == 4 || b == 8 || b == 16) && (q.p[0].addr & (uint64_t)(b - 1)) == 0)
-    lane_access_th(L, th, q.p[0].kind, q.p[0].pc, 0, q.p[0].addr, b);
+  // one access if the parts cover exactly one aligned block of 4, 8 or 16 bytes
+  int lo = __builtin_ctz(q.mask), b = __builtin_popcount(q.mask);
+  const bool block = q.n > 1 && (b == 4 || b == 8 || b == 16) && lo % b == 0 && q.mask == (((1u << b) - 1) << lo);
+  if (block) lane_access_th(L, th, q.p[0].kind, q.p[0].pc, 0, q.chunk + (uint64_t)lo, b);
   else
     for (int i = 0; i < q.n; i++) lane_access_th(L, th, q.p[i].kind, q.p[i].pc, 0, q.p[i].addr, q.p[i].bytes);
-  q.n = q.bytes = 0;
+  q.n = 0, q.mask = 0;
 }
 static void plain_access(Launch *L, int kind, const void *pc, uint64_t addr, int bytes) {
   const int th = linear_thread();
   Pending &q = L->pend[(size_t)th];
+  const uint64_t chunk = addr & ~(uint64_t)15;
+  const bool fits = bytes < 16 && (addr & 15) + (uint64_t)bytes <= 16;
+  const uint32_t m = fits ? ((1u << bytes) - 1) << (addr & 15) : 0;
   if (q.n > 0) {
     const Part &last = q.p[q.n - 1];
     const intptr_t dpc = (const char *)pc - (const char *)last.pc;
-    const int total = q.bytes + bytes, align = total > 8 ? 16 : total > 4 ? 8 : 4;
-    const bool joins = last.kind == kind && last.addr + (uint64_t)last.bytes == addr && total <= 16 && q.n < 4 &&
-                       (q.p[0].addr & (uint64_t)(align - 1)) == 0 && dpc > -256 && dpc < 256;
+    const bool joins = fits && last.kind == kind && chunk == q.chunk && !(q.mask & m) && q.n < 8 && dpc > -4096 && dpc < 4096;
     if (!joins) flush(L, th);
   }
-  if (q.n == 0 && (bytes >= 16 || (addr & (uint64_t)(2 * bytes - 1)) != 0)) {  // cannot start a chunk: as it comes
+  if (!fits) {  // nothing to merge: as it comes
     lane_access_th(L, th, kind, pc, 0, addr, bytes);
     return;
   }
+  q.chunk = chunk;
+  q.mask |= m;
   q.p[q.n++] = Part{pc, addr, bytes, kind};
-  q.bytes += bytes;
-  if (q.bytes == 16) flush(L, th);
+  if (q.mask == 0xFFFFu) flush(L, th);
 }
 
 static void lane_access(int kind, const void *id, int line, const void *addr, int bytes) {
@@ -365,6 +396,12 @@ void access(const void *pc, const void *addr, int bytes, bool write) {
   }
   plain_access(L, kind, pc, (uint64_t)(uintptr_t)addr, bytes);
 }
+
+}  // namespace prof
+void prof_note(const char *op, double flops, double bytes) {
+  prof::t_note.op = op, prof::t_note.flops = flops, prof::t_note.bytes = bytes, prof::t_note.fresh = true;
+}
+namespace prof {
 
 bool totals(const char *kernel, const char *kind, double *req, double *got, double *ideal) {
   int k = -1;
@@ -465,6 +502,15 @@ static void report() {
       fprintf(tsv, "#site\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\n", std::get<0>(k).c_str(), kKindName[std::get<1>(k)],
               std::get<2>(k).c_str(), c.req, c.got, c.ideal);
   }
+  if (tsv && g_log)
+    for (size_t i = 0; i < g_log->size(); i++) {
+      const LaunchRec &r = (*g_log)[i];
+      const Stats &s = r.st;
+      fprintf(tsv, "#launch\t%zu\t%s\t%.6g\t%.6g\t%s\t%.0f\t%.0f", i, r.op.c_str(), r.flops, r.bytes, r.key.c_str(),
+              s.blocks, s.blocks_run);
+      for (int k = 0; k < NKIND; k++) fprintf(tsv, "\t%.0f\t%.0f\t%.0f", s.k[k].req, s.k[k].got, s.k[k].ideal);
+      fprintf(tsv, "\t%.0f\t%.0f\t%.0f\n", s.cp_bytes, s.mma, s.barriers);
+    }
   if (tsv) fclose(tsv);
 }
 }  // namespace prof
