@@ -498,6 +498,12 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
     }
   };
 
+  // Halo rows in shared memory: pixel (hy, hx) is row hy·WP + halo_col(hx). Stride 2 stores each halo row
+  // polyphase (even columns, then odd ones), so that the 8 consecutive output pixels of an ldmatrix matrix read
+  // 8 consecutive rows for every tap (conflict-free), not rows 2 apart (2-way).
+  const int WH = (p.WP + 1) >> 1;
+  auto halo_col = [&](int hx) { return p.stride == 2 ? (hx & 1) * WH + (hx >> 1) : hx; };
+
   // --- input halo (B) loader: round r covers halo pixels r*256 + tid; a thread reads the 32 channels of
   // its pixel (coalesced across threads along the image row) into 16 registers, later stored as 4 × 16 B.
   // The vector path (linear layers: 128 token rows, one round, channels contiguous) reads 16-byte pieces
@@ -551,7 +557,8 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
     }
     const int ph = r * NT + tid;
     if (ph >= p.NPH) return;
-    uint4 *dst = reinterpret_cast<uint4 *>(sB + ((long long)buf * p.NPH + ph) * CKP);
+    const int hy = ph / p.WP, hx = ph - hy * p.WP;
+    uint4 *dst = reinterpret_cast<uint4 *>(sB + ((long long)buf * p.NPH + hy * p.WP + halo_col(hx)) * CKP);
 #pragma unroll
     for (int j = 0; j < 4; j++) dst[j] = make_uint4(breg[4 * j], breg[4 * j + 1], breg[4 * j + 2], breg[4 * j + 3]);
   };
@@ -564,7 +571,7 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
     const int n = wn * 32 + j * 16 + (lane & 7) + ((lane >> 4) << 3);
     if (n < p.TH * p.TW) {
       const int ty = n / p.TW, tx = n - ty * p.TW;
-      hb[j] = ty * p.stride * p.WP + tx * p.stride;
+      hb[j] = ty * p.stride * p.WP + tx;  // + the tap offset toff (halo_col: stride 2 is polyphase)
     } else {
       hb[j] = 0;  // a valid smem row; the result column is never stored
     }
@@ -602,7 +609,7 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
     const __half *a_s = sA + (s % AST) * BM * CKP;
     const __half *b_s = sB + (long long)(c & 1) * p.NPH * CKP;
     const int ky = t / p.KW, kx = t - ky * p.KW;
-    const int toff = ky * p.WP + kx;
+    const int toff = ky * p.WP + (p.stride == 2 ? (kx & 1) * WH + (kx >> 1) : kx);  // halo_col(stride·tx + kx) - tx
 #pragma unroll
     for (int kk = 0; kk < CK / 16; kk++) {
       uint32_t af[4][4], bf[2][4];

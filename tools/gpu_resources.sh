@@ -8,7 +8,8 @@
 #     --check        also print "ok - / FAIL - ptxas_no_spill ARCH KERNEL" lines and exit 1 on any spill
 #                    (test/t_gpu_resources.sh, in make test)
 #     --configs FILE launch configurations "kernel threads dynamic_smem_bytes where" (one a line; default:
-#                    the list below, taken from kernels.cu's launch sites at the SVD shapes)
+#                    bench/gpu-launch-configs.txt, every configuration the backend launched in the model runs of
+#                    tools/gpu_model.sh; without it, the list below from kernels.cu's launch sites)
 # Needs nvcc; without it, prints why and exits 77 (the test says "skipped").
 #
 # Occupancy (per SM), the rules of NVIDIA's CUDA Occupancy Calculator with the per-SM limits of the CUDA C++
@@ -77,6 +78,13 @@ paste -d' ' "$tmp/raw.txt" "$tmp/names.txt" | awk '{print $1, $8, $3, $4, $5, $6
 # ----- launch configurations: kernel threads dynamic_smem where -------------------------------------------
 # igemm's dynamic shared memory is ig_smem(NPH) = max(3·128·40·2 + 2·NPH·40·2, 128·129·4) bytes; NPH = the
 # halo pixels of the tile ig_choose_tile picks (linear: 128; conv 3x3 one row of 128: 3·130 = 390).
+if [ -z "$configs" ] && [ -s bench/gpu-launch-configs.txt ]; then
+  # attn_warp_kernel<MD>: the instantiation follows from the shared memory (KC keys of head_dim hd + 16 queries):
+  # head_dim <= 64 needs at most (32·129 + 16·64)·4 = 20608 bytes, <= 128 at most (32·257 + 16·128)·4 = 41088
+  awk '$1 == "attn_warp_kernel<MD>" { $1 = $3 <= 20608 ? "attn_warp_kernel<2>" : $3 <= 41088 ? "attn_warp_kernel<4>" : "attn_warp_kernel<16>" }
+       $1 !~ /^(prep_weight_kernel|f32_to_f16_kernel|f16_to_f32_kernel)$/ { print }' bench/gpu-launch-configs.txt >"$tmp/configs.txt"
+  configs=$tmp/configs.txt
+fi
 if [ -z "$configs" ]; then
   configs=$tmp/configs.txt
   cat >"$configs" <<'CFG'
@@ -139,7 +147,7 @@ awk -v check="$check" '
     print "| kernel | threads | dynamic smem | used for | sm_80 | sm_86 | sm_89 | sm_90 |"
     print "|---|---|---|---|---|---|---|---|"
     for (c = 0; c < nc; c++) {
-      split(cfg[c], f, " "); k = f[1]; thr = f[2]; dyn = f[3]; note = f[4]; gsub(/-/, " ", note)
+      split(cfg[c], f, " "); k = f[1]; thr = f[2]; dyn = f[3]; note = f[4]; gsub(/-/, " ", note); gsub(/,/, ", ", note)
       line = "| `" k "` | " thr " | " dyn " | " note " |"
       for (a = 80; a <= 90; a++) {
         if (!(a in W)) continue
