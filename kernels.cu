@@ -1056,19 +1056,25 @@ __global__ void __launch_bounds__(256, 2) flash_attn_kernel(const AttnParams p) 
     lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
     lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
   }
-  const int r0 = q0 + warp * 16 + (lane >> 2);
-  __half *og = p.o + sq * p.o_seq + h * HD;
+  // O goes out through this warp's own 16 rows of sQ (no other warp reads them; its last Q read is done):
+  // the fragment's __half2 stores hit bank 4·row + t + 4i (conflict-free), then each 8 lanes write one
+  // 128-byte output row with 16-byte stores (whole sectors; the fragment's own rows are 16-byte pieces).
+  __half *stage = sQ + warp * 16 * P;
 #pragma unroll
   for (int rr = 0; rr < 2; rr++) {
-    const int row = r0 + rr * 8;
-    if (row >= p.lq) continue;
     const float inv = 1.0f / lrow[rr];
 #pragma unroll
-    for (int i = 0; i < HD / 8; i++) {
-      const int d = i * 8 + (lane & 3) * 2;
-      *reinterpret_cast<__half2 *>(og + (long long)row * p.o_row + d) =
+    for (int i = 0; i < HD / 8; i++)
+      *reinterpret_cast<__half2 *>(stage + ((lane >> 2) + rr * 8) * P + i * 8 + (lane & 3) * 2) =
           __floats2half2_rn(o[i][rr * 2] * inv, o[i][rr * 2 + 1] * inv);
-    }
+  }
+  __syncwarp();
+  __half *og = p.o + sq * p.o_seq + h * HD;
+#pragma unroll
+  for (int k = 0; k < 4; k++) {
+    const int rl = k * 4 + (lane >> 3), row = q0 + warp * 16 + rl, c = (lane & 7) * 8;
+    if (row < p.lq)
+      *reinterpret_cast<uint4 *>(og + (long long)row * p.o_row + c) = *reinterpret_cast<const uint4 *>(stage + rl * P + c);
   }
 }
 
