@@ -676,6 +676,12 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
   }
 }
 
+// Occupancy (make gpu-resources, bench/gpu-resources.md): 128 registers x 256 threads is half the register
+// file, so at most 2 blocks per SM (__launch_bounds__(256, 2) holds ptxas to that). The usual tile needs
+// 69632 bytes (the fp32 epilogue tile): 2 blocks per SM on sm_80 (164 KiB) and sm_90 (228 KiB), the targets;
+// 1 on sm_86 / sm_89, whose 100 KiB per SM hold one (2 there would need the epilogue in two halves of 64
+// rows, which the GEGLU epilogue's paired value/gate rows make awkward: not done). Stride-2 convolutions
+// with wide halos (up to 120 KiB) get 1 block per SM below sm_90.
 static size_t ig_smem(int nph) {
   using namespace ig;
   size_t pipe = (size_t)AST * BM * CKP * 2 + (size_t)2 * nph * CKP * 2;
@@ -919,6 +925,8 @@ struct AttnParams {
 // accumulator fragments (row max / sum over the 4 lanes of a quad), P rounded to fp16 and reused directly
 // as the A operand of O += P·V (V via ldmatrix.trans). No Lq×Lk matrix exists anywhere. Tails: query rows
 // beyond lq load zeros and are not stored; keys beyond lk load zeros and get score −inf.
+// Occupancy: 55296 bytes of shared memory and 125-128 registers: 2 blocks per SM on sm_80 and sm_90, 1 on
+// sm_86 / sm_89 (100 KiB per SM; a 64-query block would fit 2 there at twice the K/V traffic: not done).
 namespace fa {
 constexpr int HD = 64, BQ = 128, BKV = 64, P = HD + 8;  // 8 warps × 16 query rows
 }
