@@ -438,6 +438,7 @@ struct IgParams {
   int ldw;                       // weight row length (>= cin)
   int a_vec, b_vec;              // 16-byte load paths allowed for weights / input
   int TH, TW, HP, WP, NPH, R;    // output tile, input halo, halo rounds of 256 pixels (R <= KH*KW)
+  int WS, NPS;                   // halo rows in shared memory: row pitch WS >= WP (ig_halo_pitch), HP·WS rows
   int tiles_x, tiles_y;
   int act, geglu;
 };
@@ -446,7 +447,7 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
   using namespace ig;
   extern __shared__ __align__(16) unsigned char smem[];
   __half *sA = reinterpret_cast<__half *>(smem);  // [AST][BM][CKP]
-  __half *sB = sA + AST * BM * CKP;                // [2][NPH][CKP]
+  __half *sB = sA + AST * BM * CKP;                // [2][NPS][CKP]
   float *sC = reinterpret_cast<float *>(smem);     // epilogue: [BM][SCP] or [BN][SCT], reuses everything
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = warp >> 2, wn = warp & 3;
@@ -498,7 +499,7 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
     }
   };
 
-  // Halo rows in shared memory: pixel (hy, hx) is row hy·WP + halo_col(hx). Stride 2 stores each halo row
+  // Halo rows in shared memory: pixel (hy, hx) is row hy·WS + halo_col(hx) (WS: ig_halo_pitch). Stride 2 stores each halo row
   // polyphase (even columns, then odd ones), so that the 8 consecutive output pixels of an ldmatrix matrix read
   // 8 consecutive rows for every tap (conflict-free), not rows 2 apart (2-way).
   const int WH = (p.WP + 1) >> 1;
@@ -550,7 +551,7 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
 #pragma unroll
       for (int q = 0; q < 2; q++) {
         const int piece = tid + NT * q;
-        *reinterpret_cast<uint4 *>(sB + ((long long)buf * p.NPH + piece_row(piece)) * CKP + piece_col(piece)) =
+        *reinterpret_cast<uint4 *>(sB + ((long long)buf * p.NPS + piece_row(piece)) * CKP + piece_col(piece)) =
             make_uint4(breg[4 * q], breg[4 * q + 1], breg[4 * q + 2], breg[4 * q + 3]);
       }
       return;
@@ -558,7 +559,7 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
     const int ph = r * NT + tid;
     if (ph >= p.NPH) return;
     const int hy = ph / p.WP, hx = ph - hy * p.WP;
-    uint4 *dst = reinterpret_cast<uint4 *>(sB + ((long long)buf * p.NPH + hy * p.WP + halo_col(hx)) * CKP);
+    uint4 *dst = reinterpret_cast<uint4 *>(sB + ((long long)buf * p.NPS + hy * p.WS + halo_col(hx)) * CKP);
 #pragma unroll
     for (int j = 0; j < 4; j++) dst[j] = make_uint4(breg[4 * j], breg[4 * j + 1], breg[4 * j + 2], breg[4 * j + 3]);
   };
@@ -571,7 +572,7 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
     const int n = wn * 32 + j * 16 + (lane & 7) + ((lane >> 4) << 3);
     if (n < p.TH * p.TW) {
       const int ty = n / p.TW, tx = n - ty * p.TW;
-      hb[j] = ty * p.stride * p.WP + tx;  // + the tap offset toff (halo_col: stride 2 is polyphase)
+      hb[j] = ty * p.stride * p.WS + tx;  // + the tap offset toff (halo_col: stride 2 is polyphase)
     } else {
       hb[j] = 0;  // a valid smem row; the result column is never stored
     }
@@ -607,9 +608,9 @@ __global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
     if (pf) load_halo(t, c + 1);
 
     const __half *a_s = sA + (s % AST) * BM * CKP;
-    const __half *b_s = sB + (long long)(c & 1) * p.NPH * CKP;
+    const __half *b_s = sB + (long long)(c & 1) * p.NPS * CKP;
     const int ky = t / p.KW, kx = t - ky * p.KW;
-    const int toff = ky * p.WP + (p.stride == 2 ? (kx & 1) * WH + (kx >> 1) : kx);  // halo_col(stride·tx + kx) - tx
+    const int toff = ky * p.WS + (p.stride == 2 ? (kx & 1) * WH + (kx >> 1) : kx);  // halo_col(stride·tx + kx) - tx
 #pragma unroll
     for (int kk = 0; kk < CK / 16; kk++) {
       uint32_t af[4][4], bf[2][4];
@@ -689,6 +690,27 @@ static size_t ig_smem(int nph) {
   return std::max(pipe, epi);
 }
 
+// The halo's row pitch in shared memory (>= wp): the 8 output pixels of an ldmatrix matrix (n = 8k .. 8k+7 of
+// the tile, rows (n / tw)·stride·ws + n % tw, 20 banks apart: 4-bank group 5·row mod 8) should fall on 8
+// distinct bank groups. With tw < 8 a matrix spans tile rows, and ws = wp can collide (e.g. tw = 7, wp = 9:
+// 2-way); the pitch in wp .. wp+7 with the fewest collisions is used (the padding rows are never read).
+static int ig_halo_pitch(int th, int tw, int stride, int wp) {
+  int best = wp, best_c = 1 << 30;
+  for (int ws = wp; ws < wp + 8; ws++) {
+    int coll = 0;
+    for (int base = 0; base < th * tw; base += 8) {
+      unsigned seen = 0;
+      for (int k = 0; k < 8 && base + k < th * tw; k++) {
+        const int n = base + k, row = (n / tw) * stride * ws + n % tw, g = (5 * row) & 7;
+        if (seen >> g & 1) coll++;
+        seen |= 1u << g;
+      }
+    }
+    if (coll < best_c) best_c = coll, best = ws;
+  }
+  return best;
+}
+
 // Chooses TH × TW (TH·TW <= 128) minimising blocks × (128 + halo/4) under the smem and round limits.
 static void ig_choose_tile(IgParams &p) {
   const int taps = p.KH * p.KW, limit = max_smem_optin();
@@ -717,8 +739,9 @@ static void ig_choose_tile(IgParams &p) {
   for (int i = 0; i < nc; i++) {
     const int th = cand[i][0], tw = cand[i][1];
     const int hp = (th - 1) * p.stride + p.KH, wp = (tw - 1) * p.stride + p.KW, nph = hp * wp;
+    const int ws = ig_halo_pitch(th, tw, p.stride, wp), nps = hp * ws;
     const int r = (nph + ig::NT - 1) / ig::NT;
-    if (r > taps || (int)ig_smem(nph) > limit) continue;
+    if (r > taps || (int)ig_smem(nps) > limit) continue;
     const double tiles = (double)((p.HO + th - 1) / th) * ((p.WO + tw - 1) / tw) * p.nimg;
     const double cost = tiles * (128.0 + 0.25 * nph);
     if (cost < best) {
@@ -728,6 +751,8 @@ static void ig_choose_tile(IgParams &p) {
       p.HP = hp;
       p.WP = wp;
       p.NPH = nph;
+      p.WS = ws;
+      p.NPS = nps;
       p.R = r;
     }
   }
@@ -741,7 +766,7 @@ static void ig_launch(IgParams &p, const char *name) {
   const int Mt = p.geglu ? 64 : ig::BM;
   const long long by = (p.cout + Mt - 1) / Mt;
   if (bx > 2147483647LL || by > 65535) fail_shape(name, "grid too large");
-  const size_t smem = ig_smem(p.NPH);
+  const size_t smem = ig_smem(p.NPS);
   static SmemAttr attr;
   ensure_smem(attr, igemm_kernel, smem);
   VDP_LAUNCH(igemm_kernel, dim3((unsigned)bx, (unsigned)by), ig::NT, smem, cur_stream())(p);
@@ -788,6 +813,8 @@ extern "C" void vdpc_linear(void *y, const void *x, const void *w, const void *b
   p.HP = 1;
   p.WP = 128;
   p.NPH = 128;
+  p.WS = 128;
+  p.NPS = 128;
   p.R = 1;
   p.geglu = act == VDPC_ACT_GEGLU;
   p.act = p.geglu ? VDPC_ACT_NONE : act;

@@ -144,6 +144,10 @@ awk -v check="$check" '
     print ""
     print "## Occupancy of the launch configurations (resident blocks per SM, warps per SM, the limiting resource)"
     print ""
+    print "The configurations: bench/gpu-launch-configs.txt, what the backend launched in the model runs of"
+    print "tools/gpu_model.sh (on the emulator, whose device has sm_90'"'"'s 227 KiB opt-in shared memory; on sm_86 /"
+    print "sm_89 the implicit GEMM picks smaller tiles where these do not fit)."
+    print ""
     print "| kernel | threads | dynamic smem | used for | sm_80 | sm_86 | sm_89 | sm_90 |"
     print "|---|---|---|---|---|---|---|---|"
     for (c = 0; c < nc; c++) {
@@ -159,7 +163,7 @@ awk -v check="$check" '
         br = int(4 * int(16384 / rpw) / wpb)
         if (br < best) { best = br; lim = "registers" }
         sb = ssm[k, a] + dyn + 1024
-        if (ssm[k, a] + dyn > O[a]) { line = line " does not launch (smem > " O[a] ") |"; continue }
+        if (ssm[k, a] + dyn > O[a]) { line = line " over the " O[a] "-byte opt-in limit (the backend picks a smaller tile there) |"; continue }
         bs = int(S[a] / sb)
         if (bs < best) { best = bs; lim = "shared memory" }
         line = line " " best " blocks, " best * wpb " warps (" lim ") |"
