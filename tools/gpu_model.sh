@@ -74,6 +74,12 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
   echo "modelled. Real timings replace this when a GPU is lent. Rules and sources: tools/gpu_model.sh,"
   echo "test/simt/profile.cpp (wavefronts, sectors), README \"GPU performance without a GPU\"."
   echo
+  echo "How to read the roofs: at the 989 TFLOP/s rate an H100 SM retires one m16n8k16 \`mma.sync\` (4096 FLOP) per"
+  echo "clock, and its shared memory serves one wavefront per clock. A tensor-core kernel that issues more than"
+  echo "one shared-memory wavefront per \`mma.sync\` (its \`ldmatrix\` operand reads, the tile stores feeding them,"
+  echo "the epilogue) is bound by shared memory before its FLOPs: the column \"smem wavefronts per mma.sync\" below"
+  echo "says how far. Larger warp tiles (more reuse of each fragment) or Hopper's \`wgmma\` lower it."
+  echo
 } >"$tmp/head.md"
 for c in $cases; do
   awk -F'\t' -v case_name="$c" -v summary="$tmp/summary.txt" '
@@ -94,7 +100,7 @@ for c in $cases; do
         if (k < 4) { wf += got; wi += ide } else { sg += got; si += ide }
         if (k == 2) { LR[n] = req; LW[n] = got }
       }
-      WF[n] = wf; WI[n] = wi; SG[n] = sg; SI[n] = si; MMA[n] = $(f + 1)
+      WF[n] = wf; WI[n] = wi; SG[n] = sg; SI[n] = si; MMA[n] = $(f + 1); BAR[n] = $(f + 2)
     }
     END {
       if (n % 2) { printf "gpu_model: %s: %d launches, not two equal passes\n", case_name, n > "/dev/stderr"; exit 1 }
@@ -113,6 +119,7 @@ for c in $cases; do
         OPF[OP[i]] += fl; OPN[OP[i]]++
         T += fl; TU += FL[i]; TT += tf; TB += BY[i]; TW += WF[i]; TWI += WI[i]; TS += SG[i]; TSI += SI[i]
         TC += tc; TM += tm; TSM += ts; TL += LW[i]; TLR += LR[i]
+        KMMA[K[i]] += MMA[i]; KWF[K[i]] += WF[i]
         for (k = 0; k < 7; k++) if (CR[i, k] > 0) { kn = K[i]; if (!(kn in KK)) { KK[kn] = 1; kord[++nkk] = kn }
           AR[kn, k] += CR[i, k]; AG[kn, k] += CG[i, k]; AI[kn, k] += CI[i, k] }
       }
@@ -144,9 +151,9 @@ for c in $cases; do
       }
       printf "\nRequests per kernel (the whole step; shared memory: wavefronts per request, global: sectors per request; ideal in brackets):\n\n"
       split("ld.shared st.shared ldmatrix cp.async.dst ld.global st.global cp.async.src", KN2, " ")
-      printf "| kernel |"; for (k = 1; k <= 7; k++) printf " %s |", KN2[k]; printf "\n|---|---|---|---|---|---|---|---|\n"
+      printf "| kernel | smem wavefronts per mma.sync |"; for (k = 1; k <= 7; k++) printf " %s |", KN2[k]; printf "\n|---|---|---|---|---|---|---|---|---|\n"
       for (a = 1; a <= nkk; a++) {
-        kn = kord[a]; printf "| `%s` |", kn
+        kn = kord[a]; printf "| `%s` | %s |", kn, (KMMA[kn] > 0 ? sprintf("%.2f", KWF[kn] / KMMA[kn]) : "–")
         for (k = 0; k < 7; k++) if (AR[kn, k] > 0) printf " %.2f [%.2f] |", AG[kn, k] / AR[kn, k], AI[kn, k] / AR[kn, k]; else printf " – |"
         printf "\n"
       }
