@@ -946,8 +946,7 @@ struct AttnParams {
 };
 
 // Flash attention (FlashAttention-2 style), head_dim 64. Block: 8 warps, 128 queries (16 per warp) of one
-// (sequence, head). Q fragments are re-read from shared memory per K tile (4 ldmatrix per warp: holding
-// all 16 of them over the loop spilled at the 128 registers that 2 blocks per SM allow); K and V tiles of 64 keys are double-buffered in shared
+// (sequence, head). Q fragments live in registers; K and V tiles of 64 keys are double-buffered in shared
 // memory with cp.async. Per tile: S = Q·Kᵀ (mma, K rows via ldmatrix), online softmax in fp32 on the
 // accumulator fragments (row max / sum over the 4 lanes of a quad), P rounded to fp16 and reused directly
 // as the A operand of O += P·V (V via ldmatrix.trans). No Lq×Lk matrix exists anywhere. Tails: query rows
@@ -955,7 +954,7 @@ struct AttnParams {
 // Occupancy: 55296 bytes of shared memory and 125-128 registers: 2 blocks per SM on sm_80 and sm_90, 1 on
 // sm_86 / sm_89 (100 KiB per SM; a 64-query block would fit 2 there at twice the K/V traffic: not done).
 namespace fa {
-constexpr int HD = 64, BQ = 128, BKV = 64, P = HD + 8;  // 8 warps × 16 query rows
+constexpr int HD = 64, BQ = 128, BKV = 64, KH = 32, P = HD + 8;  // 8 warps × 16 query rows
 }
 __global__ void __launch_bounds__(256, 2) flash_attn_kernel(const AttnParams p) {
   using namespace fa;
@@ -998,6 +997,7 @@ __global__ void __launch_bounds__(256, 2) flash_attn_kernel(const AttnParams p) 
   load_kv(0, 0);
   cp_async_commit();  // group 0: Q + tile 0
 
+  uint32_t qf[HD / 16][4];
   float o[HD / 8][4];
 #pragma unroll
   for (int i = 0; i < HD / 8; i++)
@@ -1012,76 +1012,85 @@ __global__ void __launch_bounds__(256, 2) flash_attn_kernel(const AttnParams p) 
     __syncthreads();  // tile j (and Q) visible; everyone is done with tile j-1's buffer
     if (j + 1 < ntiles) load_kv(j + 1, buf ^ 1);
     cp_async_commit();
-    // S = Q Kᵀ: 16 × 64 per warp = 8 n8-tiles
-    float s[BKV / 8][4];
+    if (j == 0) {
 #pragma unroll
-    for (int i = 0; i < BKV / 8; i++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) s[i][e] = 0.f;
-    const __half *kb = sK + buf * BKV * P;
-#pragma unroll
-    for (int kk = 0; kk < HD / 16; kk++) {
-      uint32_t qf[4];  // re-read per tile: holding all 16 Q registers over the loop spilled at 128 registers
-      ldsm_x4(qf, sQ + (warp * 16 + (lane & 15)) * P + kk * 16 + (lane >> 4) * 8);
-#pragma unroll
-      for (int np = 0; np < BKV / 16; np++) {
-        uint32_t b[4];
-        ldsm_x4(b, kb + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * P + kk * 16 + ((lane >> 3) & 1) * 8);
-        mma16816(s[2 * np], qf, b[0], b[1]);
-        mma16816(s[2 * np + 1], qf, b[2], b[3]);
-      }
+      for (int kk = 0; kk < HD / 16; kk++) ldsm_x4(qf[kk], sQ + (warp * 16 + (lane & 15)) * P + kk * 16 + (lane >> 4) * 8);
     }
-    // online softmax; this lane holds rows r0 = lane/4 (e = 0,1) and r0 + 8 (e = 2,3)
-    const int kbase = j * BKV + (lane & 3) * 2;
-    float mx[2] = {mrow[0], mrow[1]};
+    const __half *kb = sK + buf * BKV * P, *vb = sV + buf * BKV * P;
+    // The tile in two halves of KH = 32 keys, each with its own online-softmax update: 16 score registers
+    // instead of 32 leave room for the Q fragments at 2 blocks per SM (128 registers, no spill).
 #pragma unroll
-    for (int i = 0; i < BKV / 8; i++)
+    for (int hf = 0; hf < BKV / KH; hf++) {
+      // S = Q Kᵀ: 16 × 32 per warp = 4 n8-tiles
+      float s[KH / 8][4];
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int key = kbase + i * 8 + (e & 1);
-        s[i][e] = key < p.lk ? s[i][e] * sl2 : -INFINITY;
-        mx[e >> 1] = fmaxf(mx[e >> 1], s[i][e]);
+      for (int i = 0; i < KH / 8; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) s[i][e] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; kk++) {
+#pragma unroll
+        for (int np = 0; np < KH / 16; np++) {
+          uint32_t b[4];
+          ldsm_x4(b, kb + (hf * KH + np * 16 + (lane & 7) + ((lane >> 4) << 3)) * P + kk * 16 + ((lane >> 3) & 1) * 8);
+          mma16816(s[2 * np], qf[kk], b[0], b[1]);
+          mma16816(s[2 * np + 1], qf[kk], b[2], b[3]);
+        }
       }
-    float corr[2];
+      // online softmax; this lane holds rows r0 = lane/4 (e = 0,1) and r0 + 8 (e = 2,3)
+      const int kbase = j * BKV + hf * KH + (lane & 3) * 2;
+      float mx[2] = {mrow[0], mrow[1]};
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      corr[r] = exp2f(mrow[r] - mx[r]);  // mrow = -inf on the first tile: exp2(-inf) = 0, o and l are 0 anyway
-      mrow[r] = mx[r];
-    }
-    float ls[2] = {0.f, 0.f};
+      for (int i = 0; i < KH / 8; i++)
 #pragma unroll
-    for (int i = 0; i < BKV / 8; i++)
+        for (int e = 0; e < 4; e++) {
+          const int key = kbase + i * 8 + (e & 1);
+          s[i][e] = key < p.lk ? s[i][e] * sl2 : -INFINITY;
+          mx[e >> 1] = fmaxf(mx[e >> 1], s[i][e]);
+        }
+      float corr[2];
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        s[i][e] = exp2f(s[i][e] - mx[e >> 1]);
-        ls[e >> 1] += s[i][e];
+      for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        // mrow = -inf before the first keys: exp2(-inf) = 0, o and l are 0 anyway. lk > 32 (the flash path)
+        // puts valid keys in the first half, so mx is finite from there on; a later half of only masked
+        // keys keeps mx = mrow: corr = 1, p = exp2(-inf) = 0.
+        corr[r] = exp2f(mrow[r] - mx[r]);
+        mrow[r] = mx[r];
       }
+      float ls[2] = {0.f, 0.f};
 #pragma unroll
-    for (int r = 0; r < 2; r++) lrow[r] = lrow[r] * corr[r] + ls[r];  // per-lane partial; reduced at the end
+      for (int i = 0; i < KH / 8; i++)
 #pragma unroll
-    for (int i = 0; i < HD / 8; i++) {
-      o[i][0] *= corr[0];
-      o[i][1] *= corr[0];
-      o[i][2] *= corr[1];
-      o[i][3] *= corr[1];
-    }
-    // O += P V
-    const __half *vb = sV + buf * BKV * P;
+        for (int e = 0; e < 4; e++) {
+          s[i][e] = exp2f(s[i][e] - mx[e >> 1]);
+          ls[e >> 1] += s[i][e];
+        }
 #pragma unroll
-    for (int kk = 0; kk < BKV / 16; kk++) {
-      uint32_t a[4];
-      a[0] = pack_half2(s[2 * kk][0], s[2 * kk][1]);
-      a[1] = pack_half2(s[2 * kk][2], s[2 * kk][3]);
-      a[2] = pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      a[3] = pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      for (int r = 0; r < 2; r++) lrow[r] = lrow[r] * corr[r] + ls[r];  // per-lane partial; reduced at the end
 #pragma unroll
-      for (int dp = 0; dp < HD / 16; dp++) {
-        uint32_t b[4];
-        ldsm_x4_t(b, vb + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * P + dp * 16 + (lane >> 4) * 8);
-        mma16816(o[2 * dp], a, b[0], b[1]);
-        mma16816(o[2 * dp + 1], a, b[2], b[3]);
+      for (int i = 0; i < HD / 8; i++) {
+        o[i][0] *= corr[0];
+        o[i][1] *= corr[0];
+        o[i][2] *= corr[1];
+        o[i][3] *= corr[1];
+      }
+      // O += P V
+#pragma unroll
+      for (int kk = 0; kk < KH / 16; kk++) {
+        uint32_t a[4];
+        a[0] = pack_half2(s[2 * kk][0], s[2 * kk][1]);
+        a[1] = pack_half2(s[2 * kk][2], s[2 * kk][3]);
+        a[2] = pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        a[3] = pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+        for (int dp = 0; dp < HD / 16; dp++) {
+          uint32_t b[4];
+          ldsm_x4_t(b, vb + (hf * KH + kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * P + dp * 16 + (lane >> 4) * 8);
+          mma16816(o[2 * dp], a, b[0], b[1]);
+          mma16816(o[2 * dp + 1], a, b[2], b[3]);
+        }
       }
     }
   }
