@@ -216,7 +216,7 @@ test-simt-full: $(SIMT_BINS)
 # runtime. SIMT_PROF_TARGETS: what to build there (default: the counters' test and the kernel tests).
 SIMT_PROF_TARGETS ?= $(SIMT_PROF)/simt_prof_selftest $(SIMT_PROF)/test_gpu_kernels
 simt-prof:
-	$(MAKE) SIMT=$(SIMT_PROF) SIMT_KFLAGS='-fsanitize=thread' SIMT_EXTRA_OBJ=$(SIMT_PROF)/prof_hooks.o $(SIMT_PROF_TARGETS)
+	$(MAKE) SIMT=$(SIMT_PROF) SIMT_SAN= SIMT_KFLAGS='-fsanitize=thread' SIMT_EXTRA_OBJ=$(SIMT_PROF)/prof_hooks.o $(SIMT_PROF_TARGETS)
 
 # ThreadSanitizer: clang++ (GCC guards block-scope thread_local arrays, which TSan reports as races)
 test-simt-tsan:
