@@ -10,6 +10,8 @@
 #                         test/simt/; needs the CUDA headers only, no nvcc, no GPU): --device cuda, slow but exact
 #   make test-simt-full   the whole emulated gpu_pipeline (every Backend op, CLIP, VAE, UNet, two pipelines)
 #   make test-simt-tsan   the emulated kernel tests under ThreadSanitizer (clang++, one TSan fiber per thread)
+#   make gpu-resources    bench/gpu-resources.md: ptxas registers / spills / stack / smem per kernel for sm_80..90
+#                         and the occupancy of each launch configuration (tools/gpu_resources.sh; needs nvcc)
 CC      ?= gcc
 NVCC    ?= nvcc
 CUDA_HOME ?= /usr/local/cuda
@@ -70,16 +72,22 @@ SIMT_CFLAGS = -std=c11 $(SIMT_OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-f
               -D_GNU_SOURCE -I. -DVDP_CUDA -I$(CUDA_INC) $(SIMT_SAN)
 SIMT_LIBS = -fopenmp $(SIMT_SAN) -lstdc++ -lpng -ljpeg -lm -lpthread
 SIMT_LIB_OBJ = $(LIB_SRC:%.c=$(SIMT)/%.o)
-SIMT_KOBJ = $(SIMT)/kernels.o $(SIMT)/simt.o
+SIMT_KOBJ = $(SIMT)/kernels.o $(SIMT)/simt.o $(SIMT_EXTRA_OBJ)
+# the profiling build (make simt-prof) adds compile flags for the kernels only and the objects standing in for
+# the ThreadSanitizer runtime (test/simt/prof_hooks.cpp)
+SIMT_KFLAGS ?=
+SIMT_EXTRA_OBJ ?=
+SIMT_PROF = build/simt-prof
 SIMT_BINS = $(SIMT)/test_gpu_kernels $(SIMT)/gpu_pipeline $(SIMT)/vdp $(SIMT)/simt_selftest $(SIMT)/build.env
 # `make` builds the emulated kernels (from the CUDA headers alone), `make test` the emulated binaries too,
 # unless TESTS names only other tests
 ifneq ($(HAVE_CUDA_HEADERS),)
   SIMT_ALL = $(SIMT_KOBJ)
-  SIMT_T = $(if $(strip $(TESTS)),$(filter t_simt%,$(TESTS)),t_simt_kernels t_simt_pipeline t_simt_mutants t_simt_selftest)
+  SIMT_T = $(if $(strip $(TESTS)),$(filter t_simt%,$(TESTS)),t_simt_kernels t_simt_pipeline t_simt_mutants t_simt_selftest t_simt_profile)
   SIMT_FOR_TEST = $(sort $(if $(filter t_simt_kernels t_simt_mutants,$(SIMT_T)),$(SIMT)/test_gpu_kernels $(SIMT)/build.env) \
                          $(if $(filter t_simt_pipeline t_simt_mutants,$(SIMT_T)),$(SIMT)/gpu_pipeline $(SIMT)/vdp) \
-                         $(if $(filter t_simt_selftest,$(SIMT_T)),$(SIMT)/simt_selftest))
+                         $(if $(filter t_simt_selftest,$(SIMT_T)),$(SIMT)/simt_selftest) \
+                         $(if $(filter t_simt_profile,$(SIMT_T)),simt-prof-selftest))
 endif
 
 all: vdp $(SIMT_ALL)
@@ -144,7 +152,7 @@ $(SIMT)/selftest_dynshared.h: test/simt/selftest.cu | $(SIMT)
 	sed -n '$(SIMT_DYN_SED)' $< | sort -u > $@.tmp && mv $@.tmp $@
 
 $(SIMT)/kernels_body.o: kernels.cu kernels.h vdp.h model.h test/simt/simt.h $(SIMT)/dynshared.h | $(SIMT)
-	$(SIMT_CXX) $(SIMT_CXXFLAGS) -fdata-sections -x c++ -include test/simt/simt.h -include $(SIMT)/dynshared.h -c -o $@ $<
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_KFLAGS) -fdata-sections -x c++ -include test/simt/simt.h -include $(SIMT)/dynshared.h -c -o $@ $<
 
 $(SIMT)/shm_begin.o: test/simt/shm_mark.cpp | $(SIMT)
 	$(SIMT_CXX) $(SIMT_CXXFLAGS) -DSIMT_MARK_BEGIN -c -o $@ $<
@@ -155,14 +163,31 @@ $(SIMT)/kernels.o: $(SIMT)/shm_begin.o $(SIMT)/kernels_body.o $(SIMT)/shm_end.o 
 
 # the emulator's own tests (test/t_simt_selftest.sh)
 $(SIMT)/selftest_body.o: test/simt/selftest.cu test/simt/simt.h $(SIMT)/selftest_dynshared.h | $(SIMT)
-	$(SIMT_CXX) $(SIMT_CXXFLAGS) -fdata-sections -x c++ -include test/simt/simt.h -include $(SIMT)/selftest_dynshared.h -c -o $@ $<
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_KFLAGS) -fdata-sections -x c++ -include test/simt/simt.h -include $(SIMT)/selftest_dynshared.h -c -o $@ $<
 $(SIMT)/selftest.o: $(SIMT)/shm_begin.o $(SIMT)/selftest_body.o $(SIMT)/shm_end.o test/simt/shm.ld
 	ld -r -T test/simt/shm.ld -o $@ $(filter %.o,$^)
-$(SIMT)/simt_selftest: $(SIMT)/selftest.o $(SIMT)/simt.o
+$(SIMT)/simt_selftest: $(SIMT)/selftest.o $(SIMT)/simt.o $(SIMT_EXTRA_OBJ)
 	$(SIMT_CXX) -o $@ $^ $(SIMT_LIBS)
 
-$(SIMT)/simt.o: test/simt/simt.cpp test/simt/simt.h | $(SIMT)
+# the runtime: simt.cpp and the SIMT_PROFILE counters (profile.cpp) as one object
+$(SIMT)/simt_rt.o: test/simt/simt.cpp test/simt/simt.h test/simt/profile.h | $(SIMT)
 	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_RT_FLAGS) -c -o $@ $<
+$(SIMT)/profile.o: test/simt/profile.cpp test/simt/simt.h test/simt/profile.h | $(SIMT)
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_RT_FLAGS) -c -o $@ $<
+$(SIMT)/simt.o: $(SIMT)/simt_rt.o $(SIMT)/profile.o
+	ld -r -o $@ $^
+
+# the profiling build only: the stand-in for the TSan runtime, and the counters' own test
+$(SIMT)/prof_hooks.o: test/simt/prof_hooks.cpp test/simt/simt.h test/simt/profile.h | $(SIMT)
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_RT_FLAGS) -c -o $@ $<
+$(SIMT)/prof_selftest_dynshared.h: test/simt/prof_selftest.cu | $(SIMT)
+	sed -n '$(SIMT_DYN_SED)' $< | sort -u > $@.tmp && mv $@.tmp $@
+$(SIMT)/prof_selftest_body.o: test/simt/prof_selftest.cu test/simt/simt.h test/simt/profile.h $(SIMT)/prof_selftest_dynshared.h | $(SIMT)
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_KFLAGS) -fdata-sections -x c++ -include test/simt/simt.h -include $(SIMT)/prof_selftest_dynshared.h -c -o $@ $<
+$(SIMT)/prof_selftest.o: $(SIMT)/shm_begin.o $(SIMT)/prof_selftest_body.o $(SIMT)/shm_end.o test/simt/shm.ld
+	ld -r -T test/simt/shm.ld -o $@ $(filter %.o,$^)
+$(SIMT)/simt_prof_selftest: $(SIMT)/prof_selftest.o $(SIMT)/simt.o $(SIMT_EXTRA_OBJ)
+	$(SIMT_CXX) -o $@ $^ $(SIMT_LIBS)
 
 $(SIMT)/%.o: %.c vdp.h model.h ring.h kernels.h | $(SIMT)
 	$(CC) $(SIMT_CFLAGS) -c -o $@ $<
@@ -187,6 +212,13 @@ $(SIMT):
 test-simt-full: $(SIMT_BINS)
 	SIMT=$(SIMT) bash test/t_simt_pipeline.sh --full
 
+# The profiling build (build/simt-prof): SIMT_PROFILE=1 also counts the kernels' plain loads and stores
+# (test/simt/profile.cpp): g++'s ThreadSanitizer instrumentation on the kernels, prof_hooks.cpp instead of its
+# runtime. SIMT_PROF_TARGETS: what to build there (default: the counters' test and the kernel tests).
+SIMT_PROF_TARGETS ?= $(SIMT_PROF)/simt_prof_selftest $(SIMT_PROF)/test_gpu_kernels
+simt-prof:
+	$(MAKE) SIMT=$(SIMT_PROF) SIMT_SAN= SIMT_KFLAGS='-fsanitize=thread' SIMT_EXTRA_OBJ=$(SIMT_PROF)/prof_hooks.o $(SIMT_PROF_TARGETS)
+
 # ThreadSanitizer: clang++ (GCC guards block-scope thread_local arrays, which TSan reports as races)
 test-simt-tsan:
 	$(MAKE) SIMT=build/simt-tsan SIMT_CXX=clang++ CC=clang SIMT_OPT=-O1 \
@@ -194,4 +226,12 @@ test-simt-tsan:
 	  build/simt-tsan/test_gpu_kernels
 	OMP_NUM_THREADS=1 SIMT=build/simt-tsan bash test/t_simt_kernels.sh --tsan
 
-.PHONY: all test test-gpu fuzz clean FORCE vdp-simt test-simt-full test-simt-tsan
+# ----- GPU performance figures that need no GPU (issue #18) -----
+simt-prof-selftest:
+	$(MAKE) SIMT_PROF_TARGETS=$(SIMT_PROF)/simt_prof_selftest simt-prof
+
+gpu-resources:
+	bash tools/gpu_resources.sh --out bench/gpu-resources.md
+	@echo 'gpu-resources: wrote bench/gpu-resources.md'
+
+.PHONY: all test test-gpu fuzz clean FORCE vdp-simt test-simt-full test-simt-tsan gpu-resources simt-prof simt-prof-selftest

@@ -49,6 +49,12 @@ extern "C" void vdp_cuda_check_(int err, const char *expr, const char *file, int
 #ifndef VDP_LAUNCH
 #define VDP_LAUNCH(k, g, b, smem, stream) k<<<g, b, smem, stream>>>
 #endif
+// VDP_MODEL_NOTE(op, flops, bytes): the operator behind the next launches, its useful FLOPs and a lower bound
+// of its DRAM bytes (every operand read or written once, 2 bytes an element), for the emulator's model report
+// (SIMT_PROFILE, tools/gpu_model.sh). Nothing under nvcc: the arguments are not even evaluated.
+#ifndef VDP_MODEL_NOTE
+#define VDP_MODEL_NOTE(op, flops, bytes) ((void)0)
+#endif
 
 // ----- per-thread and per-device state ----------------------------------------------------------------
 // Several host threads may drive the backend at once, each on its own GPU (the stage ring: one thread per
@@ -404,8 +410,21 @@ __device__ __forceinline__ float apply_act(float v, int act) {
 // simply 128 token rows of x [tokens][K] (16-byte loads when K % 8 == 0). GEGLU: a block covers 64
 // output features and loads the 64 matching value rows and 64 gate rows as its 128 A rows.
 // Edges: out-of-range channels/pixels load zeros (cp.async zero-fill / guarded loads) and are not stored.
+// Shared-memory layouts, conflict-free by construction (the bank rules: test/simt/profile.cpp; the SIMT_PROFILE
+// counters check them). Tiles of CK = 32 halves get rows of CKP = 40 halves (80 bytes = 20 banks): the 8 rows
+// an ldmatrix matrix or a quarter-warp's 16-byte stores touch fall on 8 distinct 4-bank groups (20·r mod 32).
+// Every 16-byte store phase (8 lanes) therefore writes one 16-byte column piece of 8 consecutive rows.
+// Epilogue tile: convolutions (pixel-contiguous output) keep sC[m][n] with rows of SCP = BN + 8 floats
+// (≡ 8 banks): the accumulator fragment's float2 stores (lane g·4+t -> row g, columns 2t, 2t+1) cover the 32
+// banks per half-warp, and the epilogue reads rows. Linear layers (channel-contiguous output) keep it
+// transposed, sC[n][m] with rows of SCT = BM + 4 floats (≡ 4 banks): scalar stores land in bank 8t + g (+ 4),
+// and the epilogue reads along m.
 namespace ig {
-constexpr int BM = 128, BN = 128, CK = 32, CKP = CK + 8, NT = 256, AST = 3, SCP = BN + 1;
+constexpr int BM = 128, BN = 128, CK = 32, CKP = CK + 8, NT = 256, AST = 3, SCP = BN + 8, SCT = BM + 4;
+// 16-byte piece q (0..511) of a 128-row x 32-half tile: warp q/32 covers rows 8·(q/32) .. +7, all 4 pieces of
+// each (its global reads are whole 64-byte row segments); lanes 8i..8i+7 take piece i of the 8 rows
+__device__ __forceinline__ int piece_row(int q) { return ((q >> 5) << 3) + (q & 7); }
+__device__ __forceinline__ int piece_col(int q) { return ((q >> 3) & 3) * 8; }
 }
 
 struct IgParams {
@@ -421,16 +440,17 @@ struct IgParams {
   int ldw;                       // weight row length (>= cin)
   int a_vec, b_vec;              // 16-byte load paths allowed for weights / input
   int TH, TW, HP, WP, NPH, R;    // output tile, input halo, halo rounds of 256 pixels (R <= KH*KW)
+  int WS, NPS;                   // halo rows in shared memory: row pitch WS >= WP (ig_halo_pitch), HP·WS rows
   int tiles_x, tiles_y;
   int act, geglu;
 };
 
-__global__ void __launch_bounds__(256) igemm_kernel(const IgParams p) {
+__global__ void __launch_bounds__(256, 2) igemm_kernel(const IgParams p) {
   using namespace ig;
   extern __shared__ __align__(16) unsigned char smem[];
   __half *sA = reinterpret_cast<__half *>(smem);  // [AST][BM][CKP]
-  __half *sB = sA + AST * BM * CKP;                // [2][NPH][CKP]
-  float *sC = reinterpret_cast<float *>(smem);     // epilogue: [BM][SCP], reuses everything
+  __half *sB = sA + AST * BM * CKP;                // [2][NPS][CKP]
+  float *sC = reinterpret_cast<float *>(smem);     // epilogue: [BM][SCP] or [BN][SCT], reuses everything
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = warp >> 2, wn = warp & 3;
 
@@ -446,12 +466,12 @@ __global__ void __launch_bounds__(256) igemm_kernel(const IgParams p) {
   const int S = nchunks * taps;
   const long long Mphys = p.geglu ? 2LL * p.cout : (long long)p.cout;
 
-  // --- weight (A) loader: 512 pieces of 16 bytes per step, 2 per thread: row v = piece / 4, col = 8·(piece % 4)
+  // --- weight (A) loader: 512 pieces of 16 bytes per step, 2 per thread: row piece_row, column piece_col
   int arow[2];
   bool aok[2];
 #pragma unroll
   for (int q = 0; q < 2; q++) {
-    int v = (tid + NT * q) >> 2;
+    int v = piece_row(tid + NT * q);
     if (p.geglu) {
       int o = mt * 64 + (v & 63);
       aok[q] = o < p.cout;
@@ -466,7 +486,7 @@ __global__ void __launch_bounds__(256) igemm_kernel(const IgParams p) {
     const int c = s / taps, t = s - c * taps, ci0 = c * CK;
 #pragma unroll
     for (int q = 0; q < 2; q++) {
-      const int piece = tid + NT * q, v = piece >> 2, col = (piece & 3) * 8, ci = ci0 + col;
+      const int piece = tid + NT * q, v = piece_row(piece), col = piece_col(piece), ci = ci0 + col;
       __half *dst = sA + (stage * BM + v) * CKP + col;
       const __half *src = p.w + ((long long)t * Mphys + arow[q]) * p.ldw + ci;
       if (p.a_vec) {
@@ -481,45 +501,67 @@ __global__ void __launch_bounds__(256) igemm_kernel(const IgParams p) {
     }
   };
 
+  // Halo rows in shared memory: pixel (hy, hx) is row hy·WS + halo_col(hx) (WS: ig_halo_pitch). Stride 2 stores each halo row
+  // polyphase (even columns, then odd ones), so that the 8 consecutive output pixels of an ldmatrix matrix read
+  // 8 consecutive rows for every tap (conflict-free), not rows 2 apart (2-way).
+  const int WH = (p.WP + 1) >> 1;
+  auto halo_col = [&](int hx) { return p.stride == 2 ? (hx & 1) * WH + (hx >> 1) : hx; };
+
   // --- input halo (B) loader: round r covers halo pixels r*256 + tid; a thread reads the 32 channels of
   // its pixel (coalesced across threads along the image row) into 16 registers, later stored as 4 × 16 B.
+  // The vector path (linear layers: 128 token rows, one round, channels contiguous) reads 16-byte pieces
+  // like the weights: 2 per thread, piece_row / piece_col, 8 registers.
   uint32_t breg[16];
   auto load_halo = [&](int r, int chunk) {
-    const int ph = r * NT + tid;
     const int ci0 = chunk * CK;
 #pragma unroll
     for (int e = 0; e < 16; e++) breg[e] = 0;
+    if (p.b_vec) {  // channels contiguous (sC == 1), cin % 8 == 0, 16-byte aligned; NPH = 128, R = 1
+#pragma unroll
+      for (int q = 0; q < 2; q++) {
+        const int piece = tid + NT * q, ph = piece_row(piece), ci = ci0 + piece_col(piece);
+        const int hy = ph / p.WP, hx = ph - hy * p.WP;
+        const int iy = oy0 * p.stride - p.pt + hy, ix = ox0 * p.stride - p.pl + hx;
+        if (ph < p.NPH && iy >= 0 && iy < p.H && ix >= 0 && ix < p.W && ci < p.cin) {
+          const __half *src = p.x + (long long)img * p.sN + (long long)iy * p.sY + (long long)ix * p.sX + ci;
+          uint4 u = __ldg(reinterpret_cast<const uint4 *>(src));
+          breg[4 * q] = u.x;
+          breg[4 * q + 1] = u.y;
+          breg[4 * q + 2] = u.z;
+          breg[4 * q + 3] = u.w;
+        }
+      }
+      return;
+    }
+    const int ph = r * NT + tid;
     if (ph >= p.NPH) return;
     const int hy = ph / p.WP, hx = ph - hy * p.WP;
     const int iy = oy0 * p.stride - p.pt + hy, ix = ox0 * p.stride - p.pl + hx;
     if (iy < 0 || iy >= p.H || ix < 0 || ix >= p.W) return;
     const __half *src = p.x + (long long)img * p.sN + (long long)iy * p.sY + (long long)ix * p.sX;
-    if (p.b_vec) {  // channels contiguous (sC == 1), cin % 8 == 0, 16-byte aligned
+    const unsigned short *s16 = reinterpret_cast<const unsigned short *>(src);
 #pragma unroll
-      for (int j = 0; j < 4; j++) {
-        if (ci0 + 8 * j < p.cin) {
-          uint4 u = __ldg(reinterpret_cast<const uint4 *>(src + ci0 + 8 * j));
-          breg[4 * j] = u.x;
-          breg[4 * j + 1] = u.y;
-          breg[4 * j + 2] = u.z;
-          breg[4 * j + 3] = u.w;
-        }
-      }
-    } else {
-      const unsigned short *s16 = reinterpret_cast<const unsigned short *>(src);
-#pragma unroll
-      for (int e = 0; e < 32; e += 2) {
-        const int ci = ci0 + e;
-        uint32_t lo = ci < p.cin ? __ldg(s16 + (long long)ci * p.sC) : 0u;
-        uint32_t hi = ci + 1 < p.cin ? __ldg(s16 + (long long)(ci + 1) * p.sC) : 0u;
-        breg[e >> 1] = lo | (hi << 16);
-      }
+    for (int e = 0; e < 32; e += 2) {
+      const int ci = ci0 + e;
+      uint32_t lo = ci < p.cin ? __ldg(s16 + (long long)ci * p.sC) : 0u;
+      uint32_t hi = ci + 1 < p.cin ? __ldg(s16 + (long long)(ci + 1) * p.sC) : 0u;
+      breg[e >> 1] = lo | (hi << 16);
     }
   };
   auto store_halo = [&](int r, int buf) {
+    if (p.b_vec) {
+#pragma unroll
+      for (int q = 0; q < 2; q++) {
+        const int piece = tid + NT * q;
+        *reinterpret_cast<uint4 *>(sB + ((long long)buf * p.NPS + piece_row(piece)) * CKP + piece_col(piece)) =
+            make_uint4(breg[4 * q], breg[4 * q + 1], breg[4 * q + 2], breg[4 * q + 3]);
+      }
+      return;
+    }
     const int ph = r * NT + tid;
     if (ph >= p.NPH) return;
-    uint4 *dst = reinterpret_cast<uint4 *>(sB + ((long long)buf * p.NPH + ph) * CKP);
+    const int hy = ph / p.WP, hx = ph - hy * p.WP;
+    uint4 *dst = reinterpret_cast<uint4 *>(sB + ((long long)buf * p.NPS + hy * p.WS + halo_col(hx)) * CKP);
 #pragma unroll
     for (int j = 0; j < 4; j++) dst[j] = make_uint4(breg[4 * j], breg[4 * j + 1], breg[4 * j + 2], breg[4 * j + 3]);
   };
@@ -532,7 +574,7 @@ __global__ void __launch_bounds__(256) igemm_kernel(const IgParams p) {
     const int n = wn * 32 + j * 16 + (lane & 7) + ((lane >> 4) << 3);
     if (n < p.TH * p.TW) {
       const int ty = n / p.TW, tx = n - ty * p.TW;
-      hb[j] = ty * p.stride * p.WP + tx * p.stride;
+      hb[j] = ty * p.stride * p.WS + tx;  // + the tap offset toff (halo_col: stride 2 is polyphase)
     } else {
       hb[j] = 0;  // a valid smem row; the result column is never stored
     }
@@ -568,9 +610,9 @@ __global__ void __launch_bounds__(256) igemm_kernel(const IgParams p) {
     if (pf) load_halo(t, c + 1);
 
     const __half *a_s = sA + (s % AST) * BM * CKP;
-    const __half *b_s = sB + (long long)(c & 1) * p.NPH * CKP;
+    const __half *b_s = sB + (long long)(c & 1) * p.NPS * CKP;
     const int ky = t / p.KW, kx = t - ky * p.KW;
-    const int toff = ky * p.WP + kx;
+    const int toff = ky * p.WS + (p.stride == 2 ? (kx & 1) * WH + (kx >> 1) : kx);  // halo_col(stride·tx + kx) - tx
 #pragma unroll
     for (int kk = 0; kk < CK / 16; kk++) {
       uint32_t af[4][4], bf[2][4];
@@ -589,15 +631,21 @@ __global__ void __launch_bounds__(256) igemm_kernel(const IgParams p) {
   // --- epilogue through shared memory
   cp_async_wait<0>();
   __syncthreads();
+  const bool pix_major = p.oX == 1;  // convolutions: sC[m][n]; linear layers: sC[n][m] (see namespace ig)
 #pragma unroll
   for (int i = 0; i < 4; i++)
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       const int m = wm * 64 + i * 16 + (lane >> 2), n = wn * 32 + j * 8 + (lane & 3) * 2;
-      sC[m * SCP + n] = acc[i][j][0];
-      sC[m * SCP + n + 1] = acc[i][j][1];
-      sC[(m + 8) * SCP + n] = acc[i][j][2];
-      sC[(m + 8) * SCP + n + 1] = acc[i][j][3];
+      if (pix_major) {
+        *reinterpret_cast<float2 *>(&sC[m * SCP + n]) = make_float2(acc[i][j][0], acc[i][j][1]);
+        *reinterpret_cast<float2 *>(&sC[(m + 8) * SCP + n]) = make_float2(acc[i][j][2], acc[i][j][3]);
+      } else {
+        sC[n * SCT + m] = acc[i][j][0];
+        sC[(n + 1) * SCT + m] = acc[i][j][1];
+        sC[n * SCT + m + 8] = acc[i][j][2];
+        sC[(n + 1) * SCT + m + 8] = acc[i][j][3];
+      }
     }
   __syncthreads();
   const int Mt = p.geglu ? 64 : BM;
@@ -616,10 +664,10 @@ __global__ void __launch_bounds__(256) igemm_kernel(const IgParams p) {
     const int oy = oy0 + ty, ox = ox0 + tx;
     const int co = mt * Mt + m;
     if (oy >= p.HO || ox >= p.WO || co >= p.cout) continue;
-    float v = sC[m * SCP + n];
+    float v = pix_major ? sC[m * SCP + n] : sC[n * SCT + m];
     if (p.bias) v += __half2float(p.bias[co]);
     if (p.geglu) {
-      float g = sC[(m + 64) * SCP + n];
+      float g = pix_major ? sC[(m + 64) * SCP + n] : sC[n * SCT + m + 64];
       if (p.bias) g += __half2float(p.bias[p.cout + co]);
       v *= gelu_erf(g);
     }
@@ -631,11 +679,38 @@ __global__ void __launch_bounds__(256) igemm_kernel(const IgParams p) {
   }
 }
 
+// Occupancy (make gpu-resources, bench/gpu-resources.md): 128 registers x 256 threads is half the register
+// file, so at most 2 blocks per SM (__launch_bounds__(256, 2) holds ptxas to that). The usual tile needs
+// 69632 bytes (the fp32 epilogue tile): 2 blocks per SM on sm_80 (164 KiB) and sm_90 (228 KiB), the targets;
+// 1 on sm_86 / sm_89, whose 100 KiB per SM hold one (2 there would need the epilogue in two halves of 64
+// rows, which the GEGLU epilogue's paired value/gate rows make awkward: not done). Stride-2 convolutions
+// with wide halos (up to 120 KiB) get 1 block per SM below sm_90.
 static size_t ig_smem(int nph) {
   using namespace ig;
   size_t pipe = (size_t)AST * BM * CKP * 2 + (size_t)2 * nph * CKP * 2;
-  size_t epi = (size_t)BM * SCP * 4;
+  size_t epi = (size_t)std::max(BM * SCP, BN * SCT) * 4;
   return std::max(pipe, epi);
+}
+
+// The halo's row pitch in shared memory (>= wp): the 8 output pixels of an ldmatrix matrix (n = 8k .. 8k+7 of
+// the tile, rows (n / tw)·stride·ws + n % tw, 20 banks apart: 4-bank group 5·row mod 8) should fall on 8
+// distinct bank groups. With tw < 8 a matrix spans tile rows, and ws = wp can collide (e.g. tw = 7, wp = 9:
+// 2-way); the pitch in wp .. wp+7 with the fewest collisions is used (the padding rows are never read).
+static int ig_halo_pitch(int th, int tw, int stride, int wp) {
+  int best = wp, best_c = 1 << 30;
+  for (int ws = wp; ws < wp + 8; ws++) {
+    int coll = 0;
+    for (int base = 0; base < th * tw; base += 8) {
+      unsigned seen = 0;
+      for (int k = 0; k < 8 && base + k < th * tw; k++) {
+        const int n = base + k, row = (n / tw) * stride * ws + n % tw, g = (5 * row) & 7;
+        if (seen >> g & 1) coll++;
+        seen |= 1u << g;
+      }
+    }
+    if (coll < best_c) best_c = coll, best = ws;
+  }
+  return best;
 }
 
 // Chooses TH × TW (TH·TW <= 128) minimising blocks × (128 + halo/4) under the smem and round limits.
@@ -666,8 +741,9 @@ static void ig_choose_tile(IgParams &p) {
   for (int i = 0; i < nc; i++) {
     const int th = cand[i][0], tw = cand[i][1];
     const int hp = (th - 1) * p.stride + p.KH, wp = (tw - 1) * p.stride + p.KW, nph = hp * wp;
+    const int ws = ig_halo_pitch(th, tw, p.stride, wp), nps = hp * ws;
     const int r = (nph + ig::NT - 1) / ig::NT;
-    if (r > taps || (int)ig_smem(nph) > limit) continue;
+    if (r > taps || (int)ig_smem(nps) > limit) continue;
     const double tiles = (double)((p.HO + th - 1) / th) * ((p.WO + tw - 1) / tw) * p.nimg;
     const double cost = tiles * (128.0 + 0.25 * nph);
     if (cost < best) {
@@ -677,6 +753,8 @@ static void ig_choose_tile(IgParams &p) {
       p.HP = hp;
       p.WP = wp;
       p.NPH = nph;
+      p.WS = ws;
+      p.NPS = nps;
       p.R = r;
     }
   }
@@ -690,7 +768,7 @@ static void ig_launch(IgParams &p, const char *name) {
   const int Mt = p.geglu ? 64 : ig::BM;
   const long long by = (p.cout + Mt - 1) / Mt;
   if (bx > 2147483647LL || by > 65535) fail_shape(name, "grid too large");
-  const size_t smem = ig_smem(p.NPH);
+  const size_t smem = ig_smem(p.NPS);
   static SmemAttr attr;
   ensure_smem(attr, igemm_kernel, smem);
   VDP_LAUNCH(igemm_kernel, dim3((unsigned)bx, (unsigned)by), ig::NT, smem, cur_stream())(p);
@@ -702,6 +780,10 @@ static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 extern "C" void vdpc_linear(void *y, const void *x, const void *w, const void *b, int M, int K, int N, int act,
                             const void *res) {
   if (M <= 0 || N <= 0 || K <= 0) fail_shape("linear", "M, K, N must be positive");
+  {
+    const double wrows = act == VDPC_ACT_GEGLU ? 2.0 * N : (double)N;
+    VDP_MODEL_NOTE("linear", 2.0 * M * K * wrows, 2.0 * ((double)M * K + wrows * K + wrows + (double)M * N * (res ? 2 : 1)));
+  }
   IgParams p;
   memset(&p, 0, sizeof p);
   p.x = (const __half *)x;
@@ -733,6 +815,8 @@ extern "C" void vdpc_linear(void *y, const void *x, const void *w, const void *b
   p.HP = 1;
   p.WP = 128;
   p.NPH = 128;
+  p.WS = 128;
+  p.NPS = 128;
   p.R = 1;
   p.geglu = act == VDPC_ACT_GEGLU;
   p.act = p.geglu ? VDPC_ACT_NONE : act;
@@ -754,6 +838,7 @@ __global__ void prep_weight_kernel(__half *wt, const __half *w, int cout, int ci
   }
 }
 extern "C" void vdpc_conv_prepare_weight(void *wt, const void *w, int cout, int cin, int kh, int kw) {
+  VDP_MODEL_NOTE("prep_weight", 0.0, 0.0);
   const int64_t n = vdpc_conv_weight_elems(cout, cin, kh, kw);
   VDP_LAUNCH(prep_weight_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)wt, (const __half *)w, cout, cin, kh * kw,
                                                                (cin + 7) / 8 * 8);
@@ -766,6 +851,10 @@ extern "C" void vdpc_conv2d(void *y, const void *x, const void *wt, const void *
   const int ho = (h + pt + pb - kh) / stride + 1, wo = (w + pl + pr - kw) / stride + 1;
   if (n <= 0 || cin <= 0 || cout <= 0 || ho <= 0 || wo <= 0 || stride < 1 || stride > 2 || kh < 1 || kw < 1)
     fail_shape("conv2d", "bad sizes (stride must be 1 or 2)");
+  VDP_MODEL_NOTE(kh == 1 && kw == 1 ? "conv1x1" : stride == 2 ? "conv3x3s2" : "conv3x3",
+                 2.0 * n * cout * cin * kh * kw * ho * wo,
+                 2.0 * ((double)n * cin * h * w + (double)cout * cin * kh * kw + cout +
+                        (double)n * cout * ho * wo * (res ? 2 : 1) + (chan_add ? (double)n * cout : 0)));
   IgParams p;
   memset(&p, 0, sizeof p);
   p.x = (const __half *)x;
@@ -806,6 +895,9 @@ extern "C" void vdpc_conv2d(void *y, const void *x, const void *wt, const void *
 extern "C" void vdpc_conv_temporal(void *y, const void *x, const void *wt, const void *b, int nb, int nf, int cin,
                                    int hw, int cout, const void *chan_add, const void *res) {
   if (nb <= 0 || nf <= 0 || cin <= 0 || hw <= 0 || cout <= 0) fail_shape("conv_temporal", "bad sizes");
+  VDP_MODEL_NOTE("conv_temporal", 2.0 * nb * nf * cout * cin * 3.0 * hw,
+                 2.0 * ((double)nb * nf * cin * hw + 3.0 * cout * cin + cout + (double)nb * nf * cout * hw * (res ? 2 : 1) +
+                        (chan_add ? (double)nb * nf * cout : 0)));
   // A video is an "image" whose rows are frames (row stride = one frame) and columns are pixels.
   IgParams p;
   memset(&p, 0, sizeof p);
@@ -861,10 +953,12 @@ struct AttnParams {
 // accumulator fragments (row max / sum over the 4 lanes of a quad), P rounded to fp16 and reused directly
 // as the A operand of O += P·V (V via ldmatrix.trans). No Lq×Lk matrix exists anywhere. Tails: query rows
 // beyond lq load zeros and are not stored; keys beyond lk load zeros and get score −inf.
+// Occupancy: 55296 bytes of shared memory and 125-128 registers: 2 blocks per SM on sm_80 and sm_90, 1 on
+// sm_86 / sm_89 (100 KiB per SM; a 64-query block would fit 2 there at twice the K/V traffic: not done).
 namespace fa {
-constexpr int HD = 64, BQ = 128, BKV = 64, P = HD + 8;  // 8 warps × 16 query rows
+constexpr int HD = 64, BQ = 128, BKV = 64, KH = 32, P = HD + 8;  // 8 warps × 16 query rows
 }
-__global__ void __launch_bounds__(256) flash_attn_kernel(const AttnParams p) {
+__global__ void __launch_bounds__(256, 2) flash_attn_kernel(const AttnParams p) {
   using namespace fa;
   extern __shared__ __align__(16) unsigned char smem[];
   __half *sQ = reinterpret_cast<__half *>(smem);  // [BQ][P]
@@ -924,74 +1018,81 @@ __global__ void __launch_bounds__(256) flash_attn_kernel(const AttnParams p) {
 #pragma unroll
       for (int kk = 0; kk < HD / 16; kk++) ldsm_x4(qf[kk], sQ + (warp * 16 + (lane & 15)) * P + kk * 16 + (lane >> 4) * 8);
     }
-    // S = Q Kᵀ: 16 × 64 per warp = 8 n8-tiles
-    float s[BKV / 8][4];
+    const __half *kb = sK + buf * BKV * P, *vb = sV + buf * BKV * P;
+    // The tile in two halves of KH = 32 keys, each with its own online-softmax update: 16 score registers
+    // instead of 32 leave room for the Q fragments at 2 blocks per SM (128 registers, no spill).
 #pragma unroll
-    for (int i = 0; i < BKV / 8; i++)
+    for (int hf = 0; hf < BKV / KH; hf++) {
+      // S = Q Kᵀ: 16 × 32 per warp = 4 n8-tiles
+      float s[KH / 8][4];
 #pragma unroll
-      for (int e = 0; e < 4; e++) s[i][e] = 0.f;
-    const __half *kb = sK + buf * BKV * P;
+      for (int i = 0; i < KH / 8; i++)
 #pragma unroll
-    for (int kk = 0; kk < HD / 16; kk++) {
+        for (int e = 0; e < 4; e++) s[i][e] = 0.f;
 #pragma unroll
-      for (int np = 0; np < BKV / 16; np++) {
-        uint32_t b[4];
-        ldsm_x4(b, kb + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * P + kk * 16 + ((lane >> 3) & 1) * 8);
-        mma16816(s[2 * np], qf[kk], b[0], b[1]);
-        mma16816(s[2 * np + 1], qf[kk], b[2], b[3]);
+      for (int kk = 0; kk < HD / 16; kk++) {
+#pragma unroll
+        for (int np = 0; np < KH / 16; np++) {
+          uint32_t b[4];
+          ldsm_x4(b, kb + (hf * KH + np * 16 + (lane & 7) + ((lane >> 4) << 3)) * P + kk * 16 + ((lane >> 3) & 1) * 8);
+          mma16816(s[2 * np], qf[kk], b[0], b[1]);
+          mma16816(s[2 * np + 1], qf[kk], b[2], b[3]);
+        }
       }
-    }
-    // online softmax; this lane holds rows r0 = lane/4 (e = 0,1) and r0 + 8 (e = 2,3)
-    const int kbase = j * BKV + (lane & 3) * 2;
-    float mx[2] = {mrow[0], mrow[1]};
+      // online softmax; this lane holds rows r0 = lane/4 (e = 0,1) and r0 + 8 (e = 2,3)
+      const int kbase = j * BKV + hf * KH + (lane & 3) * 2;
+      float mx[2] = {mrow[0], mrow[1]};
 #pragma unroll
-    for (int i = 0; i < BKV / 8; i++)
+      for (int i = 0; i < KH / 8; i++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int key = kbase + i * 8 + (e & 1);
-        s[i][e] = key < p.lk ? s[i][e] * sl2 : -INFINITY;
-        mx[e >> 1] = fmaxf(mx[e >> 1], s[i][e]);
+        for (int e = 0; e < 4; e++) {
+          const int key = kbase + i * 8 + (e & 1);
+          s[i][e] = key < p.lk ? s[i][e] * sl2 : -INFINITY;
+          mx[e >> 1] = fmaxf(mx[e >> 1], s[i][e]);
+        }
+      float corr[2];
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        // mrow = -inf before the first keys: exp2(-inf) = 0, o and l are 0 anyway. lk > 32 (the flash path)
+        // puts valid keys in the first half, so mx is finite from there on; a later half of only masked
+        // keys keeps mx = mrow: corr = 1, p = exp2(-inf) = 0.
+        corr[r] = exp2f(mrow[r] - mx[r]);
+        mrow[r] = mx[r];
       }
-    float corr[2];
+      float ls[2] = {0.f, 0.f};
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      corr[r] = exp2f(mrow[r] - mx[r]);  // mrow = -inf on the first tile: exp2(-inf) = 0, o and l are 0 anyway
-      mrow[r] = mx[r];
-    }
-    float ls[2] = {0.f, 0.f};
+      for (int i = 0; i < KH / 8; i++)
 #pragma unroll
-    for (int i = 0; i < BKV / 8; i++)
+        for (int e = 0; e < 4; e++) {
+          s[i][e] = exp2f(s[i][e] - mx[e >> 1]);
+          ls[e >> 1] += s[i][e];
+        }
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        s[i][e] = exp2f(s[i][e] - mx[e >> 1]);
-        ls[e >> 1] += s[i][e];
+      for (int r = 0; r < 2; r++) lrow[r] = lrow[r] * corr[r] + ls[r];  // per-lane partial; reduced at the end
+#pragma unroll
+      for (int i = 0; i < HD / 8; i++) {
+        o[i][0] *= corr[0];
+        o[i][1] *= corr[0];
+        o[i][2] *= corr[1];
+        o[i][3] *= corr[1];
       }
+      // O += P V
 #pragma unroll
-    for (int r = 0; r < 2; r++) lrow[r] = lrow[r] * corr[r] + ls[r];  // per-lane partial; reduced at the end
+      for (int kk = 0; kk < KH / 16; kk++) {
+        uint32_t a[4];
+        a[0] = pack_half2(s[2 * kk][0], s[2 * kk][1]);
+        a[1] = pack_half2(s[2 * kk][2], s[2 * kk][3]);
+        a[2] = pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        a[3] = pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 #pragma unroll
-    for (int i = 0; i < HD / 8; i++) {
-      o[i][0] *= corr[0];
-      o[i][1] *= corr[0];
-      o[i][2] *= corr[1];
-      o[i][3] *= corr[1];
-    }
-    // O += P V
-    const __half *vb = sV + buf * BKV * P;
-#pragma unroll
-    for (int kk = 0; kk < BKV / 16; kk++) {
-      uint32_t a[4];
-      a[0] = pack_half2(s[2 * kk][0], s[2 * kk][1]);
-      a[1] = pack_half2(s[2 * kk][2], s[2 * kk][3]);
-      a[2] = pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      a[3] = pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-      for (int dp = 0; dp < HD / 16; dp++) {
-        uint32_t b[4];
-        ldsm_x4_t(b, vb + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * P + dp * 16 + (lane >> 4) * 8);
-        mma16816(o[2 * dp], a, b[0], b[1]);
-        mma16816(o[2 * dp + 1], a, b[2], b[3]);
+        for (int dp = 0; dp < HD / 16; dp++) {
+          uint32_t b[4];
+          ldsm_x4_t(b, vb + (hf * KH + kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * P + dp * 16 + (lane >> 4) * 8);
+          mma16816(o[2 * dp], a, b[0], b[1]);
+          mma16816(o[2 * dp + 1], a, b[2], b[3]);
+        }
       }
     }
   }
@@ -1001,19 +1102,25 @@ __global__ void __launch_bounds__(256) flash_attn_kernel(const AttnParams p) {
     lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
     lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
   }
-  const int r0 = q0 + warp * 16 + (lane >> 2);
-  __half *og = p.o + sq * p.o_seq + h * HD;
+  // O goes out through this warp's own 16 rows of sQ (no other warp reads them; its last Q read is done):
+  // the fragment's __half2 stores hit bank 4·row + t + 4i (conflict-free), then each 8 lanes write one
+  // 128-byte output row with 16-byte stores (whole sectors; the fragment's own rows are 16-byte pieces).
+  __half *stage = sQ + warp * 16 * P;
 #pragma unroll
   for (int rr = 0; rr < 2; rr++) {
-    const int row = r0 + rr * 8;
-    if (row >= p.lq) continue;
     const float inv = 1.0f / lrow[rr];
 #pragma unroll
-    for (int i = 0; i < HD / 8; i++) {
-      const int d = i * 8 + (lane & 3) * 2;
-      *reinterpret_cast<__half2 *>(og + (long long)row * p.o_row + d) =
+    for (int i = 0; i < HD / 8; i++)
+      *reinterpret_cast<__half2 *>(stage + ((lane >> 2) + rr * 8) * P + i * 8 + (lane & 3) * 2) =
           __floats2half2_rn(o[i][rr * 2] * inv, o[i][rr * 2 + 1] * inv);
-    }
+  }
+  __syncwarp();
+  __half *og = p.o + sq * p.o_seq + h * HD;
+#pragma unroll
+  for (int k = 0; k < 4; k++) {
+    const int rl = k * 4 + (lane >> 3), row = q0 + warp * 16 + rl, c = (lane & 7) * 8;
+    if (row < p.lq)
+      *reinterpret_cast<uint4 *>(og + (long long)row * p.o_row + c) = *reinterpret_cast<const uint4 *>(stage + rl * P + c);
   }
 }
 
@@ -1023,12 +1130,22 @@ __global__ void __launch_bounds__(256) flash_attn_kernel(const AttnParams p) {
 // K rows padded by one float so that lane j reading key j is conflict-free). Per chunk: lane j computes
 // score j, the warp takes the chunk max / sum with shuffles (online softmax), then each lane accumulates
 // the output dims d = lane + 32 i with the probabilities broadcast by shuffles.
+// MD = output dims per lane (head_dim <= 32 MD), a template parameter so that the accumulators o[4][MD]
+// stay in registers at their real size: MD = 16 for every head_dim spilled on sm_90 (64 live accumulators at
+// the 128-register cap); MD = 2 (head_dim <= 64, SVD's temporal attention) needs about 60 registers.
 namespace aw {
 constexpr int NW = 4, QPW = 4, MAXD = 16;  // MAXD · 32 = 512 = largest head_dim
 }
-__global__ void __launch_bounds__(128) attn_warp_kernel(const AttnParams p, int KC) {
-  using namespace aw;
+// (the dynamic shared memory is declared outside the template: the emulator's g++ reaches an `extern
+// thread_local` declared in a template through a TLS wrapper that does not exist)
+__device__ __forceinline__ float *attn_warp_smem() {
   extern __shared__ float fsm[];
+  return fsm;
+}
+template <int MD>
+__global__ void __launch_bounds__(128, MD > 4 ? 1 : 4) attn_warp_kernel(const AttnParams p, int KC) {
+  using namespace aw;
+  float *fsm = attn_warp_smem();
   const int hd = p.hd, kp = hd + 1;
   float *sK = fsm;                  // [KC][hd+1]
   float *sV = sK + KC * kp;         // [KC][hd]
@@ -1047,13 +1164,13 @@ __global__ void __launch_bounds__(128) attn_warp_kernel(const AttnParams p, int 
     const int r = i / hd, d = i - r * hd;
     sQ[i] = q0 + r < p.lq ? __half2float(qg[(long long)(q0 + r) * p.q_row + d]) * p.scale : 0.f;
   }
-  float m[QPW], l[QPW], o[QPW][MAXD];
+  float m[QPW], l[QPW], o[QPW][MD];
 #pragma unroll
   for (int a = 0; a < QPW; a++) {
     m[a] = -INFINITY;
     l[a] = 0.f;
 #pragma unroll
-    for (int i = 0; i < MAXD; i++) o[a][i] = 0.f;
+    for (int i = 0; i < MD; i++) o[a][i] = 0.f;
   }
   for (int k0 = 0; k0 < p.lk; k0 += KC) {
     const int kc = min(KC, p.lk - k0);
@@ -1085,12 +1202,12 @@ __global__ void __launch_bounds__(128) attn_warp_kernel(const AttnParams p, int 
       l[a] = l[a] * corr + ps;
       m[a] = mnew;
 #pragma unroll
-      for (int i = 0; i < MAXD; i++) o[a][i] *= corr;
+      for (int i = 0; i < MD; i++) o[a][i] *= corr;
       for (int jj = 0; jj < kc; jj++) {
         const float pb = __shfl_sync(0xffffffffu, pj, jj);
         const float *vr = sV + jj * hd;
 #pragma unroll
-        for (int i = 0; i < MAXD; i++) {
+        for (int i = 0; i < MD; i++) {
           const int d = lane + 32 * i;
           if (d < hd) o[a][i] += pb * vr[d];
         }
@@ -1104,11 +1221,20 @@ __global__ void __launch_bounds__(128) attn_warp_kernel(const AttnParams p, int 
     __half *og = p.o + sq * p.o_seq + (long long)row * p.o_row + (long long)h * hd;
     const float inv = 1.0f / l[a];
 #pragma unroll
-    for (int i = 0; i < MAXD; i++) {
+    for (int i = 0; i < MD; i++) {
       const int d = lane + 32 * i;
       if (d < hd) og[d] = __float2half_rn(o[a][i] * inv);
     }
   }
+}
+
+template <int MD>
+static void attn_warp_launch(const AttnParams &p, long long blocks) {
+  const int hd = p.hd, KC = std::max(1, std::min(32, 6144 / hd));
+  const size_t smem = ((size_t)KC * (hd + 1) + (size_t)KC * hd + (size_t)aw::NW * aw::QPW * hd) * 4;
+  static SmemAttr attr;  // one per instantiation
+  if (smem > 48 * 1024) ensure_smem(attr, attn_warp_kernel<MD>, smem);
+  VDP_LAUNCH(attn_warp_kernel<MD>, (unsigned)blocks, 128, smem, cur_stream())(p, KC);
 }
 
 extern "C" void vdpc_attention(void *o, int64_t o_seq, int64_t o_row, const void *q, int64_t q_seq, int64_t q_row,
@@ -1116,6 +1242,8 @@ extern "C" void vdpc_attention(void *o, int64_t o_seq, int64_t o_row, const void
                                int64_t v_row, int nseq, int lq, int lk, int heads, int hd, float scale) {
   if (nseq <= 0 || lq <= 0 || lk <= 0 || heads <= 0 || hd <= 0) fail_shape("attention", "sizes must be positive");
   if (hd > 32 * aw::MAXD) fail_shape("attention", "head_dim > 512");
+  VDP_MODEL_NOTE(hd == fa::HD && lk > 32 ? "attention_flash" : "attention_warp", 4.0 * nseq * heads * (double)lq * lk * hd,
+                 2.0 * nseq * heads * (double)hd * (2.0 * lq + 2.0 * lk));
   AttnParams p;
   p.o = (__half *)o;
   p.q = (const __half *)q;
@@ -1147,14 +1275,12 @@ extern "C" void vdpc_attention(void *o, int64_t o_seq, int64_t o_row, const void
     VDP_LAUNCH(flash_attn_kernel, (unsigned)blocks, 256, smem, cur_stream())(p);
     OPCHECK("attention (flash, head_dim 64)");
   } else {
-    const int KC = std::max(1, std::min(32, 6144 / hd));
-    const size_t smem = ((size_t)KC * (hd + 1) + (size_t)KC * hd + (size_t)aw::NW * aw::QPW * hd) * 4;
-    static SmemAttr attr;
-    if (smem > 48 * 1024) ensure_smem(attr, attn_warp_kernel, smem);
     const int qpb = aw::NW * aw::QPW;
     const long long blocks = (long long)((lq + qpb - 1) / qpb) * heads * nseq;
     if (blocks > 2147483647LL) fail_shape("attention", "grid too large");
-    VDP_LAUNCH(attn_warp_kernel, (unsigned)blocks, 128, smem, cur_stream())(p, KC);
+    if (hd <= 64) attn_warp_launch<2>(p, blocks);
+    else if (hd <= 128) attn_warp_launch<4>(p, blocks);
+    else attn_warp_launch<aw::MAXD>(p, blocks);
     OPCHECK("attention (warp per query)");
   }
 }
@@ -1180,6 +1306,7 @@ extern "C" void vdpc_cross_attn_1key(void *y, const void *res, const void *ctx, 
   vdpc_linear(vv, ctx, wv, NULL, nctx, ctx_dim, C, VDPC_ACT_NONE, NULL);
   vdpc_linear(oo, vv, wo, bo, nctx, C, C, VDPC_ACT_NONE, NULL);
   const long long rows = (long long)nctx * rows_per_ctx;
+  VDP_MODEL_NOTE("cross_attn_1key_bcast", (double)rows * C, 2.0 * (2.0 * rows * C + (double)nctx * C));
   VDP_LAUNCH(bcast_rows_kernel, grid1d(rows * C, 256), 256, 0, cur_stream())((__half *)y, (const __half *)res, oo, rows, C,
                                                                       rows_per_ctx);
   OPCHECK("cross_attn_1key");
@@ -1341,6 +1468,7 @@ __global__ void __launch_bounds__(256) gn_apply_kernel(__half *y, const __half *
 extern "C" void vdpc_groupnorm(void *y, const void *x, const void *gamma, const void *beta, int nb, int nf, int c,
                                int hw, int groups, float eps, int silu) {
   if (nb <= 0 || nf <= 0 || c <= 0 || hw <= 0 || groups <= 0 || c % groups) fail_shape("groupnorm", "bad sizes");
+  VDP_MODEL_NOTE("groupnorm", 8.0 * nb * nf * c * hw, 2.0 * (2.0 * nb * nf * c * hw + 2.0 * c));
   const long long rows = (long long)nb * nf;
   if (rows > 65535 || groups > 65535) fail_shape("groupnorm", "more than 65535 rows or groups");
   const long long slab = (long long)(c / groups) * hw;
@@ -1423,6 +1551,7 @@ __global__ void __launch_bounds__(256) layernorm_kernel(__half *y, const __half 
   }
 }
 extern "C" void vdpc_layernorm(void *y, const void *x, const void *gamma, const void *beta, int M, int C, float eps) {
+  VDP_MODEL_NOTE("layernorm", 8.0 * M * C, 2.0 * (2.0 * M * C + 2.0 * C));
   if (M <= 0 || C <= 0) fail_shape("layernorm", "bad sizes");
   const int vec = C % 8 == 0 && aligned16(x) && aligned16(y);
   VDP_LAUNCH(layernorm_kernel, (unsigned)((M + 7) / 8), 256, 0, cur_stream())(
@@ -1440,6 +1569,7 @@ __global__ void act_kernel(__half *y, const __half *x, long long n, int act) {
   GRID_STRIDE(i, n) y[i] = __float2half_rn(apply_act(__half2float(x[i]), act));
 }
 extern "C" void vdpc_act(void *y, const void *x, int64_t n, int act) {
+  VDP_MODEL_NOTE("act", 4.0 * n, 4.0 * n);
   if (n <= 0) return;
   VDP_LAUNCH(act_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)y, (const __half *)x, n, act);
   OPCHECK("act");
@@ -1448,6 +1578,7 @@ __global__ void add_kernel(__half *y, const __half *a, const __half *b, long lon
   GRID_STRIDE(i, n) y[i] = __float2half_rn(__half2float(a[i]) + __half2float(b[i]));
 }
 extern "C" void vdpc_add(void *y, const void *a, const void *b, int64_t n) {
+  VDP_MODEL_NOTE("add", (double)n, 6.0 * n);
   if (n <= 0) return;
   VDP_LAUNCH(add_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)y, (const __half *)a, (const __half *)b, n);
   OPCHECK("add");
@@ -1456,6 +1587,7 @@ __global__ void add_bcast_kernel(__half *y, const __half *v, long long rc, long 
   GRID_STRIDE(i, rc * inner) y[i] = __float2half_rn(__half2float(y[i]) + __half2float(v[i / inner]));
 }
 extern "C" void vdpc_add_bcast(void *y, const void *v, int rows, int C, int64_t inner) {
+  VDP_MODEL_NOTE("add_bcast", (double)rows * C * inner, 4.0 * rows * C * inner + 2.0 * rows * C);
   const long long rc = (long long)rows * C;
   if (rc <= 0 || inner <= 0) return;
   VDP_LAUNCH(add_bcast_kernel, grid1d(rc * inner, 256), 256, 0, cur_stream())((__half *)y, (const __half *)v, rc, inner);
@@ -1465,6 +1597,7 @@ __global__ void blend_kernel(__half *y, const __half *a, const __half *b, float 
   GRID_STRIDE(i, n) y[i] = __float2half_rn(alpha * __half2float(a[i]) + (1.0f - alpha) * __half2float(b[i]));
 }
 extern "C" void vdpc_blend(void *y, const void *a, const void *b, float alpha, int64_t n) {
+  VDP_MODEL_NOTE("blend", 3.0 * n, 6.0 * n);
   if (n <= 0) return;
   VDP_LAUNCH(blend_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)y, (const __half *)a, (const __half *)b, alpha, n);
   OPCHECK("blend");
@@ -1478,6 +1611,7 @@ __global__ void geglu_kernel(__half *y, const __half *x, long long M, int H) {
   }
 }
 extern "C" void vdpc_geglu(void *y, const void *x, int M, int H) {
+  VDP_MODEL_NOTE("geglu", 10.0 * M * H, 6.0 * M * H);
   if (M <= 0 || H <= 0) return;
   VDP_LAUNCH(geglu_kernel, grid1d((long long)M * H, 256), 256, 0, cur_stream())((__half *)y, (const __half *)x, M, H);
   OPCHECK("geglu");
@@ -1501,6 +1635,7 @@ __global__ void temb_kernel(__half *y, const float *t, const int *step, int stri
   }
 }
 extern "C" void vdpc_timestep_embedding_at(void *y, const float *t, const int *step, int stride, int n, int dim) {
+  VDP_MODEL_NOTE("timestep_embedding", 4.0 * n * dim, 2.0 * n * dim);
   if (n <= 0 || dim <= 0) return;
   VDP_LAUNCH(temb_kernel, grid1d((long long)n * dim, 256), 256, 0, cur_stream())((__half *)y, t, step, stride, n, dim);
   OPCHECK("timestep_embedding");
@@ -1526,6 +1661,7 @@ __global__ void upsample_kernel(__half *y, const __half *x, long long nc, int h,
   }
 }
 extern "C" void vdpc_upsample_nearest(void *y, const void *x, int n, int c, int h, int w, int ho, int wo) {
+  VDP_MODEL_NOTE("upsample", 0.0, 2.0 * ((double)n * c * h * w + (double)n * c * ho * wo));
   const long long nc = (long long)n * c;
   if (nc <= 0 || ho <= 0 || wo <= 0) return;
   VDP_LAUNCH(upsample_kernel, grid1d(nc * ho * wo, 256), 256, 0, cur_stream())((__half *)y, (const __half *)x, nc, h, w, ho,
@@ -1561,6 +1697,7 @@ __global__ void transpose_gen_kernel(__half *y, const __half *x, long long A, in
   }
 }
 extern "C" void vdpc_transpose_0213(void *y, const void *x, int A, int B, int C, int64_t D) {
+  VDP_MODEL_NOTE("transpose", 0.0, 4.0 * A * B * (double)C * D);
   if (A <= 0 || B <= 0 || C <= 0 || D <= 0) return;
   if (D == 1 && A <= 65535 && (B + 31) / 32 <= 65535) {
     VDP_LAUNCH(transpose_tile_kernel, dim3((C + 31) / 32, (B + 31) / 32, A), dim3(32, 8), 0, cur_stream())(
@@ -1598,6 +1735,7 @@ __global__ void cfg_euler_kernel(float *x, const __half *vout, GuidanceTable gt,
 }
 extern "C" void vdpc_cfg_euler(float *x, const void *vout, const float *g, int B, int F, int64_t chw, float sigma,
                                float sigma_next, int round_f16) {
+  VDP_MODEL_NOTE("cfg_euler", 0.0, 0.0);
   if (B <= 0 || F <= 0 || chw <= 0) return;
   if (F > 64) fail_shape("cfg_euler", "more than 64 frames");
   GuidanceTable gt;
@@ -1662,6 +1800,7 @@ __global__ void step_advance_kernel(int *step) { *step += 1; }
 extern "C" void vdpc_step_input(void *xin, const float *x, const void *img, const float *sched, const int *step, int B,
                                 int F, int64_t chw) {
   const long long n = (long long)B * F * 2 * chw;
+  VDP_MODEL_NOTE("step_input", 1.0 * B * F * chw, 2.0 * n + 4.0 * F * chw + 2.0 * B * chw);  // fp16 out, fp32 latent
   if (n <= 0) return;
   VDP_LAUNCH(step_input_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)xin, x, (const __half *)img, sched, step,
                                                                       F, chw, n);
@@ -1670,6 +1809,7 @@ extern "C" void vdpc_step_input(void *xin, const float *x, const void *img, cons
 extern "C" void vdpc_step_update(float *x, const void *v, const float *sched, const float *g, const float *z, int *step,
                                  int sampler, int B, int F, int64_t chw) {
   const long long n = (long long)F * chw;
+  VDP_MODEL_NOTE("step_update", 8.0 * n, 2.0 * B * n + 8.0 * n + (z ? 4.0 * n : 0.0));  // v fp16; latent fp32 in and out
   if (n <= 0) return;
   if (B != 1 && B != 2) fail_shape("step_update", "batch must be 1 or 2 (classifier-free guidance halves)");
   if (sampler == VDP_SAMPLER_EULER)
@@ -1687,11 +1827,13 @@ extern "C" void vdpc_step_update(float *x, const void *v, const float *sched, co
 __global__ void f32_to_f16_kernel(__half *y, const float *x, long long n) { GRID_STRIDE(i, n) y[i] = __float2half_rn(x[i]); }
 __global__ void f16_to_f32_kernel(float *y, const __half *x, long long n) { GRID_STRIDE(i, n) y[i] = __half2float(x[i]); }
 extern "C" void vdpc_f32_to_f16(void *y, const float *x, int64_t n) {
+  VDP_MODEL_NOTE("convert", 0.0, 6.0 * n);
   if (n <= 0) return;
   VDP_LAUNCH(f32_to_f16_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)y, x, n);
   OPCHECK("f32_to_f16");
 }
 extern "C" void vdpc_f16_to_f32(float *y, const void *x, int64_t n) {
+  VDP_MODEL_NOTE("convert", 0.0, 6.0 * n);
   if (n <= 0) return;
   VDP_LAUNCH(f16_to_f32_kernel, grid1d(n, 256), 256, 0, cur_stream())(y, (const __half *)x, n);
   OPCHECK("f16_to_f32");
@@ -1944,6 +2086,7 @@ static void be_conv2d(void *y, const void *x, const void *w, const void *b, int 
   const int ho = (h + pt + pb - kh) / stride + 1, wo = (wd + pl + pr - kw) / stride + 1;
   if (n <= 0 || cin <= 0 || cout <= 0 || ho <= 0 || wo <= 0 || stride < 1) fail_shape("conv2d (direct)", "bad sizes");
   const long long total = (long long)n * cout * ho * wo;
+  VDP_MODEL_NOTE("conv_direct", 2.0 * total * cin * kh * kw, 2.0 * ((double)n * cin * h * wd + (double)cout * cin * kh * kw + total));
   VDP_LAUNCH(conv_direct_kernel, grid1d(total, 256), 256, 0, cur_stream())(
       (__half *)y, (const __half *)x, (const __half *)w, (const __half *)b, n, cin, h, wd, cout, kh, kw, stride, pt, pl,
       ho, wo, (cin + 7) / 8 * 8, (const __half *)chan_add, (const __half *)res);
@@ -1970,6 +2113,7 @@ __global__ void add_rows_kernel(__half *y, const __half *v, long long group, int
 static void be_add_rows(void *y, const void *v, int groups, int64_t group, int C) {
   const long long n = (long long)groups * group * C;
   if (n <= 0) return;
+  VDP_MODEL_NOTE("add_rows", (double)n, 4.0 * n + 2.0 * groups * C);
   VDP_LAUNCH(add_rows_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)y, (const __half *)v, group, C, n);
   OPCHECK("add_rows");
 }

@@ -46,7 +46,7 @@ mutants=(
   "ln_eps_outside_sqrt|const float rstd = 1.0f / sqrtf(ss / C + eps);|s#sqrtf(ss / C + eps)#(sqrtf(ss / C) + eps)#|layernorm_struct"
   "ln_variance_c_minus_1|const float rstd = 1.0f / sqrtf(ss / C + eps);|s#ss / C#ss / (C - 1)#|layernorm_struct"
   "flash_key_mask_off_by_one|s[i][e] = key < p.lk ? s[i][e] * sl2 : -INFINITY;|s/key < p.lk/key <= p.lk/|attn_flash_negative"
-  "flash_store_row_lq|const int row = r0 + rr * 8;|n;s/row >= p.lq/row > p.lq/|attn_flash_negative,attn_flash_hd64_odd"
+  "flash_store_row_lq|const int rl = k * 4 + (lane >> 3), row = q0 + warp * 16 + rl, c = (lane & 7) * 8;|n;s/row < p.lq/row <= p.lq/|attn_flash_negative,attn_flash_hd64_odd"
   "attn_warp_one_key_too_many|const int kc = min(KC, p.lk - k0);|s/p.lk - k0)/p.lk - k0 + 1)/|attn_warp_negative"
 )
 

@@ -41,6 +41,7 @@
 // synchronisation, so that only block start / end, __syncthreads and __syncwarp order memory accesses
 // between the threads of a block: an intra-block race is reported even when the schedule hides it.
 #include "simt.h"
+#include "profile.h"  // SIMT_PROFILE counters (issue #18; hooks marked "prof::")
 
 #include <dlfcn.h>
 #include <elf.h>
@@ -294,6 +295,7 @@ static void init() {
       g_profile = 1;
       g_prof = new std::unordered_map<std::string, Prof>();
       atexit(profile_print);
+      prof::init();
     }
     guard_init();
     const char *k = getenv("SIMT_STACK_KB");
@@ -988,16 +990,20 @@ static void run_grid(const LaunchCfg &c, void (*body)(void *), void *ctx) {
   Block *saved_block = simt_cur_block;
   simt_cur_block = b;
   const double t0 = g_profile ? now_s() : 0;
+  if (g_profile) prof::launch_begin(c, (int)nthreads);
   const unsigned long long gxy = (unsigned long long)g.x * g.y;
   const BlockOrder order = block_order(gxy * g.z);  // SIMT_BLOCKS
   for (unsigned long long k = 0; k < order.n; k++) {
     const unsigned long long i = order.at(k);
+    if (g_profile && !prof::run_block((long long)i, (long long)order.n)) continue;  // SIMT_PROFILE_SAMPLE
     b->bid = make_uint3((unsigned)(i % g.x), (unsigned)(i / g.x % g.y), (unsigned)(i / gxy));
     run_block(b);
+    if (g_profile) prof::block_end();
     if (g_guard_mode == GUARD_BLOCK) guard_check_all(c, &b->bid);
   }
   simt_cur_block = saved_block;
   if (g_guard_mode == GUARD_LAUNCH) guard_check_all(c, NULL);
+  if (g_profile) prof::launch_end(now_s() - t0);
   if (g_profile) profile_add(c.name, (long long)g.x * g.y * g.z * nthreads, now_s() - t0);
 }
 
@@ -1005,6 +1011,7 @@ static void run_grid(const LaunchCfg &c, void (*body)(void *), void *ctx) {
 void syncthreads(const char *file, int line) {
   Fiber *f = simt_cur_fiber;
   Block *b = simt_cur_block;
+  if (g_profile) prof::barrier();
   const unsigned gen = b->bar_gen;
   (void)gen;
   TSAN_RELEASE(&b->bar_sync[gen & 1]);
@@ -1102,6 +1109,11 @@ static void compute(Block *b, Warp &w) {
         if (!is_shared(p, 16))
           fail(w.file, w.line, "ldmatrix: lane %d's row address %p is not in shared memory", l, (const void *)p);
       }
+      if (g_profile) {
+        const void *rows[32];
+        for (int l = 0; l < 8 * nmat; l++) rows[l] = L[l]->addr;
+        prof::ldmatrix((int)(&w - b->warps), w.file, w.line, nmat, rows);
+      }
       for (int l = 0; l < 32; l++) {
         const int r = l >> 2, c = 2 * (l & 3);
         for (int i = 0; i < nmat; i++) {
@@ -1121,6 +1133,7 @@ static void compute(Block *b, Warp &w) {
     }
     case C_MMA: {
       // A 16x16 row-major, B 16x8 (k x n), C/D 16x8, from the PTX fragment layouts (g = lane/4, t = lane%4)
+      if (g_profile) prof::mma((int)(&w - b->warps));
       float A[16][16], B[16][8], D[16][8];
       for (int l = 0; l < 32; l++) {
         const int g = l >> 2, t = l & 3;
@@ -1210,6 +1223,7 @@ void cp_async(void *smem, const void *gmem, int src_bytes, const char *file, int
   if (src_bytes && is_shared(gmem, 1)) fail(file, line, "cp.async: source %p is in shared memory (must be global)", gmem);
   if (f->nq == kMaxCopies) fail(file, line, "cp.async: more than %d copies in flight in one thread", kMaxCopies);
   memset(smem, 0xFF, 16);  // until the wait that retires this copy, the destination reads as NaN
+  if (g_profile) prof::cp_async(file, line, smem, gmem, src_bytes);
   f->q[f->nq++] = Copy{smem, gmem, src_bytes, f->committed, file, line};
 }
 
@@ -1798,3 +1812,14 @@ ncclResult_t ncclRecv(void *buf, size_t count, ncclDataType_t type, int peer, nc
   return ncclInvalidUsage;
 }
 }  // extern "C"
+
+// =============================================================================================================
+// SIMT_PROFILE counters (issue #18): what test/simt/profile.cpp needs from the runtime
+// =============================================================================================================
+namespace simt {
+bool prof_is_shared(const void *p, size_t n) { return is_shared(p, n); }
+void prof_device_ranges(void (*add)(uintptr_t begin, uintptr_t end)) {
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  for (auto &e : g_mem) add((uintptr_t)e.first, (uintptr_t)e.first + e.second);
+}
+}  // namespace simt

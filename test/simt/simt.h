@@ -152,6 +152,11 @@ Launcher<void(P...)> make_launcher(void (*fn)(P...), dim3 g, dim3 b, size_t smem
 
 #define VDP_LAUNCH(k, g, b, smem, stream) \
   simt::make_launcher(k, dim3(g), dim3(b), (size_t)(smem), stream, #k, __FILE__, __LINE__)
+// SIMT_PROFILE's model report: the operator behind the next launches (kernels.cu; test/simt/profile.cpp)
+namespace simt {
+void prof_note(const char *op, double flops, double bytes);
+}
+#define VDP_MODEL_NOTE(op, flops, bytes) simt::prof_note(op, (double)(flops), (double)(bytes))
 
 // The file:line of a device helper's caller (default arguments are evaluated at the call site).
 #define SIMT_WHERE const char *simt_file = __builtin_FILE(), int simt_line = __builtin_LINE()
