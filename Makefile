@@ -70,16 +70,20 @@ SIMT_CFLAGS = -std=c11 $(SIMT_OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-f
               -D_GNU_SOURCE -I. -DVDP_CUDA -I$(CUDA_INC) $(SIMT_SAN)
 SIMT_LIBS = -fopenmp $(SIMT_SAN) -lstdc++ -lpng -ljpeg -lm -lpthread
 SIMT_LIB_OBJ = $(LIB_SRC:%.c=$(SIMT)/%.o)
-SIMT_KOBJ = $(SIMT)/kernels.o $(SIMT)/simt.o
-SIMT_BINS = $(SIMT)/test_gpu_kernels $(SIMT)/gpu_pipeline $(SIMT)/vdp $(SIMT)/simt_selftest $(SIMT)/build.env
+SIMT_KOBJ = $(SIMT)/kernels.o $(SIMT)/simt.o $(SIMT)/simt_nccl.o
+SIMT_BINS = $(SIMT)/test_gpu_kernels $(SIMT)/gpu_pipeline $(SIMT)/vdp $(SIMT)/simt_selftest $(SIMT)/multi_selftest \
+            $(SIMT)/build.env
 # `make` builds the emulated kernels (from the CUDA headers alone), `make test` the emulated binaries too,
 # unless TESTS names only other tests
 ifneq ($(HAVE_CUDA_HEADERS),)
   SIMT_ALL = $(SIMT_KOBJ)
-  SIMT_T = $(if $(strip $(TESTS)),$(filter t_simt%,$(TESTS)),t_simt_kernels t_simt_pipeline t_simt_mutants t_simt_selftest)
+  SIMT_T = $(if $(strip $(TESTS)),$(filter t_simt%,$(TESTS)),t_simt_kernels t_simt_pipeline t_simt_mutants t_simt_selftest \
+                                                                t_simt_multi t_simt_ring)
   SIMT_FOR_TEST = $(sort $(if $(filter t_simt_kernels t_simt_mutants,$(SIMT_T)),$(SIMT)/test_gpu_kernels $(SIMT)/build.env) \
                          $(if $(filter t_simt_pipeline,$(SIMT_T)),$(SIMT)/gpu_pipeline $(SIMT)/vdp) \
-                         $(if $(filter t_simt_selftest,$(SIMT_T)),$(SIMT)/simt_selftest))
+                         $(if $(filter t_simt_selftest,$(SIMT_T)),$(SIMT)/simt_selftest) \
+                         $(if $(filter t_simt_multi,$(SIMT_T)),$(SIMT)/multi_selftest $(SIMT)/vdp) \
+                         $(if $(filter t_simt_ring,$(SIMT_T)),$(SIMT)/vdp))
 endif
 
 all: vdp $(SIMT_ALL)
@@ -122,9 +126,10 @@ clean:
 
 # ----- the host SIMT emulator (test/simt): kernels.cu compiled by g++ from the CUDA headers alone -----
 # $(SIMT)/kernels.o = the kernels with their static __shared__ variables between two markers (ld -r, shm.ld);
-# $(SIMT)/simt.o = the runtime (fibers, collectives, the CUDA runtime subset, NCCL stubs). The C objects are
-# compiled again with -DVDP_CUDA (the real build may be CUDA=0). Required flags: -ffp-contract=off (the
-# bit-exact sampler step), -fno-strict-aliasing (the kernels type-pun __half <-> uint32_t / uint4).
+# $(SIMT)/simt.o = the runtime (fibers, collectives, the CUDA runtime subset, SIMT_DEVICES emulated devices);
+# $(SIMT)/simt_nccl.o = the emulated NCCL. The C objects are compiled again with -DVDP_CUDA (the real build may be
+# CUDA=0). Required flags: -ffp-contract=off (the bit-exact sampler step), -fno-strict-aliasing (the kernels
+# type-pun __half <-> uint32_t / uint4).
 ifeq ($(HAVE_CUDA_HEADERS),)
 $(SIMT_BINS) vdp-simt:
 	@echo 'simt: error: the CUDA headers (cuda_runtime.h, cuda_fp16.h, nccl.h) were not found in $(CUDA_INC):' \
@@ -157,10 +162,20 @@ $(SIMT)/selftest_body.o: test/simt/selftest.cu test/simt/simt.h $(SIMT)/selftest
 	$(SIMT_CXX) $(SIMT_CXXFLAGS) -fdata-sections -x c++ -include test/simt/simt.h -include $(SIMT)/selftest_dynshared.h -c -o $@ $<
 $(SIMT)/selftest.o: $(SIMT)/shm_begin.o $(SIMT)/selftest_body.o $(SIMT)/shm_end.o test/simt/shm.ld
 	ld -r -T test/simt/shm.ld -o $@ $(filter %.o,$^)
-$(SIMT)/simt_selftest: $(SIMT)/selftest.o $(SIMT)/simt.o
+$(SIMT)/simt_selftest: $(SIMT)/selftest.o $(SIMT)/simt.o $(SIMT)/simt_nccl.o
 	$(SIMT_CXX) -o $@ $^ $(SIMT_LIBS)
 
-$(SIMT)/simt.o: test/simt/simt.cpp test/simt/simt.h | $(SIMT)
+# the emulated devices' and NCCL's tests (test/t_simt_multi.sh)
+$(SIMT)/multi_selftest_body.o: test/simt/multi_selftest.cu test/simt/simt.h | $(SIMT)
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) -fdata-sections -x c++ -include test/simt/simt.h -c -o $@ $<
+$(SIMT)/multi_selftest.o: $(SIMT)/shm_begin.o $(SIMT)/multi_selftest_body.o $(SIMT)/shm_end.o test/simt/shm.ld
+	ld -r -T test/simt/shm.ld -o $@ $(filter %.o,$^)
+$(SIMT)/multi_selftest: $(SIMT)/multi_selftest.o $(SIMT)/simt.o $(SIMT)/simt_nccl.o
+	$(SIMT_CXX) -o $@ $^ $(SIMT_LIBS)
+
+$(SIMT)/simt.o: test/simt/simt.cpp test/simt/simt.h test/simt/simt_rt.h | $(SIMT)
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_RT_FLAGS) -c -o $@ $<
+$(SIMT)/simt_nccl.o: test/simt/simt_nccl.cpp test/simt/simt_rt.h | $(SIMT)
 	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_RT_FLAGS) -c -o $@ $<
 
 $(SIMT)/%.o: %.c vdp.h model.h ring.h kernels.h | $(SIMT)

@@ -443,7 +443,10 @@ static int nccl_open(Ring *r, int s, char *err, size_t errlen) {
     return RW_ERROR;
   }
   set_state(r, s, ST_CONNECT, -1, -1);  // waiting for the peers, not busy
-  return nccl_poll(r, s, ns, 0, "joining the NCCL communicator", err, errlen);
+  int rc = nccl_poll(r, s, ns, 0, "joining the NCCL communicator", err, errlen);
+  // every rank has read the id once all joined: rank 0 removes the file (a later run cannot read a stale one)
+  if (rc == RW_OK && r->opt.world > 0 && r->opt.rank == 0) unlink(r->opt.nccl_id_file);
+  return rc;
 }
 
 static int nccl_exchange(Ring *r, int s, const void *sbuf, size_t sbytes, void *rbuf, size_t rbytes, double *t_recv,
@@ -497,6 +500,7 @@ static void nccl_close(Ring *r, int s, int failed) {
 
 static void nccl_destroy(Ring *r) {
   NcclPriv *pv = r->priv;
+  if (r->opt.world > 0 && r->opt.rank == 0 && r->opt.nccl_id_file) unlink(r->opt.nccl_id_file);  // failed runs too
   if (pv) free(pv->st);
   free(pv);
   r->priv = NULL;

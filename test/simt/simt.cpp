@@ -28,14 +28,19 @@
 // cudaFuncSetAttribute (or over the device limit), bad launch dimensions (these two are launch errors
 // returned by cudaGetLastError, as on a GPU), fiber stack overflow (SIGSEGV on a guard page).
 //
-// The CUDA runtime subset the backend uses is reimplemented here (one device, "memory" is host memory,
-// streams and events are synchronous); NCCL calls are stubs that fail. Environment:
+// The CUDA runtime subset the backend uses is reimplemented here ("memory" is host memory, streams and
+// events are synchronous except behind emulated NCCL operations). SIMT_DEVICES=N (default 1) emulated
+// devices: the current device is per host thread, every cudaMalloc block is tagged with its device, and a
+// kernel or copy that reaches another device's memory without peer access is an error (section "Emulated
+// devices" below says what is and is not detected). NCCL is emulated in simt_nccl.cpp. Environment:
 //   SIMT_SCHED=rr|rev|random[:seed]|warp   SIMT_STACK_KB=64   SIMT_SMEM_OPTIN_KB=227 (the device limit)
+//   SIMT_DEVICES=1   SIMT_NCCL_TIMEOUT=60 (simt_nccl.cpp)
 //
 // ThreadSanitizer build (clang++ -fsanitize=thread): one TSan fiber per emulated thread, switched without
 // synchronisation, so that only block start / end, __syncthreads and __syncwarp order memory accesses
 // between the threads of a block: an intra-block race is reported even when the schedule hides it.
 #include "simt.h"
+#include "simt_rt.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -47,12 +52,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-#include <nccl.h>
 
 // SIMT_TSAN: the kernels are built with -fsanitize=thread. The runtime itself is compiled without it (its
 // scheduler state is touched from every fiber and would be reported), with -DSIMT_TSAN for the fiber calls.
@@ -638,6 +643,14 @@ void launch(const LaunchCfg &c, void (*body)(void *), void *ctx) {
       return;
     }
   }
+  if (c.stream && stream_device(c.stream) != t_device) {
+    char why[160];
+    snprintf(why, sizeof why, "its stream belongs to device %d, the current device is %d", stream_device(c.stream),
+             t_device);
+    launch_error(c, cudaErrorInvalidResourceHandle, why);
+    return;
+  }
+  stream_drain(c.stream);  // after the emulated NCCL operations queued before it
   Host *h = host();
   while ((long long)h->fibers.size() < nthreads) h->fibers.push_back(new_fiber());
   Block *b = &h->block;
@@ -903,6 +916,116 @@ void cp_async_wait(int n, const char *file, int line) {
 }  // namespace simt
 
 // =============================================================================================================
+// Emulated devices (SIMT_DEVICES=N, default 1; at most kMaxDevices)
+// Each host thread has a current device (cudaSetDevice; 0 at start, as in CUDA). Every cudaMalloc block is
+// tagged with the device current at allocation. Detected, as an error naming the kernel and its launch site
+// (or the copy call), the devices and the block: a kernel launched on device d whose parameters hold a
+// pointer into another device's block — every 8-byte word of the parameter block is checked, so pointers
+// inside parameter structs count too — and a copy or memset (stream of device d, or the current device)
+// whose source or destination lies in another device's block, unless cudaDeviceEnablePeerAccess gave d
+// access; a launch on another device's stream (a launch error, as on a GPU). Not detected: pointers a kernel
+// computes from integers or loads from device memory (pointer tables), and the block/thread that would fault
+// (the check runs once per launch, before any thread). Copies are checked more strictly than CUDA, whose
+// unified addressing would stage a cross-device copy through the host: in vdp every device's buffers belong
+// to the thread and stream of that device, so such a copy is a bug here.
+// =============================================================================================================
+namespace simt {
+constexpr int kMaxDevices = 16;
+struct DevBlock {
+  size_t size;
+  int dev;
+};
+static std::mutex g_dev_mu;
+static std::map<uintptr_t, DevBlock> g_devmem;   // live cudaMalloc blocks by start address
+static bool g_peer[kMaxDevices][kMaxDevices];     // [d][p]: device d may access device p's memory
+
+int device_count() {
+  static const int n = [] {
+    const char *s = getenv("SIMT_DEVICES");
+    if (!s || !*s) return 1;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || v < 1 || v > kMaxDevices) {
+      fprintf(stderr, "simt: error: SIMT_DEVICES=%s: expected a number of emulated devices from 1 to %d\n", s,
+              kMaxDevices);
+      exit(2);
+    }
+    return (int)v;
+  }();
+  return n;
+}
+int current_device() { return t_device; }
+
+static void devmem_add(void *p, size_t n, int dev) {
+  std::lock_guard<std::mutex> lk(g_dev_mu);
+  g_devmem[(uintptr_t)p] = DevBlock{n ? n : 1, dev};
+}
+static void devmem_remove(void *p) {
+  std::lock_guard<std::mutex> lk(g_dev_mu);
+  g_devmem.erase((uintptr_t)p);
+}
+// The block holding address a (caller holds g_dev_mu), or end().
+static std::map<uintptr_t, DevBlock>::const_iterator devmem_find(uintptr_t a) {
+  auto it = g_devmem.upper_bound(a);
+  if (it == g_devmem.begin()) return g_devmem.end();
+  --it;
+  return a - it->first < it->second.size ? it : g_devmem.end();
+}
+int devmem_device(const void *p) {
+  std::lock_guard<std::mutex> lk(g_dev_mu);
+  auto it = devmem_find((uintptr_t)p);
+  return it == g_devmem.end() ? -1 : it->second.dev;
+}
+static bool peer_ok(int dev, int owner) {
+  std::lock_guard<std::mutex> lk(g_dev_mu);
+  return dev == owner || g_peer[dev][owner];
+}
+
+void devmem_check_copy(const char *what, const void *dst, const void *src, size_t n, cudaMemcpyKind kind,
+                       cudaStream_t s) {
+  if (!n || device_count() == 1) return;
+  const int dev = s ? stream_device(s) : t_device;
+  const void *ends[2] = {dst, src};
+  for (int i = 0; i < 2; i++) {
+    if (!ends[i]) continue;
+    int owner = devmem_device(ends[i]);
+    if (owner < 0) owner = devmem_device((const char *)ends[i] + n - 1);
+    if (owner >= 0 && !peer_ok(dev, owner))
+      fail(NULL, 0,
+           "%s of %zu bytes on device %d%s: its %s %p is device %d's memory and device %d has no peer access to it "
+           "(cudaDeviceEnablePeerAccess); set the device that owns the memory, or copy through a buffer of device %d",
+           what, n, dev, s ? " (the stream's device)" : "", i ? "source" : "destination", ends[i], owner, dev, dev);
+  }
+}
+
+// Called by simt.h's Launcher before the launch: the parameter block, word by word.
+void check_launch_args(const LaunchCfg &c, const void *params, size_t n) {
+  if (device_count() == 1) return;
+  const int dev = c.stream ? stream_device(c.stream) : t_device;
+  if (dev != t_device) return;  // launch() rejects it (another device's stream)
+  for (size_t o = 0; o + sizeof(uintptr_t) <= n; o += sizeof(uintptr_t)) {
+    uintptr_t w;
+    memcpy(&w, (const char *)params + o, sizeof w);
+    if (w < 4096) continue;
+    int owner = -1;
+    size_t size = 0;
+    uintptr_t base = 0;
+    {
+      std::lock_guard<std::mutex> lk(g_dev_mu);
+      auto it = devmem_find(w);
+      if (it == g_devmem.end() || it->second.dev == dev || g_peer[dev][it->second.dev]) continue;
+      owner = it->second.dev, size = it->second.size, base = it->first;
+    }
+    fail(NULL, 0,
+         "kernel %s launched at %s:%d on device %d: the parameter word at byte %zu is %p, inside device %d's cudaMalloc "
+         "block %p (%zu bytes), and device %d has no peer access to device %d: on a GPU the kernel would fault or "
+         "corrupt memory (not detected: which block and thread would touch it first)",
+         c.name, c.file, c.line, dev, o, (void *)w, owner, (void *)base, size, dev, owner);
+  }
+}
+}  // namespace simt
+
+// =============================================================================================================
 // The CUDA runtime subset (cuda_runtime_api.h signatures): one device, host memory, synchronous streams
 // =============================================================================================================
 using namespace simt;
@@ -925,11 +1048,12 @@ cudaError_t set_error(cudaError_t e) {
   return e;
 }
 }  // namespace
+int simt::stream_device(cudaStream_t s) { return s ? reinterpret_cast<SimtStream *>(s)->dev : t_device; }
 
 extern "C" {
 cudaError_t cudaGetDeviceCount(int *count) {
   init();
-  *count = 1;
+  *count = device_count();
   return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int *device) {
@@ -937,7 +1061,7 @@ cudaError_t cudaGetDevice(int *device) {
   return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int device) {
-  if (device != 0) return set_error(cudaErrorInvalidDevice);
+  if (device < 0 || device >= device_count()) return set_error(cudaErrorInvalidDevice);
   t_device = device;
   return cudaSuccess;
 }
@@ -964,6 +1088,9 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    case cudaErrorNotReady: return "cudaErrorNotReady";
+    case cudaErrorPeerAccessAlreadyEnabled: return "cudaErrorPeerAccessAlreadyEnabled";
+    case cudaErrorPeerAccessNotEnabled: return "cudaErrorPeerAccessNotEnabled";
     default: return "cudaErrorUnknown";
   }
 }
@@ -976,13 +1103,18 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorNotSupported: return "operation not supported (SIMT emulator)";
+    case cudaErrorNotReady: return "device not ready";
+    case cudaErrorPeerAccessAlreadyEnabled: return "peer access is already enabled";
+    case cudaErrorPeerAccessNotEnabled: return "peer access has not been enabled";
     default: return "unknown error (SIMT emulator)";
   }
 }
 
-static void fill_props(cudaDeviceProp *p) {
+static void fill_props(cudaDeviceProp *p, int device) {
   memset(p, 0, sizeof *p);
-  snprintf(p->name, sizeof p->name, "vdp SIMT emulator (host CPU)");
+  snprintf(p->name, sizeof p->name, "vdp SIMT emulator (host CPU) #%d", device);
+  p->pciBusID = device;  // each emulated device its own "slot"
+  p->unifiedAddressing = 1;
   p->major = 9;
   p->minor = 0;
   long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
@@ -1002,13 +1134,13 @@ static void fill_props(cudaDeviceProp *p) {
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
   init();
-  if (device != 0) return set_error(cudaErrorInvalidDevice);
-  fill_props(prop);
+  if (device < 0 || device >= device_count()) return set_error(cudaErrorInvalidDevice);
+  fill_props(prop, device);
   return cudaSuccess;
 }
 cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device) {
   init();
-  if (device != 0) return set_error(cudaErrorInvalidDevice);
+  if (device < 0 || device >= device_count()) return set_error(cudaErrorInvalidDevice);
   switch (attr) {
     case cudaDevAttrComputeCapabilityMajor: *value = 9; break;
     case cudaDevAttrComputeCapabilityMinor: *value = 0; break;
@@ -1039,8 +1171,11 @@ cudaError_t cudaMalloc(void **p, size_t size) {
   void *m = NULL;
   if (posix_memalign(&m, 256, size ? size : 1)) return set_error(cudaErrorMemoryAllocation);
   memset(m, 0xFF, size);  // poison: never-written device memory reads as NaN
-  std::lock_guard<std::mutex> lk(g_mem_mu);
-  g_mem[m] = size;
+  {
+    std::lock_guard<std::mutex> lk(g_mem_mu);
+    g_mem[m] = size;
+  }
+  devmem_add(m, size, t_device);
   *p = m;
   return cudaSuccess;
 }
@@ -1055,6 +1190,7 @@ cudaError_t cudaFree(void *p) {
     }
     g_mem.erase(it);
   }
+  devmem_remove(p);
   free(p);
   return cudaSuccess;
 }
@@ -1078,7 +1214,7 @@ cudaError_t cudaPointerGetAttributes(cudaPointerAttributes *a, const void *ptr) 
   for (auto &kv : g_mem)
     if ((const char *)ptr >= (const char *)kv.first && (const char *)ptr < (const char *)kv.first + (kv.second ? kv.second : 1)) {
       a->type = cudaMemoryTypeDevice;
-      a->device = 0;
+      a->device = devmem_device(ptr);
       a->devicePointer = const_cast<void *>(ptr);
       return cudaSuccess;
     }
@@ -1086,35 +1222,75 @@ cudaError_t cudaPointerGetAttributes(cudaPointerAttributes *a, const void *ptr) 
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+  devmem_check_copy("cudaMemcpy", dst, src, n, kind, 0);
   if (n) memmove(dst, src, n);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s) {
-  return cudaMemcpy(dst, src, n, kind);
+  devmem_check_copy("cudaMemcpyAsync", dst, src, n, kind, s);
+  if (stream_defer_copy(s, dst, src, n)) return cudaSuccess;  // behind an emulated NCCL operation
+  if (n) memmove(dst, src, n);
+  return cudaSuccess;
 }
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
                               cudaMemcpyKind kind, cudaStream_t s) {
   if (width > dpitch || width > spitch) return set_error(cudaErrorInvalidValue);
+  devmem_check_copy("cudaMemcpy2DAsync", dst, src, height ? (height - 1) * dpitch + width : 0, kind, s);
+  stream_drain(s);
   for (size_t r = 0; r < height; r++) memmove((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void *p, int v, size_t n) {
+  devmem_check_copy("cudaMemset", p, NULL, n, cudaMemcpyDeviceToDevice, 0);
   memset(p, v, n);
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s) { return cudaMemset(p, v, n); }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s) {
+  devmem_check_copy("cudaMemsetAsync", p, NULL, n, cudaMemcpyDeviceToDevice, s);
+  stream_drain(s);
+  memset(p, v, n);
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void) {
+  stream_drain_device(t_device);
+  return cudaSuccess;
+}
 cudaError_t cudaStreamCreate(cudaStream_t *s) {
   *s = reinterpret_cast<cudaStream_t>(new SimtStream{t_device});
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) { return cudaStreamCreate(s); }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  stream_drain(s);
+  stream_forget(s);
   delete reinterpret_cast<SimtStream *>(s);
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t s) { return cudaSuccess; }
-cudaError_t cudaStreamQuery(cudaStream_t s) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  stream_drain(s);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamQuery(cudaStream_t s) { return stream_ready(s) ? cudaSuccess : cudaErrorNotReady; }
+cudaError_t cudaDeviceCanAccessPeer(int *can, int device, int peer) {
+  if (device < 0 || device >= device_count() || peer < 0 || peer >= device_count())
+    return set_error(cudaErrorInvalidDevice);
+  *can = device != peer;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceEnablePeerAccess(int peer, unsigned int flags) {
+  if (peer < 0 || peer >= device_count() || peer == t_device) return set_error(cudaErrorInvalidDevice);
+  std::lock_guard<std::mutex> lk(g_dev_mu);
+  if (g_peer[t_device][peer]) return set_error(cudaErrorPeerAccessAlreadyEnabled);
+  g_peer[t_device][peer] = true;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceDisablePeerAccess(int peer) {
+  if (peer < 0 || peer >= device_count()) return set_error(cudaErrorInvalidDevice);
+  std::lock_guard<std::mutex> lk(g_dev_mu);
+  if (!g_peer[t_device][peer]) return set_error(cudaErrorPeerAccessNotEnabled);
+  g_peer[t_device][peer] = false;
+  return cudaSuccess;
+}
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
   *e = reinterpret_cast<cudaEvent_t>(new SimtEvent{0});
   return cudaSuccess;
@@ -1124,6 +1300,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
   return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  stream_drain(s);
   reinterpret_cast<SimtEvent *>(e)->t = now_ms();
   return cudaSuccess;
 }
@@ -1133,35 +1310,5 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
   return cudaSuccess;
 }
 
-// =============================================================================================================
-// NCCL: not emulated. The version is the headers'; everything that would communicate fails.
-// =============================================================================================================
-ncclResult_t ncclGetVersion(int *version) {
-  *version = NCCL_VERSION_CODE;
-  return ncclSuccess;
-}
-const char *ncclGetErrorString(ncclResult_t r) {
-  return r == ncclSuccess ? "no error" : "NCCL is not available in the SIMT emulator (use the CPU ring transport)";
-}
-const char *ncclGetLastError(ncclComm_t comm) { return "NCCL is not available in the SIMT emulator"; }
-ncclResult_t ncclGetUniqueId(ncclUniqueId *id) { return ncclInvalidUsage; }
-ncclResult_t ncclCommInitRankConfig(ncclComm_t *comm, int nranks, ncclUniqueId id, int rank, ncclConfig_t *config) {
-  *comm = NULL;
-  return ncclInvalidUsage;
-}
-ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *e) {
-  *e = ncclInvalidUsage;
-  return ncclSuccess;
-}
-ncclResult_t ncclCommAbort(ncclComm_t comm) { return ncclSuccess; }
-ncclResult_t ncclCommFinalize(ncclComm_t comm) { return ncclSuccess; }
-ncclResult_t ncclCommDestroy(ncclComm_t comm) { return ncclSuccess; }
-ncclResult_t ncclGroupStart() { return ncclSuccess; }
-ncclResult_t ncclGroupEnd() { return ncclInvalidUsage; }
-ncclResult_t ncclSend(const void *buf, size_t count, ncclDataType_t type, int peer, ncclComm_t comm, cudaStream_t s) {
-  return ncclInvalidUsage;
-}
-ncclResult_t ncclRecv(void *buf, size_t count, ncclDataType_t type, int peer, ncclComm_t comm, cudaStream_t s) {
-  return ncclInvalidUsage;
-}
+// NCCL: emulated in simt_nccl.cpp.
 }  // extern "C"
