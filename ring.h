@@ -98,4 +98,16 @@ int ring_run(const RingDenoiser *d, int stages, int n_videos, const RingOptions 
 int ring_write_id_file(const char *path, const void *id, size_t n, char *err, size_t errlen);
 int ring_read_id_file(const char *path, void *id, size_t n, double timeout_s, char *err, size_t errlen);
 
+// Launchers: the rank, world size and local rank a multi-process launcher gives each process, read from
+// the environment of torchrun (RANK, WORLD_SIZE, LOCAL_RANK), Slurm (SLURM_PROCID, SLURM_NTASKS,
+// SLURM_LOCALID), Open MPI (OMPI_COMM_WORLD_RANK, _SIZE, _LOCAL_RANK) or MPICH/PMI (PMI_RANK, PMI_SIZE,
+// MPI_LOCALRANKID). Every source present must agree. Returns 1 (found: *le filled; local_rank -1 when the
+// source has none), 0 (none, or a world of one process: run as without a launcher) or -1 (a usage error in
+// err: sources that disagree, a rank without a size, a value that is not a number, rank >= world).
+typedef struct {
+  int rank, world, local_rank;
+  char source[160];  // e.g. "Slurm (SLURM_PROCID=1 SLURM_NTASKS=2 SLURM_LOCALID=0)"
+} RingLaunch;
+int ring_launch_env(RingLaunch *le, char *err, size_t errlen);
+
 #endif

@@ -45,7 +45,8 @@ static void usage(FILE *o) {
           "  --timeout SECONDS (ring liveness bound: the longest one encode, step or decode may take;\n"
           "    default 60 with --transport nccl, 86400 on CPU threads, where one step can take minutes)\n"
           "  --transport cpu|nccl; with nccl and --device cuda, one process per GPU stage:\n"
-          "    --rank R --world W --nccl-id-file PATH [--gpu G]\n"
+          "    --rank R --world W --nccl-id-file PATH [--gpu G]; without --rank/--world, rank, world and GPU (local\n"
+          "    rank) come from torchrun, Slurm, Open MPI or MPICH/PMI variables when a launcher set them\n"
           "\n"
           "exit status: 0 success, 1 failure (files, weights, the run), 2 usage error (flags)\n",
           VDP_VERSION, (unsigned long long)IMG_DEFAULT_MAX_PIXELS, IMG_MAX_SIDE, IMG_MAX_SIDE);
@@ -371,6 +372,7 @@ int cmd_generate(int argc, char **argv) {
   const char *images[64];
   const char *transport = "cpu", *nccl_id_file = NULL;
   int n_images = 0, num_frames = -1, decode_chunk = -1, n_videos = 1, stages = 0, rank = 0, world = 0, gpu = -1;
+  int rank_given = 0;
   int overwrite = 0;
   uint64_t max_pixels = IMG_DEFAULT_MAX_PIXELS;
   double timeout = 0;  // 0: not given
@@ -415,7 +417,7 @@ int cmd_generate(int argc, char **argv) {
     else if (!strcmp(a, "--stages")) stages = (int)parse_int(a, v, 1, 1000);
     else if (!strcmp(a, "--timeout")) timeout = parse_float(a, v, 0.1, 1e6);
     else if (!strcmp(a, "--transport")) transport = v;
-    else if (!strcmp(a, "--rank")) rank = (int)parse_int(a, v, 0, 1023);
+    else if (!strcmp(a, "--rank")) rank = (int)parse_int(a, v, 0, 1023), rank_given = 1;
     else if (!strcmp(a, "--world")) world = (int)parse_int(a, v, 1, 1024);
     else if (!strcmp(a, "--nccl-id-file")) nccl_id_file = v;
     else if (!strcmp(a, "--gpu")) gpu = (int)parse_int(a, v, 0, 1023);
@@ -435,6 +437,22 @@ int cmd_generate(int argc, char **argv) {
   int nccl = !strcmp(transport, "nccl");
   if (!nccl && strcmp(transport, "cpu")) vdp_usage_die("--transport %s: expected cpu or nccl", transport);
   if (nccl && be == &backend_cpu) vdp_usage_die("--transport nccl moves latents between GPUs: it needs --device cuda");
+  // Launched by srun / mpirun / torchrun: rank, world and GPU from their variables (explicit flags win).
+  if (nccl && !world && !rank_given) {
+    RingLaunch le;
+    char e[512];
+    int lr = ring_launch_env(&le, e, sizeof e);
+    if (lr < 0) vdp_usage_die("%s", e);
+    if (lr > 0) {
+      if (stages && stages != le.world)
+        vdp_usage_die("--stages %d but %s starts %d processes (one stage each); unset the launcher's variables to run "
+                      "all stages in this process", stages, le.source, le.world);
+      rank = le.rank, world = le.world;
+      if (gpu < 0 && le.local_rank >= 0) gpu = le.local_rank;
+      if (gpu >= 0) fprintf(stderr, "vdp: rank %d of %d from %s; GPU %d (local rank)\n", rank, world, le.source, gpu);
+      else fprintf(stderr, "vdp: rank %d of %d from %s; GPU rank %% visible GPUs\n", rank, world, le.source);
+    }
+  }
   // Flags that only mean something for the ring: refuse them where they would be silently ignored.
   if (nccl && !stages && !world) vdp_usage_die("--transport nccl hands latents between stages: give --stages S (or --rank/--world)");
   if (!world && (rank || gpu >= 0))

@@ -7,7 +7,8 @@
 #      rendezvous folder left
 #   4. faults across processes: a rank killed with SIGKILL mid-run, a rank that exits early -> every other rank
 #      exits non-zero within --timeout + 5 s naming the stage and the cause; no orphan process, nothing left
-#   5. launchers: rank and world from SLURM_* / torchrun / Open MPI / PMI variables (no flags)
+#   5. launchers: rank, world and GPU from Slurm / torchrun / Open MPI / MPICH-PMI variables (no flags); their
+#      usage errors (exit 2); explicit flags win
 # The emulated `vdp generate` over NCCL (slower) is t_simt_ring.sh.
 source "$(dirname "$0")/lib.sh"
 SIMT=${SIMT:-build/simt}
@@ -111,5 +112,46 @@ fault_check "rank 1 killed with SIGKILL mid-run" "$t0" "rank 1 closed its connec
 t0=$(date +%s.%N)
 run_world 3 "$tmp/f" --num-videos 3 --step-ms 20 --timeout 5 --inject-fault exit:2:1:20
 fault_check "rank 2 exits early (its stage thread returns in step 20 of video 1)" "$t0" "rank 2 aborted" 2
+
+# 5. launchers: no --rank/--world; rank, world and GPU (local rank) from each launcher's variables
+launch2() {  # NAME RANKVAR SIZEVAR LOCALVAR: two processes with only those variables set
+  local name=$1 rv=$2 sv=$3 lv=$4 r pids=() rcs=""
+  for r in 0 1; do
+    env "$rv=$r" "$sv=2" "$lv=$r" SIMT_DEVICES=2 "$EVDP" sim --transport nccl --nccl-id-file "$tmp/id" --num-videos 3 \
+      >"$tmp/l.$r" 2>"$tmp/l.$r.err" &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; rcs+=" $?"; done
+  sums "$tmp/l.0" >"$tmp/l.sum"
+  if [ "$rcs" = " 0 0" ] && cmp -s "$tmp/cpu.sum" "$tmp/l.sum" && grep -q "rank 1 of 2 from $name ($rv=1 $sv=2 $lv=1); GPU 1" "$tmp/l.1.err"; then
+    ok "launcher $name: two processes with $rv/$sv/$lv and no flags, bit-identical; rank 1 says: $(head -1 "$tmp/l.1.err")"
+  else
+    bad "launcher $name: statuses$rcs, $(diff "$tmp/cpu.sum" "$tmp/l.sum" | head -2 | tr '\n' ' ') stderr: $(head -2 "$tmp/l.1.err" | tr '\n' ' ')"
+  fi
+}
+launch2 Slurm SLURM_PROCID SLURM_NTASKS SLURM_LOCALID
+launch2 torchrun RANK WORLD_SIZE LOCAL_RANK
+launch2 "Open MPI" OMPI_COMM_WORLD_RANK OMPI_COMM_WORLD_SIZE OMPI_COMM_WORLD_LOCAL_RANK
+launch2 MPICH/PMI PMI_RANK PMI_SIZE MPI_LOCALRANKID
+launch_bad() {  # expected-substring env-assignments... -- vdp args...
+  local want=$1; shift
+  local envs=()
+  while [ "$1" != -- ]; do envs+=("$1"); shift; done; shift
+  env "${envs[@]}" "$@" >"$tmp/lb" 2>&1; local st=$?
+  if [ $st -eq 2 ] && grep -q -- "$want" "$tmp/lb" && [ ! -e "$tmp/id" ]; then ok "launcher usage error (exit 2, nothing written): ${envs[*]} $(basename "$1") $2: $(grep -m1 -- "$want" "$tmp/lb" | cut -c1-140)"
+  else bad "launcher ${envs[*]} $*: want exit 2 and '$want', got $st: $(head -2 "$tmp/lb" | tr '\n' ' ')"; fi
+}
+launch_bad "Slurm says rank 0 of 2" SLURM_PROCID=0 SLURM_NTASKS=2 RANK=1 WORLD_SIZE=2 -- "$EVDP" sim --transport nccl --nccl-id-file "$tmp/id"
+launch_bad "SLURM_PROCID=2 is not below SLURM_NTASKS=2" SLURM_PROCID=2 SLURM_NTASKS=2 -- "$EVDP" sim --transport nccl --nccl-id-file "$tmp/id"
+launch_bad "sets PMI_RANK but not PMI_SIZE" PMI_RANK=1 -- "$EVDP" sim --transport nccl --nccl-id-file "$tmp/id"
+launch_bad "OMPI_COMM_WORLD_SIZE=two is not a valid" OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=two -- "$EVDP" generate --device cuda --transport nccl --model "$tmp/none.vdpw" --image none.png --out "$tmp/x.npy" --nccl-id-file "$tmp/id"
+launch_bad "torchrun (RANK=3 WORLD_SIZE=4 LOCAL_RANK=3)" RANK=3 WORLD_SIZE=4 LOCAL_RANK=3 -- "$EVDP" generate --device cuda --transport nccl --stages 2 --model "$tmp/none.vdpw" --image none.png --out "$tmp/x.npy" --nccl-id-file "$tmp/id"
+# explicit flags win over the variables (which here would say rank 5 of 9)
+if SLURM_PROCID=5 SLURM_NTASKS=9 SIMT_DEVICES=1 "$EVDP" sim --transport nccl --rank 0 --world 1 --nccl-id-file "$tmp/id" >"$tmp/fl" 2>"$tmp/fl.err" &&
+   ! grep -q "from Slurm" "$tmp/fl.err"; then ok "explicit --rank/--world win over SLURM_* (which say rank 5 of 9)"
+else bad "explicit --rank 0 --world 1 with SLURM_PROCID=5 SLURM_NTASKS=9: $(head -2 "$tmp/fl.err" | tr '\n' ' ')"; fi
+# a launcher world of one process (e.g. a plain command in an sbatch script) is an ordinary run
+if SLURM_PROCID=0 SLURM_NTASKS=1 SIMT_DEVICES=2 "$EVDP" sim --transport nccl --stages 2 >"$tmp/one" 2>&1; then ok "SLURM_NTASKS=1 with --stages 2: one process drives both stages"
+else bad "SLURM_NTASKS=1 with --stages 2 failed: $(grep -m1 error "$tmp/one")"; fi
 
 [ "$fails" -eq 0 ]
