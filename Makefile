@@ -72,18 +72,20 @@ SIMT_LIBS = -fopenmp $(SIMT_SAN) -lstdc++ -lpng -ljpeg -lm -lpthread
 SIMT_LIB_OBJ = $(LIB_SRC:%.c=$(SIMT)/%.o)
 SIMT_KOBJ = $(SIMT)/kernels.o $(SIMT)/simt.o $(SIMT)/simt_nccl.o
 SIMT_BINS = $(SIMT)/test_gpu_kernels $(SIMT)/gpu_pipeline $(SIMT)/vdp $(SIMT)/simt_selftest $(SIMT)/multi_selftest \
+            $(SIMT)/batch_invariance \
             $(SIMT)/build.env
 # `make` builds the emulated kernels (from the CUDA headers alone), `make test` the emulated binaries too,
 # unless TESTS names only other tests
 ifneq ($(HAVE_CUDA_HEADERS),)
   SIMT_ALL = $(SIMT_KOBJ)
   SIMT_T = $(if $(strip $(TESTS)),$(filter t_simt%,$(TESTS)),t_simt_kernels t_simt_pipeline t_simt_mutants t_simt_selftest \
-                                                                t_simt_multi t_simt_ring)
+                                                                t_simt_multi t_simt_ring t_simt_batch)
   SIMT_FOR_TEST = $(sort $(if $(filter t_simt_kernels t_simt_mutants,$(SIMT_T)),$(SIMT)/test_gpu_kernels $(SIMT)/build.env) \
                          $(if $(filter t_simt_pipeline,$(SIMT_T)),$(SIMT)/gpu_pipeline $(SIMT)/vdp) \
                          $(if $(filter t_simt_selftest,$(SIMT_T)),$(SIMT)/simt_selftest) \
                          $(if $(filter t_simt_multi,$(SIMT_T)),$(SIMT)/multi_selftest $(SIMT)/vdp) \
-                         $(if $(filter t_simt_ring,$(SIMT_T)),$(SIMT)/vdp))
+                         $(if $(filter t_simt_ring,$(SIMT_T)),$(SIMT)/vdp) \
+                         $(if $(filter t_simt_batch,$(SIMT_T)),$(SIMT)/batch_invariance))
 endif
 
 all: vdp $(SIMT_ALL)
@@ -185,6 +187,9 @@ $(SIMT)/test_gpu_kernels: test/test_gpu_kernels.cu $(SIMT)/ops.o $(SIMT)/util.o 
 	$(SIMT_CXX) $(SIMT_CXXFLAGS) -x c++ -o $@ $< -x none $(SIMT)/ops.o $(SIMT)/util.o $(SIMT_KOBJ) $(SIMT_LIBS)
 
 $(SIMT)/gpu_pipeline: test/gpu_pipeline.c test/golden.h $(SIMT_LIB_OBJ) $(SIMT_KOBJ)
+	$(CC) $(SIMT_CFLAGS) -o $@ $< $(SIMT_LIB_OBJ) $(SIMT_KOBJ) $(SIMT_LIBS)
+
+$(SIMT)/batch_invariance: test/batch_invariance.c $(SIMT_LIB_OBJ) $(SIMT_KOBJ)
 	$(CC) $(SIMT_CFLAGS) -o $@ $< $(SIMT_LIB_OBJ) $(SIMT_KOBJ) $(SIMT_LIBS)
 
 $(SIMT)/vdp: $(SIMT)/vdp.o $(SIMT_LIB_OBJ) $(SIMT_KOBJ)
