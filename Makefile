@@ -33,7 +33,7 @@ ifeq ($(CUDA),0)
   HAVE_NVCC :=
 endif
 
-LIB_SRC  = util.c safetensors.c sgm.c weights.c ops.c model.c rng.c image.c ring.c
+LIB_SRC  = util.c safetensors.c sgm.c weights.c ops.c model.c rng.c image.c ring.c cfgpar.c
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC = $(wildcard test/test_*.c)
 TEST_BIN = $(TEST_SRC:test/%.c=$(BUILD)/test/%)
@@ -79,13 +79,13 @@ SIMT_BINS = $(SIMT)/test_gpu_kernels $(SIMT)/gpu_pipeline $(SIMT)/vdp $(SIMT)/si
 ifneq ($(HAVE_CUDA_HEADERS),)
   SIMT_ALL = $(SIMT_KOBJ)
   SIMT_T = $(if $(strip $(TESTS)),$(filter t_simt%,$(TESTS)),t_simt_kernels t_simt_pipeline t_simt_mutants t_simt_selftest \
-                                                                t_simt_multi t_simt_ring t_simt_batch)
+                                                                t_simt_multi t_simt_ring t_simt_cfg)
   SIMT_FOR_TEST = $(sort $(if $(filter t_simt_kernels t_simt_mutants,$(SIMT_T)),$(SIMT)/test_gpu_kernels $(SIMT)/build.env) \
                          $(if $(filter t_simt_pipeline,$(SIMT_T)),$(SIMT)/gpu_pipeline $(SIMT)/vdp) \
                          $(if $(filter t_simt_selftest,$(SIMT_T)),$(SIMT)/simt_selftest) \
                          $(if $(filter t_simt_multi,$(SIMT_T)),$(SIMT)/multi_selftest $(SIMT)/vdp) \
                          $(if $(filter t_simt_ring,$(SIMT_T)),$(SIMT)/vdp) \
-                         $(if $(filter t_simt_batch,$(SIMT_T)),$(SIMT)/batch_invariance))
+                         $(if $(filter t_simt_cfg,$(SIMT_T)),$(SIMT)/vdp $(SIMT)/batch_invariance))
 endif
 
 all: vdp $(SIMT_ALL)
@@ -101,7 +101,7 @@ $(BUILD)/gpu-arch: FORCE | $(BUILD)/test
 build/last-config: FORCE
 	@mkdir -p build; echo '$(BUILD) $(GPU_ARCH)' | cmp -s - $@ || echo '$(BUILD) $(GPU_ARCH)' > $@
 
-$(BUILD)/%.o: %.c vdp.h model.h ring.h | $(BUILD)/test
+$(BUILD)/%.o: %.c vdp.h model.h ring.h cfgpar.h | $(BUILD)/test
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # $(BUILD)/gpu-arch records GPU_ARCH, so changing it recompiles the kernels.
@@ -180,7 +180,7 @@ $(SIMT)/simt.o: test/simt/simt.cpp test/simt/simt.h test/simt/simt_rt.h | $(SIMT
 $(SIMT)/simt_nccl.o: test/simt/simt_nccl.cpp test/simt/simt_rt.h | $(SIMT)
 	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_RT_FLAGS) -c -o $@ $<
 
-$(SIMT)/%.o: %.c vdp.h model.h ring.h kernels.h | $(SIMT)
+$(SIMT)/%.o: %.c vdp.h model.h ring.h cfgpar.h kernels.h | $(SIMT)
 	$(CC) $(SIMT_CFLAGS) -c -o $@ $<
 
 $(SIMT)/test_gpu_kernels: test/test_gpu_kernels.cu $(SIMT)/ops.o $(SIMT)/util.o $(SIMT_KOBJ) kernels.h vdp.h

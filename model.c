@@ -1327,9 +1327,18 @@ int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, ui
 }
 
 void pipeline_step(const Models *m, const GenParams *p, int i, const float *cond, float *latent) {
-  GenShape s;
   char err[256];
-  if (gen_shape(m, p, &s, err, sizeof err)) vdp_die("%s", err);
+  if (pipeline_step_half(m, p, i, cond, latent, -1, NULL, NULL, err, sizeof err)) vdp_die("%s", err);
+}
+
+int pipeline_step_half(const Models *m, const GenParams *p, int i, const float *cond, float *latent, int half,
+                       PipeExchange exchange, void *xctx, char *err, size_t errlen) {
+  GenShape s;
+  if (gen_shape(m, p, &s, err, errlen)) vdp_die("%s", err);
+  if (half >= 0 && s.B != 2) {
+    snprintf(err, errlen, "cfg-parallel step without guidance (internal error)");
+    return -1;
+  }
   CondView cv = cond_view(&s, (float *)cond);
   float sig[1001], ts[1000];  // steps <= 1000 (gen_shape)
   scheduler_karras(&m->cfg, p->steps, sig, ts);
@@ -1337,17 +1346,25 @@ void pipeline_step(const Models *m, const GenParams *p, int i, const float *cond
 
   // UNet input: [B, F, 2·lat_c, h, w] = cat(latent / sqrt(σ²+1), image latents) on channels
   int64_t plane = (int64_t)s.lat_c * s.h * s.w;  // one frame's latent
-  float *xin = hbuf((int64_t)s.B * s.F * 2 * plane), *v = hbuf((int64_t)s.B * s.F * plane);
+  // CFG-parallel: this GPU runs batch element `half` alone (the UNet is batch-invariant, so its v equals that
+  // half of the batch-2 pass) and the other half's v arrives through `exchange`.
+  const int b0 = half < 0 ? 0 : half, nb = half < 0 ? s.B : 1;
+  const int64_t vhalf = (int64_t)s.F * plane;  // one batch element's v [F, lat_c, h, w]
+  float *xin = hbuf((int64_t)nb * s.F * 2 * plane), *v = hbuf((int64_t)s.B * s.F * plane);
   float c_in = sqrtf(sigma * sigma + 1.0f);
-  for (int b = 0; b < s.B; b++)
+  for (int b = b0; b < b0 + nb; b++)
     for (int f = 0; f < s.F; f++) {
-      float *dst = xin + ((int64_t)b * s.F + f) * 2 * plane;
+      float *dst = xin + ((int64_t)(b - b0) * s.F + f) * 2 * plane;
       const float *src = latent + (int64_t)f * plane;
       for (int64_t k = 0; k < plane; k++) dst[k] = src[k] / c_in;
       memcpy(dst + plane, cv.img_lat + (int64_t)b * plane, (size_t)plane * sizeof(float));
     }
-  unet_forward(m, xin, s.B, s.F, s.h, s.w, t, cv.ctx, cv.ids, v);
+  unet_forward(m, xin, nb, s.F, s.h, s.w, t, cv.ctx + (int64_t)b0 * s.ctx_dim, cv.ids + b0 * 3, v + b0 * vhalf);
   free(xin);
+  if (half >= 0 && exchange(xctx, v + half * vhalf, v + (1 - half) * vhalf, (size_t)vhalf, err, errlen)) {
+    free(v);
+    return -1;
+  }
   float *vp = v;  // the guided prediction [F, lat_c, h, w]
   if (s.B == 2) {
     const float *vu = v, *vc = v + (int64_t)s.F * plane;
@@ -1367,6 +1384,7 @@ void pipeline_step(const Models *m, const GenParams *p, int i, const float *cond
   }
   if (vp != v) free(vp);
   free(v);
+  return 0;
 }
 
 void pipeline_decode(const Models *m, const GenParams *p, const float *latent, float *frames) {

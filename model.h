@@ -195,6 +195,12 @@ int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, ui
                     float *latent, char *err, size_t errlen);
 // One Euler step i (global index) on latent in place.
 void pipeline_step(const Models *m, const GenParams *p, int i, const float *cond, float *latent);
+// The same step as one half of CFG-parallel (cfgpar.h): the UNet on batch element `half` (0 unconditional,
+// 1 conditional) alone, then exchange(xctx, mine, theirs, n) swaps the two halves' v-predictions [F, lat_c,
+// h, w] (host fp32), then the guidance + update of pipeline_step. half = -1: pipeline_step. 0 or -1 with err.
+typedef int (*PipeExchange)(void *xctx, const float *mine, float *theirs, size_t n, char *err, size_t errlen);
+int pipeline_step_half(const Models *m, const GenParams *p, int i, const float *cond, float *latent, int half,
+                       PipeExchange exchange, void *xctx, char *err, size_t errlen);
 // VAE decode in chunks + postprocess: frames [F, H, W, 3] in [0, 1].
 void pipeline_decode(const Models *m, const GenParams *p, const float *latent, float *frames);
 // Saves a named tensor into p->dump_dir when set (NAME.npy).

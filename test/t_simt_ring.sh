@@ -7,6 +7,9 @@
 #   2. two and three processes with --rank/--world/--nccl-id-file: byte-identical; no id file left
 #   3. a rank killed with SIGKILL mid-run: the other ranks exit 1 within --timeout + 5 s naming the stage
 #      and the cause; no orphan process, no id file or rendezvous folder left
+#   4. --cfg-parallel (the two halves of guidance on two GPUs): two threads, 2 videos, and two processes from
+#      torchrun's variables, byte-identical to the one-GPU run
+#   5. --cfg-parallel with one half killed: the other exits 1 within --timeout + 5 s naming its half and the cause
 # The case is the smallest that runs three stages with guidance: the tiny3 fixture, 16x16, one frame, 3 steps.
 source "$(dirname "$0")/lib.sh"
 SIMT=${SIMT:-build/simt}
@@ -104,6 +107,52 @@ if [ $rc0 = 1 ] && [ $rc2 = 1 ] && grep -Eq "stage 0.*rank (1 closed its connect
   ok "generate, rank 1 of 3 killed with SIGKILL: ranks 0 and 2 exit 1 within $dt s (--timeout 30), no orphan, no output, nothing left: [$m0] [$m2]"
 else
   bad "generate, rank 1 of 3 killed: want ranks 0 and 2 to exit 1 within 35 s naming their stage and rank 1; got $rc0/$rc2 in $dt s: [$m0] [$m2] orphans:$orphans id: $(ls "$tmp/id" 2>/dev/null) folders: $(leftovers) outputs: $(ls "$tmp"/k*.npy 2>/dev/null)"
+fi
+# 4. --cfg-parallel (cfgpar.h): the two halves of guidance on two emulated GPUs (two threads), 2 videos, and over
+#    two processes from torchrun's variables: byte-identical to the one-GPU run; no id file left
+t=$(date +%s%N)
+if ! SIMT_DEVICES=2 "$EVDP" generate "${ARGS[@]}" --num-videos 2 --cfg-parallel --out "$tmp/c.npy" >/dev/null 2>"$tmp/c.err"; then
+  bad "generate --cfg-parallel, 2 videos, failed: $(grep -m1 error "$tmp/c.err")"
+elif same "$tmp/c" 2; then
+  ok "generate --cfg-parallel on two emulated GPUs, 2 videos: byte-identical to the one-GPU run ($(ms $t) ms)"
+else
+  bad "generate --cfg-parallel, 2 videos: output differs from the one-GPU run"
+fi
+t=$(date +%s%N)
+pids=()
+for r in 0 1; do
+  RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r SIMT_DEVICES=2 "$EVDP" generate "${ARGS[@]}" --cfg-parallel --nccl-id-file "$tmp/id" \
+    --out "$tmp/w.npy" >/dev/null 2>"$tmp/w.$r.err" &
+  pids+=($!)
+done
+rcs=""
+for p in "${pids[@]}"; do wait "$p"; rcs+=" $?"; done
+if [ "$rcs" = " 0 0" ] && cmp -s "$tmp/w.npy" "$tmp/ref_v0.npy" && [ ! -e "$tmp/id" ] && grep -q "from torchrun" "$tmp/w.1.err"; then
+  ok "generate --cfg-parallel over two processes (torchrun's RANK/WORLD_SIZE/LOCAL_RANK): byte-identical, id file removed ($(ms $t) ms)"
+else
+  bad "generate --cfg-parallel over two processes: statuses$rcs; $(grep -h -m1 error "$tmp"/w.*.err | head -2 | tr '\n' ' ') id: $(ls "$tmp/id" 2>/dev/null)"
+fi
+
+# 5. --cfg-parallel: SIGKILL one half (a process) during its steps; the other must stop within --timeout + 5 s
+pids=()
+for r in 0 1; do
+  SIMT_DEVICES=2 "$EVDP" generate "${ARGS[@]}" --num-videos 2 --cfg-parallel --rank $r --world 2 --nccl-id-file "$tmp/id" \
+    --timeout 30 --out "$tmp/ck.npy" >/dev/null 2>"$tmp/ck.$r.err" &
+  pids+=($!)
+done
+for ((i = 0; i < 1200; i++)); do grep -q "step 1/3" "$tmp/ck.0.err" 2>/dev/null && break; sleep 0.1; done
+t_kill=$(date +%s.%N)
+kill -KILL "${pids[1]}"
+rc0=0
+wait "${pids[0]}" || rc0=$?
+wait "${pids[1]}" 2>/dev/null
+dt=$(awk -v a="$t_kill" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+m0=$(grep -m1 'vdp: error' "$tmp/ck.0.err")
+if [ $rc0 = 1 ] && grep -q "half 0 (unconditional).*rank 1 closed its connection" <<<"$m0" && awk -v d="$dt" 'BEGIN{exit !(d < 35)}' &&
+   ! kill -0 "${pids[0]}" 2>/dev/null && [ ! -e "$tmp/id" ] && ! ls "$tmp"/ck*.npy >/dev/null 2>&1; then
+  ok "--cfg-parallel, half 1 killed with SIGKILL: half 0 exits 1 within $dt s (--timeout 30), no output, no id file: $m0"
+else
+  bad "--cfg-parallel, half 1 killed: want half 0 to exit 1 within 35 s naming its half and rank 1; got $rc0 in $dt s: $m0 id: $(ls "$tmp/id" 2>/dev/null) outputs: $(ls "$tmp"/ck*.npy 2>/dev/null)"
 fi
 echo "# t_simt_ring total: $(ms $T0) ms"
 [ "$fails" -eq 0 ]
