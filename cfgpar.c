@@ -17,13 +17,14 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include "kernels.h"
+
 typedef struct Cfg Cfg;
 struct CfgExchange {
   Cfg *c;
   int half, dev;
   ncclComm_t comm;
-  cudaStream_t stream;
-  void *dsend, *drecv;  // device staging, latent_floats floats each
+  cudaStream_t stream;  // the backend's stream on this half's thread: the UNet, the exchange, the update
 };
 struct Cfg {
   const CfgJob *j;
@@ -80,33 +81,18 @@ static int x_poll(CfgExchange *x, int with_stream, const char *what, char *err, 
   }
 }
 
-int cfg_exchange(CfgExchange *x, const float *mine, float *theirs, size_t n, char *err, size_t errlen) {
-  const size_t bytes = n * sizeof(float);
-  if (n > x->c->j->latent_floats) {
-    snprintf(err, errlen, "cfg_exchange: %zu floats, more than the latent (internal error)", n);
+int cfg_exchange(CfgExchange *x, const void *mine, void *theirs, size_t bytes, char *err, size_t errlen) {
+  const int peer = 1 - x->half;
+  ncclResult_t nr = ncclGroupStart();  // both directions at once: neither half waits for the other's receive
+  if (nr == ncclSuccess) nr = ncclSend(mine, bytes, ncclUint8, peer, x->comm, x->stream);
+  if (nr == ncclSuccess) nr = ncclRecv(theirs, bytes, ncclUint8, peer, x->comm, x->stream);
+  ncclResult_t ne = ncclGroupEnd();
+  if (nr == ncclSuccess) nr = ne;
+  if (nr != ncclSuccess && nr != ncclInProgress) {
+    snprintf(err, errlen, "exchanging the v-prediction: %s (%s)", ncclGetErrorString(nr), ncclGetLastError(x->comm));
     return -1;
   }
-  cudaError_t ce = cudaMemcpyAsync(x->dsend, mine, bytes, cudaMemcpyHostToDevice, x->stream);
-  ncclResult_t nr = ce == cudaSuccess ? ncclGroupStart() : ncclSuccess;
-  if (ce == cudaSuccess) {
-    const int peer = 1 - x->half;
-    if (nr == ncclSuccess) nr = ncclSend(x->dsend, bytes, ncclUint8, peer, x->comm, x->stream);
-    if (nr == ncclSuccess) nr = ncclRecv(x->drecv, bytes, ncclUint8, peer, x->comm, x->stream);
-    ncclResult_t ne = ncclGroupEnd();
-    if (nr == ncclSuccess) nr = ne;
-  }
-  if (ce != cudaSuccess || (nr != ncclSuccess && nr != ncclInProgress)) {
-    snprintf(err, errlen, "exchanging the v-prediction: %s (%s)", ce != cudaSuccess ? cudaGetErrorString(ce) : ncclGetErrorString(nr),
-             ce != cudaSuccess ? "staging" : ncclGetLastError(x->comm));
-    return -1;
-  }
-  int rc = x_poll(x, 0, "enqueueing the v-prediction exchange", err, errlen);
-  if (rc) return rc;
-  ce = cudaMemcpyAsync(theirs, x->drecv, bytes, cudaMemcpyDeviceToHost, x->stream);
-  if (ce != cudaSuccess) {
-    snprintf(err, errlen, "copying the other half's v-prediction: %s", cudaGetErrorString(ce));
-    return -1;
-  }
+  // Waiting here (a host sync per step) bounds every wait by the timeout and notices a failed peer.
   return x_poll(x, 1, "exchanging the v-predictions", err, errlen);
 }
 
@@ -126,13 +112,12 @@ static void run_half(Cfg *c, int h) {
     snprintf(e, sizeof e, "cudaSetDevice(%d): %s", x->dev, cudaGetErrorString(ce));
     goto done;
   }
-  if (!(ctx = j->make_ctx(j->user, h, e, sizeof e))) goto done;
-  if ((ce = cudaStreamCreateWithFlags(&x->stream, cudaStreamNonBlocking)) != cudaSuccess ||
-      (ce = cudaMalloc(&x->dsend, j->latent_floats * sizeof(float))) != cudaSuccess ||
-      (ce = cudaMalloc(&x->drecv, j->latent_floats * sizeof(float))) != cudaSuccess) {
-    snprintf(e, sizeof e, "GPU %d: exchange buffers: %s", x->dev, cudaGetErrorString(ce));
+  if ((ce = cudaStreamCreate(&x->stream)) != cudaSuccess) {
+    snprintf(e, sizeof e, "GPU %d: creating the stream: %s", x->dev, cudaGetErrorString(ce));
     goto done;
   }
+  vdp_cuda_set_stream(x->stream);  // everything of this half in one stream order, the exchanges included
+  if (!(ctx = j->make_ctx(j->user, h, e, sizeof e))) goto done;
   ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
   cfg.blocking = 0;  // polled: bounded by the timeout and stopped by the other half's failure
   ncclResult_t nr = ncclCommInitRankConfig(&x->comm, 2, c->id, h, &cfg);
@@ -165,10 +150,10 @@ done:
     else ncclCommAbort(x->comm);  // the peer's pending exchange fails at once
     x->comm = NULL;
   }
-  if (x->stream) cudaStreamDestroy(x->stream);
-  cudaFree(x->dsend), cudaFree(x->drecv);
   free(cond), free(latent);
   if (ctx) j->free_ctx(ctx);
+  vdp_cuda_thread_release();  // this thread's backend state (a no-op if free_ctx released it) uses x->stream
+  if (x->stream) cudaStreamDestroy(x->stream);
   atomic_store(&c->finished[h], 1);
 }
 
@@ -243,7 +228,7 @@ int cfgpar_run(const CfgJob *j, int n_videos, const CfgOptions *o, int *stuck, c
 }
 
 #else  // no CUDA: nothing to run on
-int cfg_exchange(CfgExchange *x, const float *mine, float *theirs, size_t n, char *err, size_t errlen) {
+int cfg_exchange(CfgExchange *x, const void *mine, void *theirs, size_t bytes, char *err, size_t errlen) {
   snprintf(err, errlen, "cfg-parallel needs CUDA");
   return -1;
 }

@@ -16,15 +16,17 @@
 
 #include <stddef.h>
 
-// Exchanges this half's v-prediction for the other's: sends n floats at mine, receives n into theirs
-// (host fp32). 0, or -1 with a message.
+// Exchanges this half's v-prediction for the other's: sends `bytes` at mine, receives as many into theirs
+// (device memory of this half's GPU, on the stream the backend uses on this thread, so after the UNet and
+// before the update), and waits for it. 0, or -1 with a message.
 typedef struct CfgExchange CfgExchange;
-int cfg_exchange(CfgExchange *x, const float *mine, float *theirs, size_t n, char *err, size_t errlen);
+int cfg_exchange(CfgExchange *x, const void *mine, void *theirs, size_t bytes, char *err, size_t errlen);
 
 typedef struct {
   size_t latent_floats, cond_bytes;
   int n_steps;
-  // On each half's thread, with its GPU current: the half's context (its model copy), and its release.
+  // On each half's thread, with its GPU current and the backend's stream set to the exchange stream: the
+// half's context (its model copy), and its release.
   void *(*make_ctx)(void *user, int half, char *err, size_t errlen);
   void (*free_ctx)(void *ctx);
   int (*encode)(void *ctx, int video, void *cond, float *latent, char *err, size_t errlen);

@@ -54,7 +54,7 @@ extern "C" void vdp_cuda_check_(int err, const char *expr, const char *file, int
 // Several host threads may drive the backend at once, each on its own GPU (the stage ring: one thread per
 // stage, cudaSetDevice(stage) before anything else). What a thread queues work with is thread_local and
 // created lazily on the thread's first op, for the device that is current then: the stream, the scratch
-// workspace, the host-transfer staging buffer and the timestep buffer. What belongs to a device (its
+// workspace and the host-transfer staging buffer. What belongs to a device (its
 // shared-memory limit, the kernels' dynamic shared-memory attributes) is cached per device. Allocation
 // bookkeeping (section 7) is global and locked. A thread stays on one device while it holds its state:
 // vdp_cuda_thread_release() frees it (and must come before the thread switches devices or exits).
@@ -69,8 +69,7 @@ struct ThreadState {
   void *ws;              // scratch (cudaMalloc, not in the mem_peak bookkeeping), ws_size bytes
   size_t ws_size;
   float *stage;          // section 7's host <-> device staging buffer (be_mem_alloc)
-  float *tbuf;           // section 7's timestep values (be_mem_alloc), tbuf_n floats
-  int tbuf_n;
+  bool capturing;        // between graph_begin and graph_end (section 7): nothing may synchronize
 };
 static thread_local ThreadState t_ts;
 
@@ -135,7 +134,7 @@ extern "C" void vdp_cuda_check_op(const char *what, const char *file, int line) 
               cur, t_ts.dev);
     die("CUDA: kernel launch of %s failed at %s:%d: %s", what, file, line, cudaGetErrorString(e));
   }
-  if (sync_each()) {
+  if (sync_each() && !t_ts.capturing) {  // a capturing stream cannot be synchronized
     e = cudaStreamSynchronize(cur_stream());
     if (e != cudaSuccess) die("CUDA: kernel %s failed at %s:%d: %s", what, file, line, cudaGetErrorString(e));
   }
@@ -1480,25 +1479,31 @@ extern "C" void vdpc_geglu(void *y, const void *x, int M, int H) {
   VDP_LAUNCH(geglu_kernel, grid1d((long long)M * H, 256), 256, 0, cur_stream())((__half *)y, (const __half *)x, M, H);
   OPCHECK("geglu");
 }
-// [cos(t·f_k) | sin(t·f_k)], f_k = exp(−ln(10000)·k/half), fp32 with accurate cosf/sinf.
-__global__ void temb_kernel(__half *y, const float *t, int n, int dim) {
+// [cos(t·f_k) | sin(t·f_k)], f_k = exp(−ln(10000)·k/half), fp32 with accurate cosf/sinf. The value of row
+// r: t[row0 + r] with row0 = *step · stride read on the device (the step loop's table), or r itself when t
+// is NULL (frame positions). One thread per output element.
+__global__ void temb_kernel(__half *y, const float *t, const int *step, int stride, int n, int dim) {
   const int half = dim / 2;
+  const long long row0 = t && step ? (long long)*step * stride : 0;
   GRID_STRIDE(i, (long long)n * dim) {
     const int r = (int)(i / dim), j = (int)(i - (long long)r * dim);
     float v = 0.f;  // odd dim: the last column is zero padding
     if (j < 2 * half) {
       const int k = j < half ? j : j - half;
       const float f = expf((-9.210340371976184f * (float)k) / (float)half);  // -ln(1e4) as a float, like torch
-      const float a = t[r] * f;
+      const float a = (t ? t[row0 + r] : (float)r) * f;
       v = j < half ? cosf(a) : sinf(a);
     }
     y[i] = __float2half_rn(v);
   }
 }
-extern "C" void vdpc_timestep_embedding(void *y, const float *t, int n, int dim) {
+extern "C" void vdpc_timestep_embedding_at(void *y, const float *t, const int *step, int stride, int n, int dim) {
   if (n <= 0 || dim <= 0) return;
-  VDP_LAUNCH(temb_kernel, grid1d((long long)n * dim, 256), 256, 0, cur_stream())((__half *)y, t, n, dim);
+  VDP_LAUNCH(temb_kernel, grid1d((long long)n * dim, 256), 256, 0, cur_stream())((__half *)y, t, step, stride, n, dim);
   OPCHECK("timestep_embedding");
+}
+extern "C" void vdpc_timestep_embedding(void *y, const float *t, int n, int dim) {
+  vdpc_timestep_embedding_at(y, t, NULL, 0, n, dim);
 }
 // PyTorch's nearest source index: identity and exact ×2 special-cased, else floor(dst·(float)in/out) clamped.
 __device__ __forceinline__ int nearest_src(int dst, int in, int out) {
@@ -1600,6 +1605,58 @@ extern "C" void vdpc_cfg_euler(float *x, const void *vout, const float *g, int B
   OPCHECK("cfg_euler");
 }
 
+// The denoising step (model.h's step_input / step_update, CPU twins in ops.c). Every per-step scalar is
+// read from the step table at the device-side counter's row, so a captured graph replays any step. The
+// arithmetic is the host loop's, operation for operation (explicit _rn, no contraction): given the same
+// UNet output the latent is bit-identical to the fp32 host update. One thread per element.
+// xin [B, F, 2·chw] (fp16) = x[f] / c_in | img[b]
+__global__ void step_input_kernel(__half *xin, const float *x, const __half *img, const float *sched, const int *step,
+                                  int F, long long chw, long long n) {
+  const float c_in = sched[(long long)*step * SCH_COLS + SCH_C_IN];
+  GRID_STRIDE(i, n) {
+    const long long r = i / (2 * chw), j = i - r * 2 * chw;  // r = b·F + f
+    const int b = (int)(r / F), f = (int)(r - (long long)b * F);
+    xin[i] = j < chw ? __float2half_rn(__fdiv_rn(x[f * chw + j], c_in)) : img[b * chw + (j - chw)];
+  }
+}
+// v [B, F, chw] (fp16; B = 2: uncond first) -> guided v -> Euler on the v-prediction, x [F, chw] fp32 in place
+__global__ void step_update_kernel(float *x, const __half *v, const float *sched, const float *g, const int *step,
+                                   int B, long long chw, long long n) {
+  const float *row = sched + (long long)*step * SCH_COLS;
+  const float sigma = row[SCH_SIGMA], c_out = row[SCH_C_OUT], c_skip_div = row[SCH_C_SKIP_DIV], dt = row[SCH_DT];
+  GRID_STRIDE(j, n) {
+    float vp = __half2float(v[j]);
+    if (B == 2) {
+      const float vu = vp, vc = __half2float(v[n + j]);
+      vp = __fadd_rn(vu, __fmul_rn(g[j / chw], __fsub_rn(vc, vu)));
+    }
+    const float xs = x[j], x0 = __fadd_rn(__fmul_rn(vp, c_out), __fdiv_rn(xs, c_skip_div));
+    const float d = __fdiv_rn(__fsub_rn(xs, x0), sigma);
+    x[j] = __fadd_rn(xs, __fmul_rn(d, dt));
+  }
+}
+// The step counter moves on after every thread of the step has read it (its own launch, one thread).
+__global__ void step_advance_kernel(int *step) { *step += 1; }
+
+extern "C" void vdpc_step_input(void *xin, const float *x, const void *img, const float *sched, const int *step, int B,
+                                int F, int64_t chw) {
+  const long long n = (long long)B * F * 2 * chw;
+  if (n <= 0) return;
+  VDP_LAUNCH(step_input_kernel, grid1d(n, 256), 256, 0, cur_stream())((__half *)xin, x, (const __half *)img, sched, step,
+                                                                      F, chw, n);
+  OPCHECK("step_input");
+}
+extern "C" void vdpc_step_update(float *x, const void *v, const float *sched, const float *g, int *step, int B, int F,
+                                 int64_t chw) {
+  const long long n = (long long)F * chw;
+  if (n <= 0) return;
+  if (B != 1 && B != 2) fail_shape("step_update", "batch must be 1 or 2 (classifier-free guidance halves)");
+  VDP_LAUNCH(step_update_kernel, grid1d(n, 256), 256, 0, cur_stream())(x, (const __half *)v, sched, g, step, B, chw, n);
+  OPCHECK("step_update");
+  VDP_LAUNCH(step_advance_kernel, 1, 1, 0, cur_stream())(step);
+  OPCHECK("step_advance");
+}
+
 __global__ void f32_to_f16_kernel(__half *y, const float *x, long long n) { GRID_STRIDE(i, n) y[i] = __float2half_rn(x[i]); }
 __global__ void f16_to_f32_kernel(float *y, const __half *x, long long n) { GRID_STRIDE(i, n) y[i] = __half2float(x[i]); }
 extern "C" void vdpc_f32_to_f16(void *y, const float *x, int64_t n) {
@@ -1619,7 +1676,8 @@ extern "C" void vdpc_f16_to_f32(float *y, const void *x, int64_t n) {
 // Tensors are fp16 device buffers (elem_size 2); every op has the semantics of the CPU table in ops.c
 // section 6, including its aliasing (res == y in linear / cross-attention, in-place norms, act, add,
 // blend, add_rows). Host <-> device traffic happens only for weights (once, at load), the inputs and
-// outputs of a forward pass, and the host timestep values of timestep_embedding.
+// outputs of the host-array forward passes, and the step loop's state before and after the loop: the
+// step itself (step_input, the UNet, step_update) reads everything from device memory.
 // Threads: several host threads may use the table at once, each on its own device (section 1: each
 // thread's ops go to its own stream, with its own scratch, staging and timestep buffers). mem_alloc'd
 // memory may be freed by any thread (it is freed on the device that holds it); the bookkeeping is locked.
@@ -1891,22 +1949,65 @@ static void be_concat_rows(void *y, const void *a, int64_t na, const void *b, in
                          cudaMemcpyDeviceToDevice, s));
 }
 
-// t is a host array: copied into a small device buffer of the calling thread (stream-ordered, so the next
-// call on this thread may reuse it).
-static void be_timestep_embedding(void *y, const float *t_host, int n, int dim) {
-  if (n <= 0 || dim <= 0) return;
-  ThreadState &t = ts();
-  if (n > t.tbuf_n) {
-    ts_check_device(t, "allocating the timestep buffer");
-    if (t.tbuf) be_mem_free(t.tbuf);  // be_mem_free synchronizes: queued embeddings are done with it
-    t.tbuf = NULL, t.tbuf_n = 0;
-    const int cap = std::max(n, 1024);
-    t.tbuf = (float *)be_mem_alloc((size_t)cap * sizeof(float), "timestep values");
-    t.tbuf_n = cap;
-  }
-  CK(cudaMemcpyAsync(t.tbuf, t_host, (size_t)n * sizeof(float), cudaMemcpyHostToDevice, t.stream));
-  vdpc_timestep_embedding(y, t.tbuf, n, dim);
+// t in device memory (fp32): no host value, so a step's embedding can be captured and replayed
+static void be_timestep_embedding(void *y, const float *t, const int *step, int stride, int n, int dim) {
+  vdpc_timestep_embedding_at(y, t, step, stride, n, dim);
 }
+
+// raw bytes, synchronous like be_to_device (never inside the step loop: tables, counters, the latent at
+// the ends of the loop)
+static void be_upload_bytes(void *dst, const void *src, size_t bytes) {
+  if (!bytes) return;
+  CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cur_stream()));
+  vdp_cuda_sync("uploading to the device");
+}
+static void be_download_bytes(void *dst, const void *src, size_t bytes) {
+  if (!bytes) return;
+  CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cur_stream()));
+  vdp_cuda_sync("downloading from the device");
+}
+
+// ----- the denoising step and its CUDA graph ---------------------------------------------------------
+// The StepTables pointers are device addresses fixed for the job: they are the only step arguments, so
+// the captured launches are valid for every step.
+static void be_step_input(void *xin, const float *x, const void *img, const StepTables *t, int B, int F, int64_t chw) {
+  vdpc_step_input(xin, x, img, t->sched, t->step, B, F, chw);
+}
+static void be_step_update(float *x, const void *v, const StepTables *t, int B, int F, int64_t chw) {
+  if (t->sampler != SAMPLER_EULER_V) fail_shape("step_update", "unknown sampler");
+  vdpc_step_update(x, v, t->sched, t->guidance, t->step, B, F, chw);
+}
+
+// Capture mode ThreadLocal: a stage thread capturing its step must not stop the other stage threads from
+// allocating or synchronizing (Global would), while this thread's own forbidden calls still fail.
+static void be_graph_begin(void) {
+  ThreadState &t = ts();
+  if (t.capturing) fail_shape("graph_begin", "a capture is already open on this thread");
+  CK(cudaStreamBeginCapture(t.stream, cudaStreamCaptureModeThreadLocal));
+  t.capturing = true;
+}
+static void *be_graph_end(void) {
+  ThreadState &t = ts();
+  cudaGraph_t g = NULL;
+  cudaGraphExec_t exec = NULL;
+  t.capturing = false;
+  CK(cudaStreamEndCapture(t.stream, &g));
+  CK(cudaGraphInstantiate(&exec, g, 0));
+  CK(cudaGraphDestroy(g));
+  return (void *)exec;
+}
+static void be_graph_launch(void *exec) {
+  CK(cudaGraphLaunch((cudaGraphExec_t)exec, cur_stream()));
+  if (sync_each()) vdp_cuda_sync("a step graph");
+}
+static void be_graph_free(void *exec) {
+  if (exec) CK(cudaGraphExecDestroy((cudaGraphExec_t)exec));
+}
+
+#ifdef VDP_SIMT
+namespace simt { void profile_step(int step, int end); }  // the emulator's per-step counters (simt.cpp)
+static void be_step_mark(int step, int end) { simt::profile_step(step, end); }
+#endif
 
 // ----- releasing a thread's state -------------------------------------------------------------------
 // Frees what the calling thread created (section 1): waits for its queued work, frees its scratch,
@@ -1923,7 +2024,6 @@ extern "C" void vdp_cuda_thread_release(void) {
   if (t.ws) cudaFree(t.ws);
   // the mem_alloc'd buffers leave the bookkeeping, without dying if their cudaFree fails
   if (t.stage) free_on_device(t.stage, mem_untrack(t.stage));
-  if (t.tbuf) free_on_device(t.tbuf, mem_untrack(t.tbuf));
   if (t.own) cudaStreamDestroy(t.own);
   cudaGetLastError();
   if (switched) cudaSetDevice(cur);
@@ -1979,6 +2079,17 @@ static void backend_cuda_init() {
   b.timestep_embedding = be_timestep_embedding;
   b.upsample_nearest = vdpc_upsample_nearest;
   b.transpose_0213 = vdpc_transpose_0213;
+  b.upload_bytes = be_upload_bytes;
+  b.download_bytes = be_download_bytes;
+  b.step_input = be_step_input;
+  b.step_update = be_step_update;
+  b.graph_begin = be_graph_begin;
+  b.graph_end = be_graph_end;
+  b.graph_launch = be_graph_launch;
+  b.graph_free = be_graph_free;
+#ifdef VDP_SIMT
+  b.step_mark = be_step_mark;
+#endif
   g_cuda_ok = true;
 }
 

@@ -116,6 +116,13 @@ void vdpc_add_bcast(void *y, const void *v, int rows, int C, int64_t inner);   /
 void vdpc_blend(void *y, const void *a, const void *b, float alpha, int64_t n);  // alpha·a + (1-alpha)·b
 // Sinusoidal embedding [cos | sin] of fp32 scalars t (device) -> y [n, dim] fp16.
 void vdpc_timestep_embedding(void *y, const float *t, int n, int dim);
+// ... of t[*step · stride + r] (step: a device int; NULL: row 0), or of r itself when t is NULL
+void vdpc_timestep_embedding_at(void *y, const float *t, const int *step, int stride, int n, int dim);
+// The denoising step (model.h's step_input / step_update): sched [steps, SCH_COLS] and g [F] fp32, step a
+// device int counter; step_update also advances it by one (a separate launch after the update).
+void vdpc_step_input(void *xin, const float *x, const void *img, const float *sched, const int *step, int B, int F,
+                     int64_t chw);
+void vdpc_step_update(float *x, const void *v, const float *sched, const float *g, int *step, int B, int F, int64_t chw);
 void vdpc_upsample_nearest(void *y, const void *x, int n, int c, int h, int w, int ho, int wo);
 void vdpc_transpose_0213(void *y, const void *x, int A, int B, int C, int64_t D);
 

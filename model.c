@@ -596,6 +596,17 @@ static void t_free(const void *p) {
 static void *at(const void *p, int64_t i) { return (char *)p + i * (int64_t)g_be->elem_size; }  // element offset
 
 typedef void (*PassFn)(const Models *m, void *args);
+// The step loop's UNet pass: inputs and output in backend memory (section UNet below).
+typedef struct UNetDev UNetDev;
+struct UNetDev {
+  const void *sample, *ctx;  // tensors [B, F, Cin, h, w], [B, D]
+  const float *t, *ids;      // fp32 backend memory: t[*t_step · t_stride] (t_step NULL: t[0]), ids [B, 3]
+  const int *t_step;
+  int t_stride;
+  int B, F, h, w;
+  void *out;                 // tensor [B, F, Cout, h, w]
+};
+static void unet_forward_dev(const Models *m, const UNetDev *a);
 
 // Peaks already measured on this thread: (pass, models, configuration, shape) -> bytes. The step loop
 // repeats one UNet shape, so its dry run happens once, not every step.
@@ -662,6 +673,8 @@ void models_thread_release(const Models *m) {
 }
 
 size_t models_arena_bytes(void) { return g_arena.cap; }
+char *models_arena_base(void) { return g_arena.base; }
+void model_flops_add(double f) { g_flops += f; }
 
 // GPUs pay for their first launches (module loading, kernel attributes): one UNet pass on zeros before the
 // step loop keeps that out of the first step. The CPU has nothing to warm.
@@ -688,7 +701,10 @@ void models_plan(const Models *m, const GenParams *p) {
     vae_encode(m, NULL, p->height, p->width, NULL);
     vae_decode_chunk(m, NULL, p->decode_chunk < s.F ? p->decode_chunk : s.F, s.h, s.w, NULL);
   }
-  if (m->pool[COMP_UNET]) unet_forward(m, NULL, s.B, s.F, s.h, s.w, 0.0f, NULL, NULL, NULL);
+  if (m->pool[COMP_UNET]) {
+    unet_forward(m, NULL, s.B, s.F, s.h, s.w, 0.0f, NULL, NULL, NULL);
+    unet_forward_dev(m, &(UNetDev){.B = s.B, .F = s.F, .h = s.h, .w = s.w});  // the step loop's pass
+  }
   g_plan_only = 0;
 }
 
@@ -742,8 +758,8 @@ static void transpose_0213(void *y, const void *x, int A, int B, int C, int64_t 
 static void upsample_nearest(void *y, const void *x, int n, int c, int h, int w, int ho, int wo) {
   if (!PLANNING) g_be->upsample_nearest(y, x, n, c, h, w, ho, wo);
 }
-static void timestep_embedding(void *y, const float *t, int n, int dim) {
-  if (!PLANNING) g_be->timestep_embedding(y, t, n, dim);
+static void timestep_embedding(void *y, const float *t, const int *step, int stride, int n, int dim) {
+  if (!PLANNING) g_be->timestep_embedding(y, t, step, stride, n, dim);
 }
 static void copy(void *y, const void *x, int64_t n) {
   if (!PLANNING) g_be->copy(y, x, n);
@@ -755,6 +771,13 @@ static void *upload(const float *host, int64_t n) {
 }
 static void download(float *host, const void *t, int64_t n) {
   if (!PLANNING) g_be->to_host(host, t, n);
+}
+// n fp32 values in the arena (timestep values, added time ids: read as fp32 by timestep_embedding)
+static float *upload_f32(const float *host, int64_t n) {
+  int64_t es = (int64_t)g_be->elem_size;
+  float *t = t_alloc((n * (int64_t)sizeof(float) + es - 1) / es);
+  if (!PLANNING) g_be->upload_bytes(t, host, (size_t)n * sizeof(float));
+  return t;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -872,11 +895,9 @@ static void *tstm_fwd(const TSTM *t, const void *x, int B, int F, int H, int W, 
   linear(y, tok, &t->proj_in, (int)M, ACT_NONE, NULL);  // y: [(b f), hw, c]
 
   // frame-position embedding: time_pos_embed(sinusoid(f)), f = 0..F-1, the same for every video
-  float fidx[1024];
-  if (F > 1024) vdp_die("unet: %d frames, at most 1024", F);
-  for (int f = 0; f < F; f++) fidx[f] = (float)f;
+  // (t NULL: the embedding's own row index is its value, so no host array travels)
   void *pe0 = t_alloc((int64_t)F * C), *pe1 = t_alloc((int64_t)F * 4 * C), *pe = t_alloc((int64_t)F * C);
-  timestep_embedding(pe0, fidx, F, C);
+  timestep_embedding(pe0, NULL, NULL, 0, F, C);
   linear(pe1, pe0, &t->pos1, F, ACT_SILU, NULL);
   linear(pe, pe1, &t->pos2, F, ACT_NONE, NULL);
   float a = sigmoidf_(t->mix);
@@ -1045,17 +1066,12 @@ void vae_decode_chunk(const Models *m, const float *z, int n, int h, int w, floa
 
 // ---------------------------------------------------------------------------------------------------
 // UNet: sample [B, F, Cin, h, w], scalar timestep t, ctx [B, D] (one CLIP token per video),
-// added time ids [B, 3] -> out [B, F, Cout, h, w]
+// added time ids [B, 3] -> out [B, F, Cout, h, w]. unet_body works on backend memory only: the step loop
+// calls it directly (unet_forward_dev: nothing crosses to the host, so a CUDA graph can capture it);
+// unet_forward uploads host inputs into the arena first and downloads the output.
 // ---------------------------------------------------------------------------------------------------
-typedef struct {
-  const float *sample, *ctx, *ids;
-  int B, F, h, w;
-  float t;
-  float *out;
-} UNetArgs;
 
-static void unet_pass(const Models *m, void *args) {
-  UNetArgs *ua = args;
+static void unet_body(const Models *m, const UNetDev *ua) {
   const UNet *u = &m->unet;
   const VdpConfig *cfg = &m->cfg;
   int B = ua->B, F = ua->F, N = B * F, b0 = cfg->unet_block_out[0], T = u->temb_dim;
@@ -1063,11 +1079,11 @@ static void unet_pass(const Models *m, void *args) {
 
   // time embedding + added-time-id embedding, one per video; every time_emb_proj takes SiLU(emb) per frame row
   void *ts = t_alloc(b0), *t1 = t_alloc(T), *temb = t_alloc(T);
-  timestep_embedding(ts, &ua->t, 1, b0);
+  timestep_embedding(ts, ua->t, ua->t_step, ua->t_stride, 1, b0);
   linear(t1, ts, &u->time1, 1, ACT_SILU, NULL);
   linear(temb, t1, &u->time2, 1, ACT_NONE, NULL);
   void *idsin = t_alloc((int64_t)3 * B * ad), *a1 = t_alloc((int64_t)B * T), *aug = t_alloc((int64_t)B * T);
-  timestep_embedding(idsin, ua->ids, 3 * B, ad);  // [3B, ad] viewed [B, 3·ad]: fps | motion | aug
+  timestep_embedding(idsin, ua->ids, NULL, 0, 3 * B, ad);  // [3B, ad] viewed [B, 3·ad]: fps | motion | aug
   linear(a1, idsin, &u->add1, B, ACT_SILU, NULL);
   linear(aug, a1, &u->add2, B, ACT_NONE, NULL);
   void *emb = t_alloc((int64_t)N * T);  // b -> (b f): repeat each video's embedding over its frames
@@ -1078,15 +1094,13 @@ static void unet_pass(const Models *m, void *args) {
   t_free(ts), t_free(t1), t_free(temb), t_free(idsin), t_free(a1), t_free(aug);
   // ctx [B, D]: D is the cross-attention width of the levels with attention; the mid block (last level)
   // always has it, while level 0 may have none and an unrelated cross_attention_dim[0] entry.
-  void *ctx = upload(ua->ctx, (int64_t)B * cfg->unet_cross_dim[u->levels - 1]);
+  const void *ctx = ua->ctx;
 
   // skips: every down-path output, consumed last-in-first-out by the up path
   void *skip[1 + VDP_MAX_LEVELS * MAX_LAYERS];
   int skip_c[1 + VDP_MAX_LEVELS * MAX_LAYERS], skip_h[1 + VDP_MAX_LEVELS * MAX_LAYERS], skip_w[1 + VDP_MAX_LEVELS * MAX_LAYERS];
   int ns = 0;
-  void *in = upload(ua->sample, (int64_t)N * cfg->unet_in_channels * H * W);
-  void *x = conv_fwd(&u->conv_in, in, N, H, W, 1, &ho, &wo), *y;  // (b f) c h w
-  t_free(in);
+  void *x = conv_fwd(&u->conv_in, ua->sample, N, H, W, 1, &ho, &wo), *y;  // (b f) c h w
 #define PUSH_SKIP(t) (skip[ns] = (t), skip_c[ns] = C, skip_h[ns] = H, skip_w[ns] = W, ns++)
   PUSH_SKIP(x);
   for (int i = 0; i < u->levels; i++) {
@@ -1131,14 +1145,44 @@ static void unet_pass(const Models *m, void *args) {
   }
 #undef PUSH_SKIP
   groupnorm(x, x, &u->norm_out, N, 1, (int64_t)H * W, 1);
-  y = conv_fwd(&u->conv_out, x, N, H, W, 1, &ho, &wo);
-  download(ua->out, y, (int64_t)N * u->conv_out.cout * H * W);
-  t_free(x), t_free(y), t_free(emb), t_free(ctx);
+  // conv_out straight into the caller's output tensor (conv_fwd would take an arena block)
+  int p = u->conv_out.k / 2;
+  conv2d(ua->out, x, &u->conv_out, N, H, W, 1, p, p, p, p, NULL, NULL);
+  t_free(x), t_free(emb);
+}
+
+static void unet_pass_dev(const Models *m, void *args) { unet_body(m, args); }
+
+typedef struct {
+  const float *sample, *ctx, *ids;
+  int B, F, h, w;
+  float t;
+  float *out;
+} UNetArgs;
+
+static void unet_pass(const Models *m, void *args) {
+  UNetArgs *ua = args;
+  const VdpConfig *cfg = &m->cfg;
+  int N = ua->B * ua->F;
+  int64_t nout = (int64_t)N * m->unet.conv_out.cout * ua->h * ua->w;
+  void *ctx = upload(ua->ctx, (int64_t)ua->B * cfg->unet_cross_dim[m->unet.levels - 1]);
+  void *in = upload(ua->sample, (int64_t)N * cfg->unet_in_channels * ua->h * ua->w);
+  float *t = upload_f32(&ua->t, 1), *ids = upload_f32(ua->ids, (int64_t)3 * ua->B);
+  void *out = t_alloc(nout);
+  unet_body(m, &(UNetDev){in, ctx, t, ids, NULL, 0, ua->B, ua->F, ua->h, ua->w, out});
+  download(ua->out, out, nout);
+  t_free(out), t_free(ids), t_free(t), t_free(in), t_free(ctx);
 }
 
 void unet_forward(const Models *m, const float *sample, int B, int F, int h, int w, float t, const float *ctx,
                   const float *ids, float *out) {
   run_pass(m, unet_pass, &(UNetArgs){sample, ctx, ids, B, F, h, w, t, out}, (const int[4]){B, F, h, w});
+}
+
+// The step loop's UNet: every input and the output in backend memory, the timestep read on the device
+// (row *t_step of a table with t_stride floats per row).
+static void unet_forward_dev(const Models *m, const UNetDev *a) {
+  run_pass(m, unet_pass_dev, (void *)a, (const int[4]){a->B, a->F, a->h, a->w});
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1254,8 +1298,10 @@ static void linspace_f32(float *y, float start, float end, int n) {
   for (int i = 0; i < n; i++) y[i] = i < n / 2 ? start + step * (float)i : end - step * (float)(n - 1 - i);
 }
 
-int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, uint64_t seed, float *cond,
-                    float *latent, char *err, size_t errlen) {
+static void set_step_counter(PipeState *st, int i);
+
+int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, uint64_t seed, PipeState *st,
+                    float *cond, float *latent, char *err, size_t errlen) {
   const VdpConfig *c = &m->cfg;
   GenShape s;
   if (gen_shape(m, p, &s, err, errlen)) return -1;
@@ -1316,74 +1362,188 @@ int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, ui
   // initial latent: RNG draw #2, scaled by init_noise_sigma
   float *sig = hbuf(p->steps + 1), *ts = hbuf(p->steps);
   float init_sigma = scheduler_karras(c, p->steps, sig, ts);
-  torch_randn_f32(gen, latent, (int64_t)s.latent_n);
+  float *x0 = hbuf((int64_t)s.latent_n);
+  torch_randn_f32(gen, x0, (int64_t)s.latent_n);
   free(gen);
-  dump_tensor(p, "noise_latents", latent, 5, (int64_t[]){1, s.F, s.lat_c, s.h, s.w});
-  for (size_t i = 0; i < s.latent_n; i++) latent[i] *= init_sigma;
+  dump_tensor(p, "noise_latents", x0, 5, (int64_t[]){1, s.F, s.lat_c, s.h, s.w});
+  for (size_t i = 0; i < s.latent_n; i++) x0[i] *= init_sigma;
   dump_tensor(p, "sigmas", sig, 1, (int64_t[]){p->steps + 1});
   dump_tensor(p, "timesteps", ts, 1, (int64_t[]){p->steps});
   free(sig), free(ts);
+  // to the backend: the latent and the conditioning stay there until the decode
+  pipeline_latent_from_host(m, latent, x0, s.latent_n);
+  free(x0);
+  pipeline_load_cond(st, cond);
+  set_step_counter(st, 0);  // the step counter starts here, not inside the loop
   return 0;
 }
 
-void pipeline_step(const Models *m, const GenParams *p, int i, const float *cond, float *latent) {
-  char err[256];
-  if (pipeline_step_half(m, p, i, cond, latent, -1, NULL, NULL, err, sizeof err)) vdp_die("%s", err);
-}
-
-int pipeline_step_half(const Models *m, const GenParams *p, int i, const float *cond, float *latent, int half,
-                       PipeExchange exchange, void *xctx, char *err, size_t errlen) {
+// ---------------------------------------------------------------------------------------------------
+// The step loop's state (model.h): backend memory allocated once per stage, tables written once.
+// ---------------------------------------------------------------------------------------------------
+#define MAX_STEP_GRAPHS 4  // graphs by latent address (a ring stage alternates between two buffers)
+struct PipeState {
+  const Models *m;
+  const Backend *be;
   GenShape s;
-  if (gen_shape(m, p, &s, err, errlen)) vdp_die("%s", err);
-  if (half >= 0 && s.B != 2) {
-    snprintf(err, errlen, "cfg-parallel step without guidance (internal error)");
-    return -1;
-  }
-  CondView cv = cond_view(&s, (float *)cond);
+  float *latent;       // [F, lat_c, h, w] fp32: the state's own latent
+  void *ctx;           // [B, D] image embeddings (uncond row zero)
+  void *img_lat;       // [B, lat_c, h, w] image latents
+  float *ids;          // [B, 3] fp32 added time ids
+  float *sched;        // [steps, SCH_COLS] fp32
+  float *guidance;     // [F] fp32
+  int *step;           // the device-side step counter
+  int host_step;       // the value *step holds once the queued work is done (-1: unknown)
+  StepTables tab;
+  void *xin, *v;       // UNet input [B, F, 2·lat_c, h, w] and output [B, F, lat_c, h, w]
+  int graphs;          // capture / replay (backends with graph_begin only)
+  struct { const float *latent; void *graph; char *arena; double flops; } g[MAX_STEP_GRAPHS];
+  int n_graphs;
+};
+
+static void *be_alloc_bytes(const Backend *be, size_t bytes, const char *what) { return be->mem_alloc(bytes, what); }
+
+PipeState *pipeline_state_new(const Models *m, const GenParams *p, int graphs) {
+  GenShape s;
+  char err[256];
+  if (gen_shape(m, p, &s, err, sizeof err)) vdp_die("%s", err);
+  const Backend *be = m->be;
+  PipeState *st = vdp_calloc(1, sizeof *st, "pipeline state");
+  st->m = m, st->be = be, st->s = s, st->host_step = -1;
+  st->graphs = graphs && be->graph_begin;
+  int64_t plane = (int64_t)s.lat_c * s.h * s.w;
+  st->latent = be_alloc_bytes(be, s.latent_n * sizeof(float), "latent");
+  st->ctx = be_alloc_bytes(be, (size_t)s.B * s.ctx_dim * be->elem_size, "image embeddings");
+  st->img_lat = be_alloc_bytes(be, (size_t)s.B * plane * be->elem_size, "image latents");
+  st->ids = be_alloc_bytes(be, (size_t)s.B * 3 * sizeof(float), "added time ids");
+  st->sched = be_alloc_bytes(be, (size_t)p->steps * SCH_COLS * sizeof(float), "step table");
+  st->guidance = be_alloc_bytes(be, (size_t)s.F * sizeof(float), "guidance table");
+  st->step = be_alloc_bytes(be, sizeof(int), "step counter");
+  st->xin = be_alloc_bytes(be, (size_t)s.B * s.F * 2 * plane * be->elem_size, "UNet input");
+  st->v = be_alloc_bytes(be, (size_t)s.B * s.F * plane * be->elem_size, "UNet output");
+
+  // The tables, once per job: every per-step scalar is computed here on the host, in the same float
+  // expressions the host loop used, and read on the device at the step counter's row.
   float sig[1001], ts[1000];  // steps <= 1000 (gen_shape)
   scheduler_karras(&m->cfg, p->steps, sig, ts);
-  float sigma = sig[i], next = sig[i + 1], t = ts[i];
+  float *tab = vdp_calloc((size_t)p->steps * SCH_COLS, sizeof(float), "step table");
+  for (int i = 0; i < p->steps; i++) {
+    float sigma = sig[i], next = sig[i + 1], *r = tab + (size_t)i * SCH_COLS;
+    r[SCH_SIGMA] = sigma, r[SCH_SIGMA_NEXT] = next, r[SCH_T] = ts[i];
+    r[SCH_C_IN] = sqrtf(sigma * sigma + 1.0f);
+    r[SCH_C_OUT] = -sigma / sqrtf(sigma * sigma + 1.0f);
+    r[SCH_C_SKIP_DIV] = sigma * sigma + 1.0f;
+    r[SCH_DT] = next - sigma;
+  }
+  float *g = hbuf(s.F);
+  linspace_f32(g, p->min_guidance, p->max_guidance, s.F);
+  be->upload_bytes(st->sched, tab, (size_t)p->steps * SCH_COLS * sizeof(float));
+  be->upload_bytes(st->guidance, g, (size_t)s.F * sizeof(float));
+  free(tab), free(g);
+  st->tab = (StepTables){SAMPLER_EULER_V, p->steps, st->sched, st->guidance, st->step};
+  return st;
+}
 
-  // UNet input: [B, F, 2·lat_c, h, w] = cat(latent / sqrt(σ²+1), image latents) on channels
-  int64_t plane = (int64_t)s.lat_c * s.h * s.w;  // one frame's latent
-  // CFG-parallel: this GPU runs batch element `half` alone (the UNet is batch-invariant, so its v equals that
-  // half of the batch-2 pass) and the other half's v arrives through `exchange`.
-  const int b0 = half < 0 ? 0 : half, nb = half < 0 ? s.B : 1;
-  const int64_t vhalf = (int64_t)s.F * plane;  // one batch element's v [F, lat_c, h, w]
-  float *xin = hbuf((int64_t)nb * s.F * 2 * plane), *v = hbuf((int64_t)s.B * s.F * plane);
-  float c_in = sqrtf(sigma * sigma + 1.0f);
-  for (int b = b0; b < b0 + nb; b++)
-    for (int f = 0; f < s.F; f++) {
-      float *dst = xin + ((int64_t)(b - b0) * s.F + f) * 2 * plane;
-      const float *src = latent + (int64_t)f * plane;
-      for (int64_t k = 0; k < plane; k++) dst[k] = src[k] / c_in;
-      memcpy(dst + plane, cv.img_lat + (int64_t)b * plane, (size_t)plane * sizeof(float));
+void pipeline_state_free(PipeState *st) {
+  if (!st) return;
+  const Backend *be = st->be;
+  be->sync();
+  for (int k = 0; k < st->n_graphs; k++) be->graph_free(st->g[k].graph);
+  void *bufs[] = {st->latent, st->ctx, st->img_lat, st->ids, st->sched, st->guidance, st->step, st->xin, st->v};
+  for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++) be->mem_free(bufs[k]);
+  free(st);
+}
+
+float *pipeline_latent(PipeState *st) { return st->latent; }
+
+void pipeline_latent_to_host(const Models *m, float *host, const float *latent, size_t n) {
+  m->be->download_bytes(host, latent, n * sizeof(float));
+}
+void pipeline_latent_from_host(const Models *m, float *latent, const float *host, size_t n) {
+  m->be->upload_bytes(latent, host, n * sizeof(float));
+}
+
+void pipeline_load_cond(PipeState *st, const float *cond) {
+  const Backend *be = st->be;
+  const GenShape *s = &st->s;
+  CondView cv = cond_view(s, (float *)cond);
+  be->to_device(st->ctx, cv.ctx, (int64_t)s->B * s->ctx_dim);
+  be->to_device(st->img_lat, cv.img_lat, (int64_t)s->B * s->lat_c * s->h * s->w);
+  be->upload_bytes(st->ids, cv.ids, (size_t)s->B * 3 * sizeof(float));
+}
+
+static void set_step_counter(PipeState *st, int i) {
+  st->be->upload_bytes(st->step, &i, sizeof i);
+  st->host_step = i;
+}
+
+// One step on the backend: the UNet input, the UNet, guidance + the sampler's update (which advances the
+// step counter). Nothing here reads or passes a per-step value on the host.
+static void step_body(const Models *m, PipeState *st, float *latent) {
+  const Backend *be = st->be;
+  const GenShape *s = &st->s;
+  int64_t plane = (int64_t)s->lat_c * s->h * s->w;
+  be->step_input(st->xin, latent, st->img_lat, &st->tab, s->B, s->F, plane);
+  unet_forward_dev(m, &(UNetDev){st->xin, st->ctx, st->sched + SCH_T, st->ids, st->step, SCH_COLS, s->B, s->F, s->h,
+                                 s->w, st->v});
+  be->step_update(latent, st->v, &st->tab, s->B, s->F, plane);
+}
+
+void pipeline_step(const Models *m, const GenParams *p, int i, PipeState *st, float *latent) {
+  const Backend *be = st->be;
+  if (i < 0 || i >= st->tab.steps) vdp_die("pipeline_step: step %d of %d (internal error)", i, st->tab.steps);
+  // The counter is set from the host only when a block of steps begins elsewhere than where the last one
+  // ended (a ring stage receiving a video; a new video): never between two consecutive steps.
+  if (st->host_step != i) set_step_counter(st, i);
+  if (be->step_mark) be->step_mark(i, 0);
+  if (!st->graphs) {
+    step_body(m, st, latent);
+  } else {
+    // one graph per latent buffer, captured at its first step; valid while the arena stays where it was
+    int k = 0;
+    char *arena = models_arena_base();
+    while (k < st->n_graphs && (st->g[k].latent != latent || st->g[k].arena != arena)) k++;
+    if (k == st->n_graphs) {
+      if (k == MAX_STEP_GRAPHS) vdp_die("pipeline_step: more than %d latent buffers (internal error)", MAX_STEP_GRAPHS);
+      model_flops_take();
+      be->graph_begin();
+      step_body(m, st, latent);
+      st->g[k].graph = be->graph_end();
+      st->g[k].latent = latent, st->g[k].arena = arena, st->g[k].flops = model_flops_take();
+      st->n_graphs++;
     }
-  unet_forward(m, xin, nb, s.F, s.h, s.w, t, cv.ctx + (int64_t)b0 * s.ctx_dim, cv.ids + b0 * 3, v + b0 * vhalf);
-  free(xin);
-  if (half >= 0 && exchange(xctx, v + half * vhalf, v + (1 - half) * vhalf, (size_t)vhalf, err, errlen)) {
-    free(v);
+    be->graph_launch(st->g[k].graph);
+    model_flops_add(st->g[k].flops);  // a replay runs the captured pass's FLOPs
+  }
+  if (be->step_mark) be->step_mark(i, 1);
+  st->host_step = i + 1;
+}
+
+int pipeline_step_half(const Models *m, const GenParams *p, int i, PipeState *st, float *latent, int half,
+                       PipeExchange exchange, void *xctx, char *err, size_t errlen) {
+  const Backend *be = st->be;
+  const GenShape *s = &st->s;
+  if (s->B != 2 || half < 0 || half > 1 || i < 0 || i >= st->tab.steps) {
+    snprintf(err, errlen, "pipeline_step_half: half %d, step %d of %d, batch %d (internal error)", half, i, st->tab.steps, s->B);
     return -1;
   }
-  float *vp = v;  // the guided prediction [F, lat_c, h, w]
-  if (s.B == 2) {
-    const float *vu = v, *vc = v + (int64_t)s.F * plane;
-    vp = hbuf((int64_t)s.F * plane);
-    for (int f = 0; f < s.F; f++)
-      for (int64_t k = 0; k < plane; k++) {
-        int64_t j = (int64_t)f * plane + k;
-        vp[j] = vu[j] + cv.guidance[f] * (vc[j] - vu[j]);
-      }
-  }
-  // Euler step on the v-prediction: x0 = v·c_out + x·c_skip; x += (x - x0)/σ · (σ_next - σ)
-  float c_out = -sigma / sqrtf(sigma * sigma + 1.0f), c_skip_div = sigma * sigma + 1.0f, dt = next - sigma;
-  for (int64_t j = 0; j < (int64_t)s.latent_n; j++) {
-    float x = latent[j], x0 = vp[j] * c_out + x / c_skip_div;
-    float d = (x - x0) / sigma;
-    latent[j] = x + d * dt;
-  }
-  if (vp != v) free(vp);
-  free(v);
+  if (st->host_step != i) set_step_counter(st, i);
+  if (be->step_mark) be->step_mark(i, 0);
+  const int64_t plane = (int64_t)s->lat_c * s->h * s->w, vhalf = (int64_t)s->F * plane;  // one batch element's v
+  const size_t es = be->elem_size;
+  // Both halves' UNet inputs (cheap), then the UNet on this half alone: batch element `half` of xin, ctx, ids.
+  // The UNet is batch-invariant (test/batch_invariance.c), so v_half is exactly that half of the batch-2 pass.
+  be->step_input(st->xin, latent, st->img_lat, &st->tab, 2, s->F, plane);
+  char *v = st->v;
+  unet_forward_dev(m, &(UNetDev){(char *)st->xin + (size_t)(half * 2 * vhalf) * es, (char *)st->ctx + (size_t)half * s->ctx_dim * es,
+                                 st->sched + SCH_T, st->ids + half * 3, st->step, SCH_COLS, 1, s->F, s->h, s->w,
+                                 v + (size_t)(half * vhalf) * es});
+  // The other GPU sends its half (same stream: after the UNet; before the update)
+  if (exchange(xctx, v + (size_t)(half * vhalf) * es, v + (size_t)((1 - half) * vhalf) * es, (size_t)vhalf * es, err, errlen))
+    return -1;
+  be->step_update(latent, st->v, &st->tab, 2, s->F, plane);  // the same guidance + update on both GPUs
+  if (be->step_mark) be->step_mark(i, 1);
+  st->host_step = i + 1;
   return 0;
 }
 
@@ -1395,7 +1555,8 @@ void pipeline_decode(const Models *m, const GenParams *p, const float *latent, f
   int64_t plane = (int64_t)s.lat_c * s.h * s.w, npix = (int64_t)H * W;
   float inv = (float)(1.0 / float_as_decimal(m->cfg.vae_scaling_factor));  // 1 / 0.18215 as diffusers has it
   float *z = hbuf((int64_t)s.latent_n), *dec = hbuf((int64_t)s.F * oc * npix);
-  for (size_t i = 0; i < s.latent_n; i++) z[i] = inv * latent[i];
+  pipeline_latent_to_host(m, z, latent, s.latent_n);  // the step loop is over: the latent leaves the device
+  for (size_t i = 0; i < s.latent_n; i++) z[i] = inv * z[i];
   dump_tensor(p, "vae_decode_in", z, 4, (int64_t[]){s.F, s.lat_c, s.h, s.w});
   int chunks = (s.F + p->decode_chunk - 1) / p->decode_chunk;
   double t0 = vdp_now();

@@ -19,6 +19,7 @@
 enum { ACT_NONE = 0, ACT_SILU = 1, ACT_GELU = 2, ACT_QUICK_GELU = 3, ACT_GEGLU = 4 };  // = VDPC_ACT_*
 enum { WEIGHT_PLAIN = 0, WEIGHT_CONV = 1, WEIGHT_LINEAR = 2 };  // a backend may store conv / Linear weights re-laid-out
 
+struct StepTables;  // below
 typedef struct Backend {
   const char *name;
   size_t elem_size;        // bytes per tensor element
@@ -54,10 +55,42 @@ typedef struct Backend {
   void (*add_rows)(void *y, const void *v, int groups, int64_t group, int C);          // y[g,i,:] += v[g,:]
   void (*concat_rows)(void *y, const void *a, int64_t na, const void *b, int64_t nb, int rows);  // y[r] = a[r] | b[r]
   void (*blend)(void *y, const void *a, const void *b, float alpha, int64_t n);       // alpha·a + (1-alpha)·b
-  void (*timestep_embedding)(void *y, const float *t_host, int n, int dim);
+  // y [n, dim] = [cos(t_r·f_k) | sin(t_r·f_k)] with t_r read in backend memory (fp32): t[row·stride + r],
+  // row = *step when step is given (a device-side counter: the step tables below), else 0; t NULL: t_r = r
+  void (*timestep_embedding)(void *y, const float *t, const int *step, int stride, int n, int dim);
   void (*upsample_nearest)(void *y, const void *x, int n, int c, int h, int w, int ho, int wo);
   void (*transpose_0213)(void *y, const void *x, int A, int B, int C, int64_t D);
+  // raw bytes between host and backend memory (fp32 tables, counters); synchronous like to_device
+  void (*upload_bytes)(void *dst, const void *src, size_t bytes);
+  void (*download_bytes)(void *dst, const void *src, size_t bytes);
+  // The denoising step (pipeline_step), indexed on the device by the tables' step counter (StepTables):
+  // x [F, C, hw] is the fp32 latent in backend memory, img [B, C, hw] the image latents (tensor).
+  //   step_input:  xin [B, F, 2C, hw] = x[f] / c_in | img[b]   (per frame and CFG half)
+  //   step_update: v [B, F, C, hw] -> guided v (B = 2: vu + g[f]·(vc - vu)) -> x updated in place by the
+  //                sampler of the tables; then the step counter advances by one.
+  void (*step_input)(void *xin, const float *x, const void *img, const struct StepTables *t, int B, int F, int64_t chw);
+  void (*step_update)(float *x, const void *v, const struct StepTables *t, int B, int F, int64_t chw);
+  // CUDA graphs (NULL on the CPU): the ops this thread queues between graph_begin and graph_end are
+  // recorded, not run, into a graph that graph_launch replays (same kernels, same arguments, same addresses).
+  void (*graph_begin)(void);
+  void *(*graph_end)(void);
+  void (*graph_launch)(void *graph);
+  void (*graph_free)(void *graph);
+  void (*step_mark)(int step, int end);  // profiling marker around one step (the SIMT emulator's counters); may be NULL
 } Backend;
+
+// The step tables: written once per job before the step loop (backend memory), read by the step ops at
+// row *step. A sampler is a kind of table plus its update (step_update switches on `sampler`).
+enum { SAMPLER_EULER_V = 0 };  // EulerDiscrete, v-prediction, Karras sigmas (SVD)
+// columns of one step's row of `sched` (fp32)
+enum { SCH_SIGMA, SCH_SIGMA_NEXT, SCH_T, SCH_C_IN, SCH_C_OUT, SCH_C_SKIP_DIV, SCH_DT, SCH_COLS = 8 };
+typedef struct StepTables {
+  int sampler;          // SAMPLER_*
+  int steps;            // rows of sched
+  const float *sched;   // [steps, SCH_COLS] per-step scalars
+  const float *guidance;  // [F] per-frame guidance scale (read when B = 2)
+  int *step;            // the device-side step counter: the row the next step reads
+} StepTables;
 
 extern const Backend backend_cpu;           // ops.c
 const Backend *backend_cuda(void);          // kernels.cu; NULL when built without CUDA or no GPU
@@ -164,15 +197,18 @@ void models_free(Models *m);
 void models_plan(const Models *m, const GenParams *p);
 void models_thread_release(const Models *m);  // frees the calling thread's arena
 size_t models_arena_bytes(void);              // the calling thread's arena size
+char *models_arena_base(void);                // ... and where it is (a captured graph holds its addresses)
 void models_warm_up(const Models *m, const GenParams *p);  // one UNet pass on zeros (GPU backends only)
 
-// Forward passes on host fp32 arrays (inputs are uploaded, outputs downloaded).
+// Forward passes on host fp32 arrays (inputs are uploaded, outputs downloaded; the step loop uses the
+// device-resident unet_forward_dev in model.c's pipeline_step).
 void clip_forward(const Models *m, const float *pixels, float *embeds);                       // [3,S,S] -> [D]
 void vae_encode(const Models *m, const float *img, int H, int W, float *mean);                // [3,H,W] -> [4,h,w]
 void vae_decode_chunk(const Models *m, const float *z, int n, int h, int w, float *out);      // [n,4,h,w] -> [n,3,H,W]
 void unet_forward(const Models *m, const float *sample, int B, int F, int h, int w, float t, const float *ctx,
                   const float *ids, float *out);                                              // [B,F,8,h,w] -> [B,F,4,h,w]
 double model_flops_take(void);  // FLOPs executed by this thread's forward passes since the last call
+void model_flops_add(double f);  // (a replayed graph's)
 float scheduler_karras(const VdpConfig *cfg, int n, float *sigmas, float *timesteps);         // -> init_noise_sigma
 
 // ---------------------------------------------------------------------------------------------------
@@ -188,21 +224,38 @@ typedef struct {
 } GenShape;
 int gen_shape(const Models *m, const GenParams *p, GenShape *s, char *err, size_t errlen);
 
-// Stage 0: CLIP + VAE encode + noise. Writes the conditioning blob cond [cond_n] =
+// The per-stage state of the step loop, in backend memory from encode to decode: the conditioning as
+// tensors (image embeddings, image latents, added time ids), the step tables, the UNet's input and output,
+// and (CUDA) the captured step graphs. One per stage thread, reused for every video of the job.
+typedef struct PipeState PipeState;
+// graphs: capture the first step into a CUDA graph and replay it (ignored by backends without graphs)
+PipeState *pipeline_state_new(const Models *m, const GenParams *p, int graphs);
+void pipeline_state_free(PipeState *st);
+float *pipeline_latent(PipeState *st);  // the state's own latent [F, lat_c, h, w] (backend memory, fp32)
+
+// Stage 0: CLIP + VAE encode + noise. Writes the conditioning blob cond [cond_n] (host) =
 //   ctx [B, D] | image latents [B, lat_c, h, w] | added time ids [B, 3] | guidance [F]
-// and the initial latent [F, lat_c, h, w] (noise × init_noise_sigma).
-int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, uint64_t seed, float *cond,
-                    float *latent, char *err, size_t errlen);
-// One Euler step i (global index) on latent in place.
-void pipeline_step(const Models *m, const GenParams *p, int i, const float *cond, float *latent);
+// and the initial latent [F, lat_c, h, w] (noise × init_noise_sigma) into `latent` (backend memory, e.g.
+// pipeline_latent(st)), and loads the conditioning into st.
+int pipeline_encode(const Models *m, const GenParams *p, const VdpImage *img, uint64_t seed, PipeState *st,
+                    float *cond, float *latent, char *err, size_t errlen);
+// A stage that receives a video loads its conditioning blob (once per video, before its steps).
+void pipeline_load_cond(PipeState *st, const float *cond);
+// One step i (global index) on latent (backend memory) in place. On CUDA: no copy, no host sync; the
+// graph of the first step is replayed by the later ones.
+void pipeline_step(const Models *m, const GenParams *p, int i, PipeState *st, float *latent);
 // The same step as one half of CFG-parallel (cfgpar.h): the UNet on batch element `half` (0 unconditional,
-// 1 conditional) alone, then exchange(xctx, mine, theirs, n) swaps the two halves' v-predictions [F, lat_c,
-// h, w] (host fp32), then the guidance + update of pipeline_step. half = -1: pipeline_step. 0 or -1 with err.
-typedef int (*PipeExchange)(void *xctx, const float *mine, float *theirs, size_t n, char *err, size_t errlen);
-int pipeline_step_half(const Models *m, const GenParams *p, int i, const float *cond, float *latent, int half,
+// 1 conditional) alone, then exchange(xctx, mine, theirs, bytes) swaps the two halves' v-predictions
+// [F, lat_c, h, w] (backend memory, on the backend's stream), then the guidance + update of pipeline_step on
+// the whole batch. Never captured into a graph. 0, or -1 with err (the exchange failed).
+typedef int (*PipeExchange)(void *xctx, const void *mine, void *theirs, size_t bytes, char *err, size_t errlen);
+int pipeline_step_half(const Models *m, const GenParams *p, int i, PipeState *st, float *latent, int half,
                        PipeExchange exchange, void *xctx, char *err, size_t errlen);
-// VAE decode in chunks + postprocess: frames [F, H, W, 3] in [0, 1].
+// VAE decode in chunks + postprocess: latent (backend memory) -> frames [F, H, W, 3] in [0, 1] (host).
 void pipeline_decode(const Models *m, const GenParams *p, const float *latent, float *frames);
+// The backend-memory latent as host fp32 (dumps, the ring's host transports).
+void pipeline_latent_to_host(const Models *m, float *host, const float *latent, size_t n);
+void pipeline_latent_from_host(const Models *m, float *latent, const float *host, size_t n);
 // Saves a named tensor into p->dump_dir when set (NAME.npy).
 void dump_tensor(const GenParams *p, const char *name, const float *x, int ndim, const int64_t *shape);
 

@@ -1183,7 +1183,54 @@ static void cpu_concat_rows(void *y, const void *a, int64_t na, const void *b, i
   }
 }
 static void cpu_blend(void *y, const void *a, const void *b, float alpha, int64_t n) { op_blend(y, a, b, alpha, n); }
-static void cpu_timestep_embedding(void *y, const float *t, int n, int dim) { op_timestep_embedding(y, t, n, dim); }
+// t read at row *step of a table (the step loop's timestep), or t_r = r (frame positions) when t is NULL
+static void cpu_timestep_embedding(void *y, const float *t, const int *step, int stride, int n, int dim) {
+  float *idx = NULL;
+  if (!t) {
+    idx = vdp_malloc((size_t)n * sizeof(float), "embedding positions");
+    for (int r = 0; r < n; r++) idx[r] = (float)r;
+    t = idx;
+  } else if (step) {
+    t += (int64_t)*step * stride;
+  }
+  op_timestep_embedding(y, t, n, dim);
+  free(idx);
+}
+static void cpu_upload_bytes(void *dst, const void *src, size_t bytes) { memmove(dst, src, bytes); }
+
+// The denoising step's two ops (model.h), in the float expressions and order of the host loop they
+// replace (the goldens and the CPU noise stay bit-exact): xin = x / c_in | image latents, then
+// guidance vu + g·(vc − vu), then Euler on the v-prediction:
+//   x0 = v·c_out + x / (σ² + 1);  d = (x − x0) / σ;  x += d · (σ_next − σ)
+static void cpu_step_input(void *xin, const float *x, const void *img, const StepTables *t, int B, int F, int64_t chw) {
+  const float *row = t->sched + (int64_t)*t->step * SCH_COLS, *im = img;
+  float c_in = row[SCH_C_IN], *xo = xin;
+  for (int b = 0; b < B; b++)
+    for (int f = 0; f < F; f++) {
+      float *dst = xo + ((int64_t)b * F + f) * 2 * chw;  // b f (2c) h w: latent half | image half
+      const float *src = x + (int64_t)f * chw;
+      for (int64_t k = 0; k < chw; k++) dst[k] = src[k] / c_in;
+      memcpy(dst + chw, im + (int64_t)b * chw, (size_t)chw * sizeof(float));
+    }
+}
+static void cpu_step_update(float *x, const void *v, const StepTables *t, int B, int F, int64_t chw) {
+  const float *row = t->sched + (int64_t)*t->step * SCH_COLS, *vv = v;
+  float sigma = row[SCH_SIGMA], c_out = row[SCH_C_OUT], c_skip_div = row[SCH_C_SKIP_DIV], dt = row[SCH_DT];
+  int64_t n = (int64_t)F * chw;
+  const float *vu = vv, *vc = vv + n;  // B = 2: uncond half first
+  switch (t->sampler) {
+    case SAMPLER_EULER_V:
+      for (int64_t j = 0; j < n; j++) {
+        float vp = B == 2 ? vu[j] + t->guidance[j / chw] * (vc[j] - vu[j]) : vv[j];
+        float xs = x[j], x0 = vp * c_out + xs / c_skip_div;
+        float d = (xs - x0) / sigma;
+        x[j] = xs + d * dt;
+      }
+      break;
+    default: vdp_die("step_update: unknown sampler %d (internal error)", t->sampler);
+  }
+  (*t->step)++;
+}
 static void cpu_upsample_nearest(void *y, const void *x, int n, int c, int h, int w, int ho, int wo) {
   op_upsample_nearest(y, x, n, c, h, w, ho, wo);
 }
@@ -1217,4 +1264,8 @@ const Backend backend_cpu = {
     .timestep_embedding = cpu_timestep_embedding,
     .upsample_nearest = cpu_upsample_nearest,
     .transpose_0213 = cpu_transpose_0213,
+    .upload_bytes = cpu_upload_bytes,
+    .download_bytes = cpu_upload_bytes,
+    .step_input = cpu_step_input,
+    .step_update = cpu_step_update,
 };

@@ -48,6 +48,8 @@ static void usage(FILE *o) {
           "  --transport cpu|nccl; with nccl and --device cuda, one process per GPU stage:\n"
           "    --rank R --world W --nccl-id-file PATH [--gpu G]; without --rank/--world, rank, world and GPU (local\n"
           "    rank) come from torchrun, Slurm, Open MPI or MPICH/PMI variables when a launcher set them\n"
+          "  --cuda-graph on|off (default on): capture the first denoising step into a CUDA graph and replay it\n"
+          "    for the others; off launches every kernel (debugging, comparison). The CPU ignores it\n"
           "\n"
           "exit status: 0 success, 1 failure (files, weights, the run), 2 usage error (flags)\n",
           VDP_VERSION, (unsigned long long)IMG_DEFAULT_MAX_PIXELS, IMG_MAX_SIDE, IMG_MAX_SIDE);
@@ -77,6 +79,13 @@ static float parse_float(const char *flag, const char *s, double lo, double hi) 
   if (vdp_parse_double(s, lo, hi, &v))
     vdp_usage_die("%s %s: expected a decimal number in [%g, %g]", flag, s, lo, hi);
   return (float)v;
+}
+
+static int parse_on_off(const char *flag, const char *s) {
+  if (!strcmp(s, "on")) return 1;
+  if (!strcmp(s, "off")) return 0;
+  vdp_usage_die("%s %s: expected on or off", flag, s);
+  return 0;
 }
 
 static const char *ext_of(const char *path) {
@@ -259,6 +268,8 @@ typedef struct {
   const char **images;
   VdpImage *imgs;         // [n_images] decoded before the weights load; rgb NULL: decode again when needed
   int n_images, n_videos, stages, overwrite, cfg_parallel;
+  int graphs;             // --cuda-graph: capture the first step, replay the others (CUDA only)
+  int host_latents;       // the ring's latents are host buffers while the steps run on the GPU: staged per block
   const char *out;
   double t0;
   double *t_encode, *t_decode;  // per video
@@ -277,7 +288,9 @@ typedef struct {
   GenJob *j;
   Models *m;
   int own;
-  int stage;  // or the CFG-parallel half
+  int stage;        // or the CFG-parallel half
+  PipeState *st;    // the step loop's backend memory (latent, conditioning, tables, graphs)
+  int cond_video;   // the video whose conditioning st holds (-1: none)
 } StageCtx;
 
 static void *gen_stage_ctx(void *user, int stage, char *err, size_t errlen) {
@@ -295,11 +308,14 @@ static void *gen_stage_ctx(void *user, int stage, char *err, size_t errlen) {
   }
   models_plan(sc->m, &j->p);
   models_warm_up(sc->m, &j->p);
+  sc->stage = stage, sc->cond_video = -1;
+  sc->st = pipeline_state_new(sc->m, &j->p, j->graphs);
   return sc;
 }
 
 static void gen_free_stage_ctx(void *ctx) {
   StageCtx *sc = ctx;
+  pipeline_state_free(sc->st);
   models_thread_release(sc->m);
   if (sc->own) models_free(sc->m), free(sc->m), cuda_thread_release();
   free(sc);
@@ -322,7 +338,10 @@ static int gen_encode(void *ctx, int video, void *cond, float *latent, char *err
   if ((int64_t)img->w * img->h > 4 << 20)
     fprintf(stderr, "video %d: encoding a %dx%d image (%.0f megapixels)...\n", video, img->w, img->h,
             (double)img->w * img->h / 1e6);
-  int rc = pipeline_encode(sc->m, &j->p, img, j->p.seed + (uint64_t)video, cond, latent, err, errlen);
+  float *lat = j->host_latents ? pipeline_latent(sc->st) : latent;
+  int rc = pipeline_encode(sc->m, &j->p, img, j->p.seed + (uint64_t)video, sc->st, cond, lat, err, errlen);
+  if (!rc && j->host_latents) pipeline_latent_to_host(sc->m, latent, lat, j->s.latent_n);
+  sc->cond_video = video;
   if (img == &own || j->n_images > 1 || video == j->n_videos - 1) image_free(img);  // its last use
   // The CLIP image encoder is done after the last video's encode: give its memory back (a third of SVD's
   // weights). Only where the models are not shared with stages that still read them.
@@ -334,10 +353,23 @@ static int gen_encode(void *ctx, int video, void *cond, float *latent, char *err
 static int gen_step(void *ctx, int video, int step, const void *cond, float *latent, char *err, size_t errlen) {
   StageCtx *sc = ctx;
   GenJob *j = sc->j;
-  pipeline_step(sc->m, &j->p, step, cond, latent);
-  char name[64];
-  snprintf(name, sizeof name, "latents_step_%d", step);
-  dump_tensor(&j->p, name, latent, 5, (int64_t[]){1, j->s.F, j->s.lat_c, j->s.h, j->s.w});
+  if (sc->cond_video != video) pipeline_load_cond(sc->st, cond), sc->cond_video = video;  // a video arrived
+  // The GPU stages of the NCCL ring still receive host latents: in at the first step of the block, out
+  // after its last one (never between two steps).
+  float *lat = j->host_latents ? pipeline_latent(sc->st) : latent;
+  int first = j->stages ? ring_stage_first(j->p.steps, j->stages, sc->stage) : 0;
+  int last = j->stages ? ring_stage_first(j->p.steps, j->stages, sc->stage + 1) - 1 : j->p.steps - 1;
+  if (j->host_latents && step == first) pipeline_latent_from_host(sc->m, lat, latent, j->s.latent_n);
+  pipeline_step(sc->m, &j->p, step, sc->st, lat);
+  if (j->host_latents && step == last) pipeline_latent_to_host(sc->m, latent, lat, j->s.latent_n);
+  if (j->p.dump_dir) {  // --dump: every step's latent (a download per step: debugging only)
+    char name[64];
+    float *h = vdp_malloc(j->s.latent_n * sizeof(float), "dump");
+    pipeline_latent_to_host(sc->m, h, lat, j->s.latent_n);
+    snprintf(name, sizeof name, "latents_step_%d", step);
+    dump_tensor(&j->p, name, h, 5, (int64_t[]){1, j->s.F, j->s.lat_c, j->s.h, j->s.w});
+    free(h);
+  }
   if (j->n_videos > 1 || j->stages > 1)
     fprintf(stderr, "video %d step %d/%d  elapsed %.1fs\n", video, step + 1, j->p.steps, vdp_now() - j->t0);
   else
@@ -346,20 +378,29 @@ static int gen_step(void *ctx, int video, int step, const void *cond, float *lat
 }
 
 // CFG-parallel: this half's UNet pass, the exchange of v-predictions, the shared update (cfgpar.h).
-static int cfg_exchange_cb(void *x, const float *mine, float *theirs, size_t n, char *err, size_t errlen) {
-  return cfg_exchange(x, mine, theirs, n, err, errlen);
+// CFG-parallel: this half's UNet pass, the exchange of v-predictions, the shared update (cfgpar.h). The
+// driver's latent is a host buffer: in at the first step, out after the last (like a ring stage's block).
+static int cfg_exchange_cb(void *x, const void *mine, void *theirs, size_t bytes, char *err, size_t errlen) {
+  return cfg_exchange(x, mine, theirs, bytes, err, errlen);
 }
 static int gen_step_half(void *ctx, int video, int step, const void *cond, float *latent, int half, CfgExchange *x,
                          char *err, size_t errlen) {
   StageCtx *sc = ctx;
   GenJob *j = sc->j;
-  if (pipeline_step_half(sc->m, &j->p, step, cond, latent, half, cfg_exchange_cb, x, err, errlen)) return -1;
-  if (half == 0) {
+  if (sc->cond_video != video) pipeline_load_cond(sc->st, cond), sc->cond_video = video;
+  float *lat = pipeline_latent(sc->st);
+  if (step == 0) pipeline_latent_from_host(sc->m, lat, latent, j->s.latent_n);
+  if (pipeline_step_half(sc->m, &j->p, step, sc->st, lat, half, cfg_exchange_cb, x, err, errlen)) return -1;
+  if (step == j->p.steps - 1) pipeline_latent_to_host(sc->m, latent, lat, j->s.latent_n);
+  if (half == 0 && j->p.dump_dir) {  // --dump: every step's latent (a download per step: debugging only)
     char name[64];
+    float *h = vdp_malloc(j->s.latent_n * sizeof(float), "dump");
+    pipeline_latent_to_host(sc->m, h, lat, j->s.latent_n);
     snprintf(name, sizeof name, "latents_step_%d", step);
-    dump_tensor(&j->p, name, latent, 5, (int64_t[]){1, j->s.F, j->s.lat_c, j->s.h, j->s.w});
-    fprintf(stderr, "video %d step %d/%d  elapsed %.1fs\n", video, step + 1, j->p.steps, vdp_now() - j->t0);
+    dump_tensor(&j->p, name, h, 5, (int64_t[]){1, j->s.F, j->s.lat_c, j->s.h, j->s.w});
+    free(h);
   }
+  if (half == 0) fprintf(stderr, "video %d step %d/%d  elapsed %.1fs\n", video, step + 1, j->p.steps, vdp_now() - j->t0);
   return 0;
 }
 
@@ -367,9 +408,16 @@ static int gen_finish(void *ctx, int video, const void *cond, const float *laten
   StageCtx *sc = ctx;
   GenJob *j = sc->j;
   double t = vdp_now();
-  dump_tensor(&j->p, "final_latents", latent, 5, (int64_t[]){1, j->s.F, j->s.lat_c, j->s.h, j->s.w});
+  float *lat = (float *)latent;
+  if (j->host_latents) lat = pipeline_latent(sc->st), pipeline_latent_from_host(sc->m, lat, latent, j->s.latent_n);
+  if (j->p.dump_dir) {
+    float *h = vdp_malloc(j->s.latent_n * sizeof(float), "dump");
+    pipeline_latent_to_host(sc->m, h, lat, j->s.latent_n);
+    dump_tensor(&j->p, "final_latents", h, 5, (int64_t[]){1, j->s.F, j->s.lat_c, j->s.h, j->s.w});
+    free(h);
+  }
   float *frames = vdp_malloc((size_t)j->s.F * j->p.height * j->p.width * 3 * sizeof(float), "frames");
-  pipeline_decode(sc->m, &j->p, latent, frames);
+  pipeline_decode(sc->m, &j->p, lat, frames);
   dump_tensor(&j->p, "frames", frames, 4, (int64_t[]){j->s.F, j->p.height, j->p.width, 3});
   char name[4096];
   numbered(name, sizeof name, j->out, video, j->n_videos);
@@ -390,7 +438,7 @@ static const char *const GEN_FLAGS[] = {
     "--model", "--image", "--out", "--height", "--width", "--num-frames", "--num-inference-steps", "--fps",
     "--motion-bucket-id", "--noise-aug-strength", "--min-guidance-scale", "--max-guidance-scale",
     "--decode-chunk-size", "--seed", "--device", "--dump", "--num-videos", "--stages", "--timeout", "--transport",
-    "--rank", "--world", "--nccl-id-file", "--gpu", "--max-pixels", NULL};
+    "--rank", "--world", "--nccl-id-file", "--gpu", "--max-pixels", "--cuda-graph", NULL};
 
 int cmd_generate(int argc, char **argv) {
   const char *model = NULL, *out = NULL, *device = "cpu";
@@ -398,7 +446,7 @@ int cmd_generate(int argc, char **argv) {
   const char *transport = "cpu", *nccl_id_file = NULL;
   int n_images = 0, num_frames = -1, decode_chunk = -1, n_videos = 1, stages = 0, rank = 0, world = 0, gpu = -1;
   int rank_given = 0;
-  int overwrite = 0, cfg_parallel = 0;
+  int overwrite = 0, graphs = 1, cfg_parallel = 0;
   uint64_t max_pixels = IMG_DEFAULT_MAX_PIXELS;
   double timeout = 0;  // 0: not given
   GenParams p = {.height = 576, .width = 1024, .steps = 25, .fps = 7, .motion_bucket_id = 127, .noise_aug = 0.02f,
@@ -450,6 +498,7 @@ int cmd_generate(int argc, char **argv) {
     else if (!strcmp(a, "--world")) world = (int)parse_int(a, v, 1, 1024);
     else if (!strcmp(a, "--nccl-id-file")) nccl_id_file = v;
     else if (!strcmp(a, "--gpu")) gpu = (int)parse_int(a, v, 0, 1023);
+    else if (!strcmp(a, "--cuda-graph")) graphs = parse_on_off(a, v);
     else if (!strcmp(a, "--max-pixels")) max_pixels = (uint64_t)parse_int(a, v, 1, (long)IMG_MAX_SIDE * IMG_MAX_SIDE);
   }
   if (!model) vdp_usage_die("generate: --model M.vdpw is required");
@@ -570,7 +619,8 @@ int cmd_generate(int argc, char **argv) {
   double t_load = vdp_now() - t0;
   GenJob j = {.m = per_stage ? NULL : m, .file = &f, .be = be, .p = p, .s = shape, .images = images, .imgs = imgs,
               .n_images = n_images, .n_videos = n_videos, .stages = stages, .overwrite = overwrite, .out = out,
-              .cfg_parallel = cfg_parallel, .t0 = vdp_now()};
+              .cfg_parallel = cfg_parallel, .graphs = graphs,
+              .host_latents = (stages >= 1 || cfg_parallel) && be != &backend_cpu, .t0 = vdp_now()};
   fprintf(stderr, "vdp: %s: %d frames %dx%d, %d steps, guidance %s, seed %llu, %d video%s%s\n", model, j.s.F, p.width,
           p.height, p.steps, j.s.B == 2 ? "on" : "off", (unsigned long long)p.seed, n_videos, n_videos > 1 ? "s" : "",
           cfg_parallel ? ", guidance halves on two GPUs (CFG-parallel)"
@@ -619,13 +669,15 @@ int cmd_generate(int argc, char **argv) {
     fprintf(stderr, "vdp: %d stages: %d videos in %.2fs (%.3f videos/s), handoff %.3f ms mean\n", stages, n_videos,
             st.run_s, st.throughput, st.handoff_mean_s * 1e3);
   } else {  // the plain loop: encode, every step, finish
-    StageCtx sc = {.j = &j, .m = m};
+    StageCtx sc = {.j = &j, .m = m, .cond_video = -1};
     models_plan(m, &p);
     models_warm_up(m, &p);
+    sc.st = pipeline_state_new(m, &p, graphs);
     fprintf(stderr, "vdp: weights %.1f MiB, activation arena %.1f MiB (%s)\n",
             (double)(m->nparams[0] + m->nparams[1] + m->nparams[2]) * m->be->elem_size / 1048576.0,
             models_arena_bytes() / 1048576.0, m->be->name);
-    float *cond = vdp_malloc(d.cond_bytes, "conditioning"), *latent = vdp_malloc(j.s.latent_n * sizeof(float), "latent");
+    // the latent lives in backend memory from encode to decode (on CUDA: the device)
+    float *cond = vdp_malloc(d.cond_bytes, "conditioning"), *latent = pipeline_latent(sc.st);
     for (int v = 0; v < n_videos; v++) {
       double tv = vdp_now();
       if (gen_encode(&sc, v, cond, latent, err, sizeof err)) vdp_die("%s", err);
@@ -634,7 +686,8 @@ int cmd_generate(int argc, char **argv) {
       if (gen_finish(&sc, v, cond, latent, err, sizeof err)) vdp_die("%s", err);
       latency[v] = vdp_now() - tv;
     }
-    free(cond), free(latent);
+    free(cond);
+    pipeline_state_free(sc.st);
     models_thread_release(m);
   }
   double run = vdp_now() - t_run, enc = 0, dec = 0;

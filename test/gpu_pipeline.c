@@ -20,7 +20,7 @@
 // fp16 intermediates (flash attention's P, the single-key cross-attention projections). A wiring error
 // (wrong argument, layout, alias) shows up as O(1).
 //
-// Usage: gpu_pipeline [--emulate] [--only ops|models|pipeline|cli|generate] [--case NAME] [--vdp PATH]
+// Usage: gpu_pipeline [--emulate] [--only ops|models|pipeline|cli|generate] [--case NAME] [--vdp PATH] [--profile]
 //   --only     comma-separated steps: ops (1), models (2), pipeline (3a), cli (3b); generate = 3a + 3b
 //   --case     run steps 2 and 3 on this golden case only (test/data/golden/NAME)
 //   --emulate  no GPU needed: the tested backend is the CPU one with every stored weight, uploaded input
@@ -28,6 +28,8 @@
 //              (the generate step then runs --device cpu). Not the SIMT emulator: built against
 //              test/simt/ (make test-simt-full), this program tests the real kernels on the CPU.
 //   --vdp      the vdp binary for step 3 (default ./vdp; the SIMT build passes build/simt/vdp)
+//   --profile  step 3 also checks the SIMT emulator's per-step counters (SIMT_PROFILE=1): no copy in any
+//              step, one graph launch per step with --cuda-graph on, none with off
 // Output: "ok - NAME ..." / "FAIL - NAME ...", "# info ..." lines, then "N passed, N failed".
 #include "../kernels.h"
 #include "../model.h"
@@ -101,7 +103,12 @@ static void em_add_rows(void *y, const void *v, int groups, int64_t group, int C
 static void em_blend(void *y, const void *a, const void *b, float alpha, int64_t n) {
   backend_cpu.blend(y, a, b, alpha, n), r16(y, n);
 }
-static void em_temb(void *y, const float *t, int n, int dim) { backend_cpu.timestep_embedding(y, t, n, dim), r16(y, (int64_t)n * dim); }
+static void em_temb(void *y, const float *t, const int *step, int stride, int n, int dim) {
+  backend_cpu.timestep_embedding(y, t, step, stride, n, dim), r16(y, (int64_t)n * dim);
+}
+static void em_step_input(void *xin, const float *x, const void *img, const StepTables *t, int B, int F, int64_t chw) {
+  backend_cpu.step_input(xin, x, img, t, B, F, chw), r16(xin, (int64_t)B * F * 2 * chw);  // an fp16 tensor
+}
 
 static Backend em_backend(void) {
   Backend b = backend_cpu;
@@ -110,6 +117,7 @@ static Backend em_backend(void) {
   b.linear = em_linear, b.conv2d = em_conv2d, b.conv_temporal = em_conv_temporal, b.groupnorm = em_groupnorm;
   b.layernorm = em_layernorm, b.attention = em_attention, b.cross_attn_1key = em_cross, b.act = em_act;
   b.add = em_add, b.add_bcast = em_add_bcast, b.add_rows = em_add_rows, b.blend = em_blend;
+  b.step_input = em_step_input;    // step_update writes the fp32 latent: no rounding
   b.timestep_embedding = em_temb;  // copy, concat, upsample, transpose move fp16 values: no rounding needed
   return b;
 }
@@ -190,6 +198,62 @@ static void tn_free(Tn *t) {
   free(t->h);
   memset(t, 0, sizeof *t);
 }
+static float *f32_up(const Backend *be, const float *h, int64_t n) {  // raw fp32 in backend memory
+  float *p = be->mem_alloc((size_t)n * sizeof(float), "test table");
+  be->upload_bytes(p, h, (size_t)n * sizeof(float));
+  return p;
+}
+static int *int_up(const Backend *be, int v) {
+  int *p = be->mem_alloc(sizeof(int), "test counter");
+  be->upload_bytes(p, &v, sizeof v);
+  return p;
+}
+static void check(const char *name, const Tn *t);
+static double compare(const char *what, const float *got, const float *ref, int64_t n, int exact, int info);
+
+// The step ops at row 1 of a 3-step table: the UNet input, then guidance + Euler on an fp32 latent, and the
+// counter's advance. Both sides get the same fp16 inputs, so the update must agree to fp32 rounding.
+static void step_ops_case(int B, int F, int64_t chw) {
+  char name[96];
+  float sched[3 * SCH_COLS] = {0}, g[16];
+  for (int i = 0; i < 3; i++) {
+    float sigma = 10.0f / (float)(i + 1), next = i == 2 ? 0.0f : 10.0f / (float)(i + 2), *r = sched + i * SCH_COLS;
+    r[SCH_SIGMA] = sigma, r[SCH_SIGMA_NEXT] = next, r[SCH_T] = 0.25f * logf(sigma);
+    r[SCH_C_IN] = sqrtf(sigma * sigma + 1.0f), r[SCH_C_OUT] = -sigma / sqrtf(sigma * sigma + 1.0f);
+    r[SCH_C_SKIP_DIV] = sigma * sigma + 1.0f, r[SCH_DT] = next - sigma;
+  }
+  for (int f = 0; f < F; f++) g[f] = 1.0f + 0.75f * (float)f;
+  float *lat = host_rand((int64_t)F * chw, 8.0f);
+  float *latd[2], *schd[2], *gd[2];
+  int *stepd[2];
+  StepTables tab[2];
+  for (int s = 0; s < 2; s++) {
+    const Backend *be = s ? R : G;
+    latd[s] = f32_up(be, lat, (int64_t)F * chw), schd[s] = f32_up(be, sched, 3 * SCH_COLS), gd[s] = f32_up(be, g, F);
+    stepd[s] = int_up(be, 1);
+    tab[s] = (StepTables){SAMPLER_EULER_V, 3, schd[s], gd[s], stepd[s]};
+  }
+  Tn img = tn_in((int64_t)B * chw, 1.0f), xin = tn_out((int64_t)B * F * 2 * chw), v = tn_in((int64_t)B * F * chw, 1.0f);
+  BOTH(be->step_input(P(xin), latd[g_side], P(img), &tab[g_side], B, F, chw));
+  snprintf(name, sizeof name, "step_input_b%d_f%d_chw%lld", B, F, (long long)chw);
+  check(name, &xin);
+  BOTH(be->step_update(latd[g_side], P(v), &tab[g_side], B, F, chw));
+  float *a = vdp_malloc((size_t)F * chw * sizeof(float), "check"), *b = vdp_malloc((size_t)F * chw * sizeof(float), "check");
+  G->download_bytes(a, latd[0], (size_t)F * chw * sizeof(float)), R->download_bytes(b, latd[1], (size_t)F * chw * sizeof(float));
+  snprintf(name, sizeof name, "op step_update_euler_b%d_f%d_chw%lld (fp32 latent)", B, F, (long long)chw);
+  compare(name, a, b, (int64_t)F * chw, 0, 0);
+  int sa = -1, sb = -1;
+  G->download_bytes(&sa, stepd[0], sizeof sa), R->download_bytes(&sb, stepd[1], sizeof sb);
+  if (sa == 2 && sb == 2) printf("ok - op step_update advances the step counter 1 -> 2\n"), n_pass++;
+  else printf("FAIL - op step_update: step counter %d (tested) / %d (cpu), expected 2\n", sa, sb), n_fail++;
+  free(a), free(b), free(lat);
+  tn_free(&img), tn_free(&xin), tn_free(&v);
+  for (int s = 0; s < 2; s++) {
+    const Backend *be = s ? R : G;
+    be->mem_free(latd[s]), be->mem_free(schd[s]), be->mem_free(gd[s]), be->mem_free(stepd[s]);
+  }
+}
+
 static void check(const char *name, const Tn *t) {
   float *a = vdp_malloc((size_t)t->n * sizeof(float), "check"), *b = vdp_malloc((size_t)t->n * sizeof(float), "check");
   G->to_host(a, t->g, t->n), R->to_host(b, t->r, t->n);
@@ -325,15 +389,29 @@ static void run_ops(void) {
     check("concat_rows_4x(7|5)", &cy);
     tn_free(&ca), tn_free(&cb), tn_free(&cy);
 
+    // timestep values in backend memory (fp32): plain, at a device-side row of a table, frame positions
     const float ts[6] = {0.0f, 1.5f, 700.0f, 6.0f, 127.0f, 0.02f};
+    float *tsd[2] = {f32_up(G, ts, 6), f32_up(R, ts, 6)};
+    const int row = 2;  // row 2 of a [3, 2] table: {127, 0.02}
+    int *rowd[2] = {int_up(G, row), int_up(R, row)};
     Tn e = tn_out(3 * 33);
-    BOTH(be->timestep_embedding(P(e), ts, 3, 33));
+    BOTH(be->timestep_embedding(P(e), tsd[g_side], NULL, 0, 3, 33));
     check("timestep_embedding_n3_d33", &e);
     tn_free(&e);
     e = tn_out(6 * 16);
-    BOTH(be->timestep_embedding(P(e), ts, 6, 16));
+    BOTH(be->timestep_embedding(P(e), tsd[g_side], NULL, 0, 6, 16));
     check("timestep_embedding_n6_d16", &e);
     tn_free(&e);
+    e = tn_out(2 * 17);
+    BOTH(be->timestep_embedding(P(e), tsd[g_side], rowd[g_side], 2, 2, 17));
+    check("timestep_embedding_table_row2_n2_d17", &e);
+    tn_free(&e);
+    e = tn_out(5 * 16);
+    BOTH(be->timestep_embedding(P(e), NULL, NULL, 0, 5, 16));
+    check("timestep_embedding_positions_n5_d16", &e);
+    tn_free(&e);
+    for (int s = 0; s < 2; s++) (s ? R : G)->mem_free(tsd[s]), (s ? R : G)->mem_free(rowd[s]);
+    for (int B = 1; B <= 2; B++) step_ops_case(B, 3, 37);  // odd plane size
 
     Tn ux = tn_in(2 * 3 * 4 * 5, 1.0f), uy = tn_out(2 * 3 * 8 * 10);
     BOTH(be->upsample_nearest(P(uy), P(ux), 2, 3, 4, 5, 8, 10));
@@ -529,12 +607,16 @@ static void run_pipeline_inproc(const char *case_name) {
     free(m);
     return;
   }
-  float *cond = vdp_malloc(s.cond_n * sizeof(float), "cond"), *lat = vdp_malloc(s.latent_n * sizeof(float), "latent");
+  float *cond = vdp_malloc(s.cond_n * sizeof(float), "cond");
   float *frames = vdp_malloc((size_t)s.F * p.height * p.width * 3 * sizeof(float), "frames");
-  if (pipeline_encode(m, &p, &img, p.seed, cond, lat, err, sizeof err)) {
+  models_plan(m, &p);
+  models_warm_up(m, &p);  // first launches (workspace, attributes) before the step graph is captured
+  PipeState *st = pipeline_state_new(m, &p, 1);
+  float *lat = pipeline_latent(st);
+  if (pipeline_encode(m, &p, &img, p.seed, st, cond, lat, err, sizeof err)) {
     printf("FAIL - pipeline %s: %s\n", case_name, err), n_fail++;
   } else {
-    for (int i = 0; i < p.steps; i++) pipeline_step(m, &p, i, cond, lat);
+    for (int i = 0; i < p.steps; i++) pipeline_step(m, &p, i, st, lat);
     pipeline_decode(m, &p, lat, frames);
     int64_t sr[8];
     int nr;
@@ -547,7 +629,8 @@ static void run_pipeline_inproc(const char *case_name) {
       compare(what, frames, ref, numel(sr, nr), 0, 0);
     free(ref);
   }
-  free(cond), free(lat), free(frames);
+  pipeline_state_free(st);
+  free(cond), free(frames);
   image_free(&img);
   models_thread_release(m);
   models_free(m), free(m), vdpw_close(&f);
@@ -556,6 +639,57 @@ static void run_pipeline_inproc(const char *case_name) {
 // ---------------------------------------------------------------------------------------------------
 // 3. the CLI end to end on one case
 // ---------------------------------------------------------------------------------------------------
+static int check_profile = 0;  // --profile: the emulator's per-step counters must show a device-resident loop
+
+static char *read_all(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *buf = NULL;
+  size_t cap = 0, len = 0, k;
+  do {
+    if (len == cap) buf = realloc(buf, cap = cap ? 2 * cap : 1 << 16);
+    k = fread(buf + len, 1, cap - len, f);
+    len += k;
+  } while (k > 0);
+  fclose(f);
+  *n = len;
+  return buf;
+}
+
+// The per-step lines of SIMT_PROFILE=1 in gen_graph_{on,off}.log: every step copies nothing either way;
+// with graphs each step is one graph launch and no kernel launch of its own, without them no graph.
+static void check_step_profile(const char *case_name, int graphs, int steps) {
+  char path[700], line[1024];
+  snprintf(path, sizeof path, "%s/gen_graph_%s.log", tmpdir, graphs ? "on" : "off");
+  FILE *f = fopen(path, "r");
+  int seen = 0, bad = 0;
+  long long kl_total = 0, kg_total = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    int step;
+    long long kl, gl, kg, h2d, h2db, d2h, d2hb;
+    if (sscanf(line, "simt: profile step %d: %lld kernel launches, %lld graph launches (%lld kernels), H2D %lld copies %lld "
+                     "bytes, D2H %lld copies %lld bytes", &step, &kl, &gl, &kg, &h2d, &h2db, &d2h, &d2hb) != 8)
+      continue;
+    if (step != seen) bad = 1;
+    seen++;
+    kl_total += kl, kg_total += kg;
+    if (h2d || d2h || (graphs ? gl != 1 || kl != 0 || kg == 0 : gl != 0 || kl == 0)) {
+      printf("FAIL - generate/%s profile --cuda-graph %s: %s", case_name, graphs ? "on" : "off", line), n_fail++;
+      bad = 2;
+    }
+  }
+  if (f) fclose(f);
+  if (seen != steps || bad == 1) {
+    printf("FAIL - generate/%s profile --cuda-graph %s: %d step lines in %s, expected %d in order\n", case_name,
+           graphs ? "on" : "off", seen, path, steps), n_fail++;
+  } else if (!bad) {
+    printf("ok - generate/%s profile --cuda-graph %s: %d steps, 0 H2D and 0 D2H copies in each; %s per step\n",
+           case_name, graphs ? "on" : "off", steps, graphs ? "1 graph launch and 0 kernel launches" : "no graph");
+    printf("# info - %s: %.0f kernels per step (%s)\n", case_name, (double)(graphs ? kg_total : kl_total) / steps,
+           graphs ? "replayed from the graph" : "launched one by one");
+  }
+}
+
 static void run_generate(const char *case_name) {
   char casedir[512], model[256], line[4096], cmd[16384], dump[600], path[700];
   snprintf(casedir, sizeof casedir, "test/data/golden/%s", case_name);
@@ -575,14 +709,33 @@ static void run_generate(const char *case_name) {
   const char *vdpw = convert_or_fail(model);
   if (!vdpw) return;
   snprintf(dump, sizeof dump, "%s/dump_%s", tmpdir, case_name);
-  snprintf(cmd, sizeof cmd, "%s generate --device %s --model %s --out %s/%s.npy --dump %s %s >%s/gen.log 2>&1", vdp_bin,
-           device, vdpw, tmpdir, case_name, dump, args, tmpdir);
-  double t0 = vdp_now();
-  if (system(cmd)) {
-    printf("FAIL - generate: vdp generate failed: %s (log %s/gen.log)\n", cmd, tmpdir), n_fail++;
-    return;
+  // CUDA graphs on (the default; with --dump) and off: the frames must be byte-identical. SIMT_PROFILE=1
+  // makes the emulator print its per-step counters (checked with --profile).
+  for (int graphs = 1; graphs >= 0; graphs--) {
+    snprintf(cmd, sizeof cmd, "SIMT_PROFILE=1 %s generate --device %s --model %s --out %s/%s_graph_%s.npy --cuda-graph %s "
+             "%s%s %s >%s/gen_graph_%s.log 2>&1", vdp_bin, device, vdpw, tmpdir, case_name, graphs ? "on" : "off",
+             graphs ? "on" : "off", graphs ? "--dump " : "", graphs ? dump : "", args, tmpdir, graphs ? "on" : "off");
+    double t0 = vdp_now();
+    if (system(cmd)) {
+      printf("FAIL - generate: vdp generate failed: %s (log %s/gen_graph_%s.log)\n", cmd, tmpdir, graphs ? "on" : "off");
+      n_fail++;
+      return;
+    }
+    printf("# info - generate --cuda-graph %s took %.2f s\n", graphs ? "on" : "off", vdp_now() - t0);
+    if (check_profile) check_step_profile(case_name, graphs, (int)case_num(casedir, "num_inference_steps", 0));
   }
-  printf("# info - generate took %.2f s\n", vdp_now() - t0);
+  {
+    char a[700], b[700];
+    snprintf(a, sizeof a, "%s/%s_graph_on.npy", tmpdir, case_name);
+    snprintf(b, sizeof b, "%s/%s_graph_off.npy", tmpdir, case_name);
+    size_t na = 0, nb = 0;
+    char *fa = read_all(a, &na), *fb = read_all(b, &nb);
+    if (fa && fb && na == nb && na > 0 && !memcmp(fa, fb, na))
+      printf("ok - generate/%s/frames --cuda-graph on == off (byte-identical, %zu bytes)\n", case_name, na), n_pass++;
+    else
+      printf("FAIL - generate/%s/frames --cuda-graph on != off (%s vs %s)\n", case_name, a, b), n_fail++;
+    free(fa), free(fb);
+  }
   const char *names[] = {"frames", "noise_aug", "noise_latents", "image_embeds", "image_latents", "final_latents"};
   for (int i = 0; i < 6; i++) {
     int64_t sr[8], sg[8];
@@ -608,8 +761,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else if (!strcmp(argv[i], "--vdp") && i + 1 < argc) vdp_bin = argv[++i];
     else if (!strcmp(argv[i], "--case") && i + 1 < argc) only_case = argv[++i];
+    else if (!strcmp(argv[i], "--profile")) check_profile = 1;
     else {
-      fprintf(stderr, "usage: %s [--emulate] [--only ops|models|pipeline|cli|generate] [--case NAME] [--vdp PATH]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--emulate] [--only ops|models|pipeline|cli|generate] [--case NAME] [--vdp PATH] [--profile]\n", argv[0]);
       return 2;
     }
   }

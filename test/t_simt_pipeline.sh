@@ -12,9 +12,9 @@ BIN=$SIMT/gpu_pipeline
 simt_require "$BIN" "$SIMT/vdp"
 if [ ! -x ./vdp ]; then echo "FAIL - simt_pipeline ./vdp (model conversion) is missing"; exit 1; fi
 if [ "${1:-}" = --full ]; then
-  args=(--vdp "$SIMT/vdp")
+  args=(--vdp "$SIMT/vdp" --profile)
 else
-  args=(--only ops,models,cli --case tiny3_resize --vdp "$SIMT/vdp")
+  args=(--only ops,models,cli --case tiny3_resize --vdp "$SIMT/vdp" --profile)
 fi
 t0=$(date +%s%N)
 out=$(OMP_WAIT_POLICY=passive "$BIN" "${args[@]}" 2>&1)

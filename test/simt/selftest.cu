@@ -3,7 +3,9 @@
 //   simt_selftest semantics    the collectives against scalar references written from the PTX ISA / CUDA
 //                              guide: shuffles (idx / xor / up / down, width 8), ballot / any / all,
 //                              ldmatrix x1 / x2 / x4 (.trans), mma m16n8k16, cp.async with zero fill and
-//                              its group accounting, poisoned static shared memory; "ok - ..." lines
+//                              its group accounting, poisoned static shared memory; stream capture and graphs
+//                              (recorded not run, arguments copied at the launch, replays, CUDA's error codes
+//                              for what a capture forbids); "ok - ..." lines
 //   simt_selftest ERROR-CASE   a kernel with one planted error (deadlock, divergent-barrier, exit-at-barrier,
 //                              ldmatrix-misaligned, ldmatrix-global, cp-async-misaligned, shfl-mask,
 //                              smem-over-48k, stack-overflow): the emulator must stop it with exit status 1 and
@@ -11,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <thread>
 
 static int g_fail = 0;
 static void check(bool ok, const char *name, const char *detail) {
@@ -85,6 +89,114 @@ __global__ void static_poison_kernel(float *out) {
   if (threadIdx.x == 1) out[2 + blockIdx.x] = s[1];
 }
 
+// ----- stream capture and graphs (CUDA's rules: cuda_runtime_api.h, driver_types.h) ------------------------
+struct Add {
+  int k;
+};
+__global__ void add_kernel(int *out, Add a, const int *in) { out[threadIdx.x] += a.k + in[threadIdx.x]; }
+
+// A capture on s in which `forbidden` runs: it must fail with `want`, and the capture must end invalidated.
+template <class F>
+static void forbidden_case(const char *name, cudaStream_t s, cudaError_t want, F forbidden) {
+  cudaGraph_t g = (cudaGraph_t)1;
+  bool ok = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess;
+  const cudaError_t got = forbidden();
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  cudaStreamIsCapturing(s, &st);
+  const cudaError_t end = cudaStreamEndCapture(s, &g);
+  cudaGetLastError();
+  ok = ok && got == want && st == cudaStreamCaptureStatusInvalidated && end == cudaErrorStreamCaptureInvalidated && !g;
+  char detail[200];
+  snprintf(detail, sizeof detail, "(%s, then cudaStreamEndCapture: %s)", cudaGetErrorName(got), cudaGetErrorName(end));
+  check(ok, name, detail);
+}
+
+static int graphs() {
+  cudaStream_t s, nb;
+  cudaStreamCreate(&s);
+  cudaStreamCreateWithFlags(&nb, cudaStreamNonBlocking);
+  int *out, *in, host_in[32];
+  cudaMalloc((void **)&out, 32 * sizeof(int)), cudaMalloc((void **)&in, 32 * sizeof(int));
+  for (int i = 0; i < 32; i++) out[i] = 0, host_in[i] = 0;
+  Add a = {5};
+  cudaGraph_t g = NULL;
+  cudaGraphExec_t x = NULL;
+  bool ok = cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess;
+  cudaMemcpyAsync(in, host_in, sizeof host_in, cudaMemcpyHostToDevice, s);  // read when the node runs
+  VDP_LAUNCH(add_kernel, 1, 32, 0, s)(out, a, in);                          // a copied now
+  a.k = 1000;
+  for (int i = 0; i < 32; i++) host_in[i] = i;
+  bool none_ran = true;
+  for (int i = 0; i < 32; i++) none_ran &= out[i] == 0;
+  ok = ok && cudaStreamEndCapture(s, &g) == cudaSuccess && g && cudaGraphInstantiate(&x, g, 0) == cudaSuccess;
+  ok = ok && cudaGraphDestroy(g) == cudaSuccess;  // the executable graph holds its own copy
+  ok = ok && cudaGraphLaunch(x, s) == cudaSuccess && cudaGraphLaunch(x, s) == cudaSuccess;
+  bool replayed = true;
+  for (int i = 0; i < 32; i++) replayed &= out[i] == 2 * (5 + i);
+  cudaGraphExecDestroy(x);
+  check(ok && none_ran && replayed, "graph_capture_replay",
+        "(nothing runs while capturing; a kernel argument is copied at the launch, a host copy reads at replay; two "
+        "launches replay twice)");
+
+  forbidden_case("graph_forbids_sync_memcpy", s, cudaErrorStreamCaptureImplicit,
+                 [&] { return cudaMemcpy(in, host_in, 4, cudaMemcpyHostToDevice); });
+  forbidden_case("graph_forbids_stream_sync", s, cudaErrorStreamCaptureUnsupported, [&] { return cudaStreamSynchronize(s); });
+  forbidden_case("graph_forbids_device_sync", s, cudaErrorStreamCaptureUnsupported, [&] { return cudaDeviceSynchronize(); });
+  forbidden_case("graph_forbids_malloc", s, cudaErrorStreamCaptureUnsupported, [&] {
+    void *p = NULL;
+    return cudaMalloc(&p, 16);
+  });
+  forbidden_case("graph_forbids_legacy_launch", s, cudaErrorStreamCaptureImplicit, [&] {
+    VDP_LAUNCH(add_kernel, 1, 32, 0, 0)(out, a, in);
+    return cudaGetLastError();
+  });
+  {  // a non-blocking stream does not synchronize with the legacy stream: cudaMemcpy may run beside its capture
+    bool b = cudaStreamBeginCapture(nb, cudaStreamCaptureModeRelaxed) == cudaSuccess;
+    b = b && cudaMemcpy(in, host_in, 4, cudaMemcpyHostToDevice) == cudaSuccess;
+    b = b && cudaStreamEndCapture(nb, &g) == cudaSuccess && g && cudaGraphDestroy(g) == cudaSuccess;
+    check(b, "graph_nonblocking_allows_legacy_copy", "(relaxed capture on a cudaStreamNonBlocking stream)");
+  }
+  {  // ThreadLocal: another thread may allocate; Global: it may not
+    cudaError_t other[2];
+    for (int mode = 0; mode < 2; mode++) {
+      cudaStreamBeginCapture(s, mode ? cudaStreamCaptureModeGlobal : cudaStreamCaptureModeThreadLocal);
+      std::thread t([&] {
+        void *p = NULL;
+        other[mode] = cudaMalloc(&p, 16);
+        if (p && other[mode] == cudaSuccess) cudaFree(p);
+      });
+      t.join();
+      cudaStreamEndCapture(s, &g);
+      if (g) cudaGraphDestroy(g);
+      cudaGetLastError();
+    }
+    char d[160];
+    snprintf(d, sizeof d, "(another thread's cudaMalloc: %s under ThreadLocal, %s under Global)", cudaGetErrorName(other[0]),
+             cudaGetErrorName(other[1]));
+    check(other[0] == cudaSuccess && other[1] == cudaErrorStreamCaptureUnsupported, "graph_capture_modes", d);
+  }
+  {
+    cudaStreamCaptureStatus st;
+    const cudaError_t legacy = cudaStreamBeginCapture(0, cudaStreamCaptureModeGlobal);
+    const cudaError_t unmatched = cudaStreamEndCapture(s, &g);
+    cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed);
+    const cudaError_t twice = cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed);
+    cudaStreamIsCapturing(s, &st);
+    cudaStreamEndCapture(s, &g);
+    if (g) cudaGraphDestroy(g);
+    cudaGetLastError();
+    char d[200];
+    snprintf(d, sizeof d, "(capture of stream 0: %s; end without a capture: %s; a second begin: %s)",
+             cudaGetErrorName(legacy), cudaGetErrorName(unmatched), cudaGetErrorName(twice));
+    check(legacy == cudaErrorStreamCaptureUnsupported && unmatched == cudaErrorIllegalState &&
+              twice == cudaErrorIllegalState && st == cudaStreamCaptureStatusActive,
+          "graph_capture_misuse", d);
+  }
+  cudaFree(out), cudaFree(in);
+  cudaStreamDestroy(s), cudaStreamDestroy(nb);
+  return g_fail ? 1 : 0;
+}
+
 static int semantics() {
   int *out;
   cudaMalloc((void **)&out, 7 * 32 * sizeof(int));
@@ -157,7 +269,7 @@ static int semantics() {
   VDP_LAUNCH(static_poison_kernel, 2, 32, 0, 0)(f);
   check(f[0] == 1.0f && f[1] != f[1] && f[2] != f[2] && f[3] != f[3], "static_shared_poison",
         "(a static __shared__ value does not survive into the next block: NaN)");
-  return g_fail ? 1 : 0;
+  return graphs() || g_fail ? 1 : 0;
 }
 
 // ----- planted errors (each must stop the run with a message naming the line) -------------------------------

@@ -43,6 +43,7 @@
 #include "simt_rt.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -614,7 +615,16 @@ static cudaError_t launch_error(const LaunchCfg &c, cudaError_t e, const char *w
   return e;
 }
 
-void launch(const LaunchCfg &c, void (*body)(void *), void *ctx) {
+// Stream capture (section "Stream capture and graphs" below): a launch on a capturing stream is recorded.
+static bool capture_launch(const LaunchCfg &c, void (*body)(void *), void *ctx, void *(*clone)(const void *),
+                           void (*drop)(void *));
+static void run_grid(const LaunchCfg &c, void (*body)(void *), void *ctx);
+struct Counters {  // SIMT_PROFILE's per-step counts (this host thread's)
+  long long launches, graph_launches, graph_kernels, h2d, h2d_bytes, d2h, d2h_bytes;
+};
+static __thread Counters t_cnt;
+
+void launch(const LaunchCfg &c, void (*body)(void *), void *ctx, void *(*clone)(const void *), void (*drop)(void *)) {
   init();
   const dim3 g = c.grid, bd = c.block;
   const long long nthreads = (long long)bd.x * bd.y * bd.z;
@@ -650,7 +660,16 @@ void launch(const LaunchCfg &c, void (*body)(void *), void *ctx) {
     launch_error(c, cudaErrorInvalidResourceHandle, why);
     return;
   }
+  if (capture_launch(c, body, ctx, clone, drop)) return;  // recorded (or refused), not run
   stream_drain(c.stream);  // after the emulated NCCL operations queued before it
+  t_cnt.launches++;
+  run_grid(c, body, ctx);
+}
+
+// Runs every block of a launch whose configuration was checked (a launch, or a graph's kernel node).
+static void run_grid(const LaunchCfg &c, void (*body)(void *), void *ctx) {
+  const dim3 g = c.grid, bd = c.block;
+  const long long nthreads = (long long)bd.x * bd.y * bd.z;
   Host *h = host();
   while ((long long)h->fibers.size() < nthreads) h->fibers.push_back(new_fiber());
   Block *b = &h->block;
@@ -1034,6 +1053,7 @@ std::mutex g_mem_mu;
 std::unordered_map<const void *, size_t> g_mem;  // live cudaMalloc blocks
 struct SimtStream {
   int dev;
+  unsigned flags;  // cudaStreamNonBlocking: not synchronized with the legacy stream
 };
 struct SimtEvent {
   double t;
@@ -1049,6 +1069,261 @@ cudaError_t set_error(cudaError_t e) {
 }
 }  // namespace
 int simt::stream_device(cudaStream_t s) { return s ? reinterpret_cast<SimtStream *>(s)->dev : t_device; }
+
+// =============================================================================================================
+// Stream capture and graphs (cudaStreamBeginCapture .. cudaStreamEndCapture, cudaGraphInstantiate,
+// cudaGraphLaunch), as CUDA defines them:
+//   - while a stream captures, its kernel launches, copies and sets are recorded as nodes, not run; a kernel
+//     node holds a copy of the arguments made at the launch (later changes to the caller's variables do not
+//     reach it; device memory is read when the node runs); copy nodes read their source when they run;
+//   - cudaGraphInstantiate copies the nodes; cudaGraphLaunch runs them in order on the calling thread
+//     (streams are synchronous here: one stream per graph, no forks, so the order is the capture order);
+//   - forbidden while capturing, failing with CUDA's codes and invalidating the capture (its
+//     cudaStreamEndCapture then returns cudaErrorStreamCaptureInvalidated and no graph):
+//       synchronizing or querying the capturing stream, cudaDeviceSynchronize, cudaMalloc / cudaFree /
+//       cudaMallocHost, cudaEventSynchronize (the "unsafe" calls: this thread's non-relaxed captures, and
+//       every thread's under cudaStreamCaptureModeGlobal) -> cudaErrorStreamCaptureUnsupported;
+//       the legacy stream (cudaMemcpy, cudaMemset, stream 0) while a blocking stream of the device captures
+//       -> cudaErrorStreamCaptureImplicit; an op on an invalidated capture -> ...Invalidated;
+//       cudaStreamEndCapture of a ThreadLocal / Global capture on another thread -> ...WrongThread.
+//   SIMT_PROFILE=1 also prints, for every step the backend marks (profile_step): kernel launches, graph
+//   launches (and the kernels they ran), host->device and device->host copies and bytes.
+// What it cannot show: launch latency, the CPU time a graph launch saves, or overlap (everything here is
+// synchronous); it shows what is captured, that replays compute the same values, and every copy and sync.
+// =============================================================================================================
+namespace simt {
+struct Node {
+  enum { KERNEL, COPY, SET } kind;
+  LaunchCfg cfg;  // KERNEL
+  void (*body)(void *);
+  void *ctx;
+  void *(*clone)(const void *);
+  void (*drop)(void *);
+  void *dst;  // COPY / SET: height rows of width bytes
+  const void *src;
+  size_t width, height, dpitch, spitch;
+  int value;
+  cudaMemcpyKind ckind;
+};
+struct Graph {
+  std::vector<Node> nodes;
+  ~Graph() {
+    for (Node &n : nodes)
+      if (n.kind == Node::KERNEL) n.drop(n.ctx);
+  }
+};
+struct Capture {
+  SimtStream *s;
+  int mode;
+  bool invalid;
+  pthread_t owner;
+  Graph *g;
+};
+static std::mutex g_cap_mu;
+static std::vector<Capture> g_caps;  // the open capture sequences of the process
+static int g_global_caps;            // of those, the ones in cudaStreamCaptureModeGlobal
+static __thread int t_strict_caps;   // this thread's open non-relaxed captures
+
+static Capture *find_cap(const void *s) {  // g_cap_mu held
+  for (Capture &c : g_caps)
+    if (c.s == s) return &c;
+  return NULL;
+}
+}  // namespace simt
+
+namespace {
+bool capture_of(cudaStream_t s) {
+  if (!s) return false;
+  std::lock_guard<std::mutex> lk(g_cap_mu);
+  return find_cap(s) != NULL;
+}
+// An op the capture forbids on its stream: the capture is invalidated, the op fails with e.
+cudaError_t capture_fail(cudaStream_t s, const char *what, cudaError_t e) {
+  std::lock_guard<std::mutex> lk(g_cap_mu);
+  if (Capture *c = find_cap(s)) c->invalid = true;
+  fprintf(stderr, "simt: %s while capturing: %s (the capture is invalidated)\n", what, cudaGetErrorName(e));
+  return e;
+}
+cudaError_t capture_refuse(const char *what, cudaError_t e) {
+  fprintf(stderr, "simt: %s: %s\n", what, cudaGetErrorName(e));
+  return e;
+}
+// "Potentially unsafe" calls (cudaThreadExchangeStreamCaptureMode): refused while this thread has a
+// non-relaxed capture open, or any thread a Global one; this thread's captures are invalidated.
+cudaError_t unsafe_call_check(const char *what) {
+  std::lock_guard<std::mutex> lk(g_cap_mu);
+  if (!t_strict_caps && !g_global_caps) return cudaSuccess;
+  for (Capture &c : g_caps)  // the caller's own captures (another thread's Global capture only refuses the call)
+    if (pthread_equal(c.owner, pthread_self())) c.invalid = true;
+  fprintf(stderr, "simt: %s while a stream capture is open: cudaErrorStreamCaptureUnsupported (the capture is invalidated)\n",
+          what);
+  return cudaErrorStreamCaptureUnsupported;
+}
+// The legacy stream synchronizes with every blocking stream of its device: not while one captures.
+cudaError_t legacy_stream_check(const char *what) {
+  std::lock_guard<std::mutex> lk(g_cap_mu);
+  bool hit = false;
+  for (Capture &c : g_caps)
+    if (c.s->dev == t_device && !(c.s->flags & cudaStreamNonBlocking)) c.invalid = true, hit = true;
+  if (!hit) return cudaSuccess;
+  fprintf(stderr, "simt: %s (the legacy stream) while a blocking stream captures: cudaErrorStreamCaptureImplicit "
+          "(the capture is invalidated)\n", what);
+  return cudaErrorStreamCaptureImplicit;
+}
+
+void count_copy(cudaMemcpyKind k, size_t bytes) {
+  if (k == cudaMemcpyHostToDevice) t_cnt.h2d++, t_cnt.h2d_bytes += (long long)bytes;
+  if (k == cudaMemcpyDeviceToHost) t_cnt.d2h++, t_cnt.d2h_bytes += (long long)bytes;
+}
+void run_node(const Node &n) {
+  if (n.kind == Node::KERNEL) {
+    t_cnt.graph_kernels++;
+    run_grid(n.cfg, n.body, n.ctx);
+    return;
+  }
+  for (size_t r = 0; r < n.height; r++) {
+    char *d = (char *)n.dst + r * n.dpitch;
+    if (n.kind == Node::SET) memset(d, n.value, n.width);
+    else memmove(d, (const char *)n.src + r * n.spitch, n.width);
+  }
+  if (n.kind == Node::COPY) count_copy(n.ckind, n.width * n.height);
+}
+// A copy or set on stream s: recorded when s captures, refused on an invalidated capture, else run now.
+cudaError_t stream_op(int kind, cudaStream_t s, void *dst, const void *src, size_t width, size_t height, size_t dpitch,
+                      size_t spitch, int value, cudaMemcpyKind ckind) {
+  Node n{};
+  n.kind = (decltype(n.kind))kind, n.dst = dst, n.src = src, n.width = width, n.height = height;
+  n.dpitch = dpitch, n.spitch = spitch, n.value = value, n.ckind = ckind;
+  if (!s) {
+    if (cudaError_t e = legacy_stream_check(kind == Node::SET ? "a memset on stream 0" : "a copy on stream 0")) return set_error(e);
+  } else {
+    std::lock_guard<std::mutex> lk(g_cap_mu);
+    if (Capture *c = find_cap(s)) {
+      if (c->invalid) return set_error(cudaErrorStreamCaptureInvalidated);
+      c->g->nodes.push_back(n);
+      return cudaSuccess;
+    }
+  }
+  // emulated devices: the copy's ends must be this device's memory (or a peer's); a stream with an emulated NCCL
+  // operation pending runs its later copies when that completes
+  simt::devmem_check_copy(kind == Node::SET ? "cudaMemset" : "cudaMemcpy", dst, kind == Node::SET ? NULL : src,
+                          height ? (height - 1) * dpitch + width : 0, ckind, s);
+  if (kind == Node::COPY && height == 1 && width && simt::stream_defer_copy(s, dst, src, width)) return cudaSuccess;
+  simt::stream_drain(s);
+  if (width && height) run_node(n);
+  return cudaSuccess;
+}
+}  // namespace
+
+namespace simt {
+static bool capture_launch(const LaunchCfg &c, void (*body)(void *), void *ctx, void *(*clone)(const void *),
+                           void (*drop)(void *)) {
+  if (!c.stream) {
+    if (cudaError_t e = legacy_stream_check(c.name)) {
+      t_last_error = e;
+      return true;
+    }
+    return false;
+  }
+  std::lock_guard<std::mutex> lk(g_cap_mu);
+  Capture *cap = find_cap(c.stream);
+  if (!cap) return false;
+  if (cap->invalid) {
+    t_last_error = cudaErrorStreamCaptureInvalidated;
+    return true;
+  }
+  Node n{};
+  n.kind = Node::KERNEL, n.cfg = c, n.body = body, n.ctx = clone(ctx), n.clone = clone, n.drop = drop;
+  cap->g->nodes.push_back(n);
+  return true;
+}
+
+// SIMT_PROFILE=1: one line per step the backend marks (pipeline_step's profiling marker).
+static __thread Counters t_step_start;
+void profile_step(int step, int end) {
+  init();
+  if (!g_profile) return;
+  if (!end) {
+    t_step_start = t_cnt;
+    return;
+  }
+  const Counters &a = t_step_start, &b = t_cnt;
+  fprintf(stderr,
+          "simt: profile step %d: %lld kernel launches, %lld graph launches (%lld kernels), H2D %lld copies %lld bytes, "
+          "D2H %lld copies %lld bytes\n",
+          step, b.launches - a.launches, b.graph_launches - a.graph_launches, b.graph_kernels - a.graph_kernels,
+          b.h2d - a.h2d, b.h2d_bytes - a.h2d_bytes, b.d2h - a.d2h, b.d2h_bytes - a.d2h_bytes);
+}
+}  // namespace simt
+
+extern "C" {
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode mode) {
+  init();
+  if (!s || s == cudaStreamLegacy || s == cudaStreamPerThread)
+    return set_error(capture_refuse("cudaStreamBeginCapture on the legacy / per-thread default stream",
+                                    cudaErrorStreamCaptureUnsupported));
+  if (mode != cudaStreamCaptureModeGlobal && mode != cudaStreamCaptureModeThreadLocal &&
+      mode != cudaStreamCaptureModeRelaxed)
+    return set_error(cudaErrorInvalidValue);
+  std::lock_guard<std::mutex> lk(g_cap_mu);
+  if (find_cap(s)) return set_error(cudaErrorIllegalState);  // already capturing
+  g_caps.push_back(Capture{reinterpret_cast<SimtStream *>(s), (int)mode, false, pthread_self(), new Graph()});
+  if (mode == cudaStreamCaptureModeGlobal) g_global_caps++;
+  if (mode != cudaStreamCaptureModeRelaxed) t_strict_caps++;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
+  std::lock_guard<std::mutex> lk(g_cap_mu);
+  Capture *c = find_cap(s);
+  if (!c) return set_error(cudaErrorIllegalState);  // not capturing
+  if (c->mode != cudaStreamCaptureModeRelaxed && !pthread_equal(c->owner, pthread_self()))
+    return set_error(cudaErrorStreamCaptureWrongThread);
+  Capture cap = *c;
+  g_caps.erase(g_caps.begin() + (c - g_caps.data()));
+  if (cap.mode == cudaStreamCaptureModeGlobal) g_global_caps--;
+  if (cap.mode != cudaStreamCaptureModeRelaxed) t_strict_caps--;
+  if (cap.invalid) {
+    delete cap.g;
+    *graph = NULL;
+    return set_error(cudaErrorStreamCaptureInvalidated);
+  }
+  *graph = reinterpret_cast<cudaGraph_t>(cap.g);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, enum cudaStreamCaptureStatus *status) {
+  std::lock_guard<std::mutex> lk(g_cap_mu);
+  Capture *c = find_cap(s);
+  *status = !c ? cudaStreamCaptureStatusNone : c->invalid ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags) {
+  if (!exec || !graph) return set_error(cudaErrorInvalidValue);
+  Graph *g = reinterpret_cast<Graph *>(graph), *x = new Graph();
+  x->nodes = g->nodes;  // the executable graph owns its own copies of the arguments
+  for (Node &n : x->nodes)
+    if (n.kind == Node::KERNEL) n.ctx = n.clone(n.ctx);
+  *exec = reinterpret_cast<cudaGraphExec_t>(x);
+  return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
+  if (!exec) return set_error(cudaErrorInvalidValue);
+  if (capture_of(s))  // a child-graph node: not emulated
+    return set_error(capture_fail(s, "cudaGraphLaunch into a capturing stream (not emulated)", cudaErrorNotSupported));
+  if (!s)
+    if (cudaError_t e = legacy_stream_check("cudaGraphLaunch on stream 0")) return set_error(e);
+  t_cnt.graph_launches++;
+  for (const Node &n : reinterpret_cast<Graph *>(exec)->nodes) run_node(n);
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete reinterpret_cast<Graph *>(exec);
+  return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete reinterpret_cast<Graph *>(graph);
+  return cudaSuccess;
+}
+}  // extern "C"
 
 extern "C" {
 cudaError_t cudaGetDeviceCount(int *count) {
@@ -1091,6 +1366,11 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorNotReady: return "cudaErrorNotReady";
     case cudaErrorPeerAccessAlreadyEnabled: return "cudaErrorPeerAccessAlreadyEnabled";
     case cudaErrorPeerAccessNotEnabled: return "cudaErrorPeerAccessNotEnabled";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
+    case cudaErrorStreamCaptureWrongThread: return "cudaErrorStreamCaptureWrongThread";
     default: return "cudaErrorUnknown";
   }
 }
@@ -1106,6 +1386,11 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorPeerAccessAlreadyEnabled: return "peer access is already enabled";
     case cudaErrorPeerAccessNotEnabled: return "peer access has not been enabled";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
+    case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
     default: return "unknown error (SIMT emulator)";
   }
 }
@@ -1168,6 +1453,7 @@ cudaError_t cudaFuncSetAttribute(const void *func, cudaFuncAttribute attr, int v
 
 cudaError_t cudaMalloc(void **p, size_t size) {
   init();
+  if (cudaError_t e = unsafe_call_check("cudaMalloc")) return set_error(e);
   void *m = NULL;
   if (posix_memalign(&m, 256, size ? size : 1)) return set_error(cudaErrorMemoryAllocation);
   memset(m, 0xFF, size);  // poison: never-written device memory reads as NaN
@@ -1181,6 +1467,7 @@ cudaError_t cudaMalloc(void **p, size_t size) {
 }
 cudaError_t cudaFree(void *p) {
   if (!p) return cudaSuccess;
+  if (cudaError_t e = unsafe_call_check("cudaFree")) return set_error(e);
   {
     std::lock_guard<std::mutex> lk(g_mem_mu);
     auto it = g_mem.find(p);
@@ -1195,6 +1482,7 @@ cudaError_t cudaFree(void *p) {
   return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void **p, size_t size) {
+  if (cudaError_t e = unsafe_call_check("cudaMallocHost")) return set_error(e);
   *p = malloc(size ? size : 1);
   return *p ? cudaSuccess : set_error(cudaErrorMemoryAllocation);
 }
@@ -1221,56 +1509,56 @@ cudaError_t cudaPointerGetAttributes(cudaPointerAttributes *a, const void *ptr) 
   a->type = cudaMemoryTypeUnregistered;
   return cudaSuccess;
 }
+// Copies and sets run at once (streams are synchronous), unless their stream is capturing: then they are
+// recorded as graph nodes (stream_op). The synchronous forms use the legacy stream (legacy_stream_check).
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
-  devmem_check_copy("cudaMemcpy", dst, src, n, kind, 0);
-  if (n) memmove(dst, src, n);
-  return cudaSuccess;
+  return stream_op(Node::COPY, NULL, dst, src, n, 1, n, n, 0, kind);
 }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s) {
-  devmem_check_copy("cudaMemcpyAsync", dst, src, n, kind, s);
-  if (stream_defer_copy(s, dst, src, n)) return cudaSuccess;  // behind an emulated NCCL operation
-  if (n) memmove(dst, src, n);
-  return cudaSuccess;
+  return stream_op(Node::COPY, s, dst, src, n, 1, n, n, 0, kind);
 }
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
                               cudaMemcpyKind kind, cudaStream_t s) {
   if (width > dpitch || width > spitch) return set_error(cudaErrorInvalidValue);
-  devmem_check_copy("cudaMemcpy2DAsync", dst, src, height ? (height - 1) * dpitch + width : 0, kind, s);
-  stream_drain(s);
-  for (size_t r = 0; r < height; r++) memmove((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
-  return cudaSuccess;
+  return stream_op(Node::COPY, s, dst, src, width, height, dpitch, spitch, 0, kind);
 }
 cudaError_t cudaMemset(void *p, int v, size_t n) {
-  devmem_check_copy("cudaMemset", p, NULL, n, cudaMemcpyDeviceToDevice, 0);
-  memset(p, v, n);
-  return cudaSuccess;
+  return stream_op(Node::SET, NULL, p, NULL, n, 1, n, n, v, cudaMemcpyDefault);
 }
 cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s) {
-  devmem_check_copy("cudaMemsetAsync", p, NULL, n, cudaMemcpyDeviceToDevice, s);
-  stream_drain(s);
-  memset(p, v, n);
-  return cudaSuccess;
+  return stream_op(Node::SET, s, p, NULL, n, 1, n, n, v, cudaMemcpyDefault);
 }
 cudaError_t cudaDeviceSynchronize(void) {
-  stream_drain_device(t_device);
+  if (cudaError_t e = unsafe_call_check("cudaDeviceSynchronize")) return set_error(e);
+  stream_drain_device(t_device);  // the emulated NCCL operations pending on this device's streams
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreate(cudaStream_t *s) {
-  *s = reinterpret_cast<cudaStream_t>(new SimtStream{t_device});
+  *s = reinterpret_cast<cudaStream_t>(new SimtStream{t_device, cudaStreamDefault});
   return cudaSuccess;
 }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) { return cudaStreamCreate(s); }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
+  *s = reinterpret_cast<cudaStream_t>(new SimtStream{t_device, flags});
+  return cudaSuccess;
+}
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  if (capture_of(s)) return set_error(capture_refuse("cudaStreamDestroy of a capturing stream", cudaErrorStreamCaptureUnsupported));
   stream_drain(s);
   stream_forget(s);
   delete reinterpret_cast<SimtStream *>(s);
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  if (capture_of(s)) return set_error(capture_fail(s, "cudaStreamSynchronize of the capturing stream", cudaErrorStreamCaptureUnsupported));
+  if (!s) return set_error(legacy_stream_check("cudaStreamSynchronize(0)"));
   stream_drain(s);
   return cudaSuccess;
 }
-cudaError_t cudaStreamQuery(cudaStream_t s) { return stream_ready(s) ? cudaSuccess : cudaErrorNotReady; }
+cudaError_t cudaStreamQuery(cudaStream_t s) {
+  if (capture_of(s)) return set_error(capture_fail(s, "cudaStreamQuery of the capturing stream", cudaErrorStreamCaptureUnsupported));
+  if (!stream_ready(s)) return cudaErrorNotReady;  // an emulated NCCL operation is pending on it
+  return cudaSuccess;
+}
 cudaError_t cudaDeviceCanAccessPeer(int *can, int device, int peer) {
   if (device < 0 || device >= device_count() || peer < 0 || peer >= device_count())
     return set_error(cudaErrorInvalidDevice);
@@ -1300,11 +1588,16 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
   return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  if (capture_of(s))  // an event node: not emulated (the backend records no event inside a captured step)
+    return set_error(capture_fail(s, "cudaEventRecord on a capturing stream (not emulated)", cudaErrorNotSupported));
   stream_drain(s);
   reinterpret_cast<SimtEvent *>(e)->t = now_ms();
   return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t e) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  if (cudaError_t r = unsafe_call_check("cudaEventSynchronize")) return set_error(r);
+  return cudaSuccess;
+}
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
   *ms = (float)(reinterpret_cast<SimtEvent *>(b)->t - reinterpret_cast<SimtEvent *>(a)->t);
   return cudaSuccess;
