@@ -50,6 +50,9 @@ static void usage(FILE *o) {
           "    rank) come from torchrun, Slurm, Open MPI or MPICH/PMI variables when a launcher set them\n"
           "  --cuda-graph on|off (default on): capture the first denoising step into a CUDA graph and replay it\n"
           "    for the others; off launches every kernel (debugging, comparison). The CPU ignores it\n"
+          "  --cfg-parallel (--device cuda, guidance on): the unconditional and conditional halves of guidance on\n"
+          "    GPUs 0 and 1 (or one half per process: --rank R --world 2 --nccl-id-file PATH, or a launcher);\n"
+          "    byte-identical output, lower latency for one video; not with --stages\n"
           "\n"
           "exit status: 0 success, 1 failure (files, weights, the run), 2 usage error (flags)\n",
           VDP_VERSION, (unsigned long long)IMG_DEFAULT_MAX_PIXELS, IMG_MAX_SIDE, IMG_MAX_SIDE);
