@@ -26,7 +26,8 @@
 // NCCL notes: the callbacks of stage s run with the stage's GPU current (make_stage_ctx can load its
 // model copy there); latents and conditioning stay host buffers (pinned), staged through device
 // buffers for ncclSend/ncclRecv. Multi-GPU runs cannot be tested on one GPU (NCCL rejects two ranks
-// on one device); S = 1 on one GPU sends to itself.
+// on one device); S = 1 on one GPU sends to itself. CI runs them on emulated GPUs and an emulated NCCL
+// (SIMT_DEVICES, test/simt/simt_nccl.cpp; test/t_simt_multi.sh, test/t_simt_ring.sh).
 #ifndef VDP_RING_H
 #define VDP_RING_H
 
