@@ -10,8 +10,8 @@
 set -u
 cd "$(dirname "$0")/.."
 SIMT=${SIMT:-build/simt}
-if [ ! -f "$SIMT/build.env" ] || [ ! -f "$SIMT/simt.o" ]; then
-  echo "FAIL - simt_build $SIMT/build.env or $SIMT/simt.o is missing (make test builds them; CUDA headers needed)"
+if [ ! -f "$SIMT/build.env" ] || [ ! -f "$SIMT/simt.o" ] || [ ! -f "$SIMT/simt_nccl.o" ]; then
+  echo "FAIL - simt_build $SIMT/build.env, $SIMT/simt.o or $SIMT/simt_nccl.o is missing (make test builds them; CUDA headers needed)"
   exit 1
 fi
 # shellcheck disable=SC1091
@@ -38,7 +38,7 @@ build() {  # build NAME: compile the mutated copy and link test_gpu_kernels
     "$d/kernels.cu" >"$d/build.log" 2>&1 &&
     ld -r -T test/simt/shm.ld -o "$d/kernels.o" "$SIMT/shm_begin.o" "$d/body.o" "$SIMT/shm_end.o" >>"$d/build.log" 2>&1 &&
     $SIMT_CXX $flags -x c++ -o "$d/test_gpu_kernels" test/test_gpu_kernels.cu -x none "$SIMT/ops.o" "$SIMT/util.o" \
-      "$d/kernels.o" "$SIMT/simt.o" $SIMT_LIBS >>"$d/build.log" 2>&1
+      "$d/kernels.o" "$SIMT/simt.o" "$SIMT/simt_nccl.o" $SIMT_LIBS >>"$d/build.log" 2>&1
 }
 
 ok=1
