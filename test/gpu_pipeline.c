@@ -174,6 +174,10 @@ static Tn tn_in(int64_t n, float scale) {
   t.g = up(G, t.h, n), t.r = up(R, t.h, n);
   return t;
 }
+static void tn_set(Tn *t) {  // t->h changed on the host: round to fp16 and upload to both backends
+  for (int64_t i = 0; i < t->n; i++) t->h[i] = half_to_float(float_to_half(t->h[i]));
+  G->to_device(t->g, t->h, t->n), R->to_device(t->r, t->h, t->n);
+}
 static Tn tn_out(int64_t n) {  // poisoned with NaN: an element the op does not write fails the check
   Tn t = {n, vdp_malloc((size_t)n * sizeof(float), "test data"), NULL, NULL};
   for (int64_t i = 0; i < n; i++) t.h[i] = NAN;
@@ -329,6 +333,38 @@ static void run_ops(void) {
     BOTH(be->layernorm(P(u), P(u), P(lg), P(lb), M, C, 1e-5f));
     check("layernorm_17x40_in_place", &u);
     tn_free(&u), tn_free(&lg), tn_free(&lb), tn_free(&v);
+  }
+  {  // norms on structured inputs: random noise gives every frame and row the same statistics and a variance
+     // that dwarfs eps, so a wiring error that pools the wrong frames or passes the wrong eps would pass.
+     // Here each video's groups are a ramp across frames, channels and pixels plus a per-channel offset,
+     // except one near-constant group (variance = eps); the LayerNorm rows alike.
+    int nb = 2, nf = 3, c = 64, hw = 15, groups = 32, cpg = c / groups;
+    Tn x = tn_in((int64_t)nb * nf * c * hw, 1.0f), g = tn_in(c, 1.0f), b = tn_in(c, 0.5f), y = tn_out(x.n);
+    const float len = (float)(nf * cpg * hw - 1);
+    for (int v = 0; v < nb; v++)
+      for (int f = 0; f < nf; f++)
+        for (int ch = 0; ch < c; ch++)
+          for (int p = 0; p < hw; p++) {
+            const int gr = ch / cpg, e = (f * cpg + ch % cpg) * hw + p;
+            const float ramp = 2.0f * (float)e / len - 1.0f;
+            x.h[(((int64_t)v * nf + f) * c + ch) * hw + p] =
+                gr == 5 + v ? 0.01f + sqrtf(3e-6f) * ramp : ramp + 0.25f * (float)((ch * 7) % 5 - 2);
+          }
+    tn_set(&x);
+    BOTH(be->groupnorm(P(y), P(x), P(g), P(b), nb, nf, c, hw, groups, 1e-6f, 1));
+    check("groupnorm_silu_temporal_structured_nb2_f3_c64_hw15", &y);
+    tn_free(&x), tn_free(&g), tn_free(&b), tn_free(&y);
+    int M = 9, C = 40;
+    Tn u = tn_in((int64_t)M * C, 1.0f), lg = tn_in(C, 1.0f), lb = tn_in(C, 0.5f), w = tn_out(u.n);
+    for (int m = 0; m < M; m++)
+      for (int i = 0; i < C; i++) {
+        const float ramp = 2.0f * (float)i / (float)(C - 1) - 1.0f;
+        u.h[(int64_t)m * C + i] = m % 3 == 1 ? 0.01f + sqrtf(3e-5f) * ramp : ramp + 0.25f * (float)((i * 7) % 5 - 2);
+      }
+    tn_set(&u);
+    BOTH(be->layernorm(P(w), P(u), P(lg), P(lb), M, C, 1e-5f));
+    check("layernorm_structured_9x40", &w);
+    tn_free(&u), tn_free(&lg), tn_free(&lb), tn_free(&w);
   }
   {  // attention, the model's contiguous [nseq, L, C] layout: head dims 8 (warp kernel) and 64 (flash)
     const int cases[3][4] = {{3, 20, 2, 8}, {2, 70, 2, 64}, {40, 5, 2, 64}};  // nseq, L, heads, hd

@@ -2,26 +2,31 @@
 # Every CUDA kernel of kernels.cu against its CPU twin on the host SIMT emulator (test/simt): the GPU test
 # program test/test_gpu_kernels.cu, built by make against the emulator ($SIMT/test_gpu_kernels), runs its
 # small shapes under two schedules: round-robin (a missing __syncthreads lets a thread run ahead into the
-# next phase) and one-warp-at-a-time (write-after-read hazards that lock-step order hides).
+# next phase) and one-warp-at-a-time (write-after-read hazards that lock-step order hides), the second with
+# the grid's blocks in reverse order (SIMT_BLOCKS=rev: a block that overwrites a neighbour's output is no
+# longer repaired by the neighbour running after it). Every run has the emulator's device-memory guard
+# zones (an access out of bounds of a cudaMalloc allocation stops it with the kernel, block, thread and line).
 #   t_simt_kernels.sh          both schedules (make test); round-robin only in the ASan + UBSan build
 #                              (SIMT=build/simt-san under SANITIZE=1: memory errors do not depend on the order)
 #   t_simt_kernels.sh --tsan   round-robin only, and every ThreadSanitizer report is a failure
 # Then the convolutions again with the device's opt-in shared memory set to 99 KiB (sm_86 / sm_89), where the
-# implicit GEMM picks other tiles (simt[rr,smem99]).
+# implicit GEMM picks other tiles, the blocks in a shuffled order (simt[rr,smem99,random]).
 # Output: the program's checks prefixed with the schedule, "ok - simt[rr] NAME ..." / "FAIL - ...".
 source "$(dirname "$0")/lib.sh"
 SIMT=${SIMT:-build/simt}
 BIN=$SIMT/test_gpu_kernels
 simt_require "$BIN"
-scheds="rr warp rr,smem99" tsan=0
+scheds="rr warp,rev rr,smem99,random" tsan=0
 if [ "${1:-}" = --tsan ]; then scheds="rr" tsan=1; fi
 case "$SIMT" in *san*) scheds="rr" ;; esac
 fail=0
 for s in $scheds; do
   t0=$(date +%s%N)
-  args=(--small) smem=""
-  if [ "$s" = rr,smem99 ]; then args=(--small --only conv) smem=99; fi
-  out=$(SIMT_SCHED=${s%%,*} SIMT_SMEM_OPTIN_KB=$smem TSAN_OPTIONS="halt_on_error=0 exitcode=0 ignore_noninstrumented_modules=1 ${TSAN_OPTIONS:-}" "$BIN" "${args[@]}" 2>&1)
+  args=(--small) smem="" blocks=fwd
+  case "$s" in *,smem99*) args=(--small --only conv) smem=99 ;; esac
+  case "$s" in *,rev*) blocks=rev ;; *,random*) blocks=random:18 ;; esac
+  [ "$blocks" = fwd ] || echo "# simt[$s] SIMT_BLOCKS=$blocks"
+  out=$(SIMT_SCHED=${s%%,*} SIMT_BLOCKS=$blocks SIMT_SMEM_OPTIN_KB=$smem TSAN_OPTIONS="halt_on_error=0 exitcode=0 ignore_noninstrumented_modules=1 ${TSAN_OPTIONS:-}" "$BIN" "${args[@]}" 2>&1)
   rc=$?
   t1=$(date +%s%N)
   grep -v -E '^[0-9]+ passed, [0-9]+ failed' <<<"$out" | grep -v '^ok - ' | grep -v '^FAIL - ' | head -200

@@ -2,8 +2,15 @@
 # The emulator can fail: planted one-line kernel bugs. Each mutation below is applied to a copy of kernels.cu
 # (it must match exactly one line, or the test fails: update it with the kernel), the copy is compiled by the
 # emulator's compiler (-O1) and linked into test_gpu_kernels, and the affected kernels' checks must fail
-# (a value check or an emulator error) under the round-robin or the one-warp-at-a-time schedule.
-# Output: "ok - simt_mutant NAME caught by SCHED (...)" / "FAIL - simt_mutant NAME ...".
+# (a value check or an emulator error) under the round-robin schedule with the blocks in reverse order, or
+# the one-warp-at-a-time schedule with the blocks in order.
+# The first seven are synchronisation bugs; the rest are the bugs random inputs hid (a block reduction
+# that drops its last warp, a split reduction that drops its split index, eps outside the square root, a
+# variance divided by n − 1, a key mask off by one) or that only a crash showed (writes past the end of
+# an output): test_gpu_kernels' structured inputs ("struct" / "negative" checks) and the emulator's
+# guard zones must catch each well above the tolerance.
+# Output: "ok - simt_mutant NAME caught by SCHED,BLOCKS (the first failure); worst: the largest error of
+# the checks run" / "FAIL - simt_mutant NAME ...".
 # Not here: block_stat's second barrier. Dropping it lets warps 1-7 read `total` before lane 0 writes it, but
 # gn_stats_kernel, its only caller, uses thread 0's result only, so no value can show it (make test-simt-tsan
 # reports the race).
@@ -30,19 +37,58 @@ mutants=(
   "flash_shfl_xor_lane_1_to_4|mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));|s/mx\[r\], 1)/mx[r], 4)/|attn_flash_hd64_odd"
   "flash_cp_async_wait_0_to_1|^    cp_async_wait<0>();\$|s/cp_async_wait<0>/cp_async_wait<1>/|attn_flash_hd64_odd"
   "block_stat_drop_barrier_1|if (lane == 0) part[warp] = s;|n;s/__syncthreads();//|groupnorm_silu_tiny"
+  "igemm_drop_cout_guard|^    if (oy >= p.HO .. ox >= p.WO .. co >= p.cout) continue;\$|s/ .. co >= p.cout//|conv3x3_odd,conv1x1_odd"
+  "block_stat_drop_last_warp|Stat t = lane < (int)(blockDim.x >> 5) ? part[lane]|s/(int)(blockDim.x >> 5)/(int)(blockDim.x >> 5) - 1/|groupnorm_struct"
+  "gn_stats_drop_split_index|part[((long long)row * groups + g) * gridDim.x + split] = s;|s/ + split\]/]/|groupnorm_struct"
+  "gn_apply_drop_split_index|s = stat_combine(s, part[(((long long)video * nf + f) * groups + g) * splits + sp]);|s/ + sp\]/]/|groupnorm_struct"
+  "gn_eps_outside_sqrt|sh_rstd = 1.0f / sqrtf(s.m2 / s.n + eps);|s#sqrtf(s.m2 / s.n + eps)#(sqrtf(s.m2 / s.n) + eps)#|groupnorm_struct"
+  "gn_variance_n_minus_1|sh_rstd = 1.0f / sqrtf(s.m2 / s.n + eps);|s#s.m2 / s.n#s.m2 / (s.n - 1.f)#|groupnorm_struct"
+  "ln_eps_outside_sqrt|const float rstd = 1.0f / sqrtf(ss / C + eps);|s#sqrtf(ss / C + eps)#(sqrtf(ss / C) + eps)#|layernorm_struct"
+  "ln_variance_c_minus_1|const float rstd = 1.0f / sqrtf(ss / C + eps);|s#ss / C#ss / (C - 1)#|layernorm_struct"
+  "flash_key_mask_off_by_one|s[i][e] = key < p.lk ? s[i][e] * sl2 : -INFINITY;|s/key < p.lk/key <= p.lk/|attn_flash_negative"
+  "flash_store_row_lq|const int row = r0 + rr * 8;|n;s/row >= p.lq/row > p.lq/|attn_flash_negative,attn_flash_hd64_odd"
+  "attn_warp_one_key_too_many|const int kc = min(KC, p.lk - k0);|s/p.lk - k0)/p.lk - k0 + 1)/|attn_warp_negative"
 )
+
+# MUTANTS=word,word: only the mutants whose name contains one of the words (while working on one kernel)
+if [ -n "${MUTANTS:-}" ]; then
+  keep=()
+  for m in "${mutants[@]}"; do
+    for w in ${MUTANTS//,/ }; do [[ "${m%%|*}" == *"$w"* ]] && { keep+=("$m"); break; }; done
+  done
+  mutants=("${keep[@]}")
+fi
+# the schedules each mutant runs under (SIMT_SCHED, then the block order SIMT_BLOCKS), until one catches it
+runs="rr,rev warp,fwd"
+blocks_of() { case "$1" in *,*) echo "${1#*,}" ;; *) echo fwd ;; esac; }
+# the largest error of the checks run (the measure beside the tolerance), or what failed without one
+worst_err() {
+  awk '/^(ok|FAIL) - / && match($0, /err=[-+.0-9eE]+/) {
+         e = substr($0, RSTART + 4, RLENGTH - 4) + 0; if (e > m || n == "") { m = e; n = $3 } }
+       /^FAIL - / && /non-finite/ && nf == "" { nf = $3 }
+       /simt: error/ && se == "" { se = $0 }
+       END { s = (n == "") ? "no err= line" : sprintf("err=%.3g in %s", m, n)
+             if (nf != "") s = s "; non-finite output in " nf
+             if (se != "") s = s "; " substr(se, 1, 110)
+             print s }'
+}
 
 build() {  # build NAME: compile the mutated copy and link test_gpu_kernels
   local d=$tmp/$1
   $SIMT_CXX $flags -fdata-sections -x c++ -include test/simt/simt.h -include "$SIMT/dynshared.h" -c -o "$d/body.o" \
     "$d/kernels.cu" >"$d/build.log" 2>&1 &&
     ld -r -T test/simt/shm.ld -o "$d/kernels.o" "$SIMT/shm_begin.o" "$d/body.o" "$SIMT/shm_end.o" >>"$d/build.log" 2>&1 &&
-    $SIMT_CXX $flags -x c++ -o "$d/test_gpu_kernels" test/test_gpu_kernels.cu -x none "$SIMT/ops.o" "$SIMT/util.o" \
-      "$d/kernels.o" "$SIMT/simt.o" "$SIMT/simt_nccl.o" $SIMT_LIBS >>"$d/build.log" 2>&1
+    $SIMT_CXX -o "$d/test_gpu_kernels" "$tmp/test_gpu_kernels.o" "$SIMT/ops.o" "$SIMT/util.o" "$d/kernels.o" \
+      "$SIMT/simt.o" "$SIMT/simt_nccl.o" $SIMT_LIBS >>"$d/build.log" 2>&1
 }
 
 ok=1
 t0=$(date +%s%N)
+# the test program, compiled once for all mutants
+if ! $SIMT_CXX $flags -x c++ -c -o "$tmp/test_gpu_kernels.o" test/test_gpu_kernels.cu >"$tmp/test.log" 2>&1; then
+  echo "FAIL - simt_mutant test_gpu_kernels.cu does not compile: $(head -3 "$tmp/test.log" | tr '\n' ' ')"
+  exit 1
+fi
 pids=()
 for m in "${mutants[@]}"; do
   IFS='|' read -r name pat cmd only <<<"$m"
@@ -78,18 +124,20 @@ for m in "${mutants[@]}"; do
     ok=0
     continue
   fi
-  caught=""
-  for s in rr warp; do
-    out=$(SIMT_SCHED=$s timeout 120 "$d/test_gpu_kernels" --small --only "$only" 2>&1)
+  caught="" worst=""
+  for s in $runs; do
+    out=$(SIMT_SCHED=${s%%,*} SIMT_BLOCKS=$(blocks_of "$s") timeout 120 "$d/test_gpu_kernels" --small --only "$only" 2>&1)
     rc=$?
+    worst=$(worst_err <<<"$out")
     if [ $rc -ne 0 ]; then
       why=$(grep -m1 -E '^FAIL - |simt: error' <<<"$out" | cut -c1-150)
+      [ -n "$why" ] || why="exit status $rc: $(tail -1 <<<"$out" | cut -c1-100)"
       caught="$s ($why)"
       break
     fi
   done
-  if [ -n "$caught" ]; then echo "ok - simt_mutant $name caught by $caught"
-  else echo "FAIL - simt_mutant $name not caught: every check of '$only' passed under rr and warp"; ok=0; fi
+  if [ -n "$caught" ]; then echo "ok - simt_mutant $name caught by $caught; worst: $worst"
+  else echo "FAIL - simt_mutant $name not caught: every check of '$only' passed under $runs; worst: $worst"; ok=0; fi
 done
 echo "# simt mutants: ${#mutants[@]} built and run in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 [ $ok = 1 ]

@@ -2,8 +2,11 @@
 //
 // Inputs are random fp16 values (never zero); the CPU reference runs in fp32 on exactly the same fp16
 // values (converted), so the only differences are the GPU's fp16 outputs / fp16 P matrix and the order of
-// fp32 accumulation. Every GPU output buffer is poisoned with NaN before the op, so an element the kernel
-// does not write fails the check. Error = max|gpu − ref| / max|ref| over the checked elements, with one
+// fp32 accumulation. Random noise alone hides whole classes of bugs (every warp, split and frame of a
+// reduction sees the same statistics; the variance dwarfs eps; a stray key's weight is tiny), so the norms
+// and attention also run on structured inputs ("struct" / "negative" checks, see "structured data").
+// Every GPU output buffer is poisoned with NaN before the op, so an element the kernel does not write fails
+// the check, and so is its slack past the end, which must still be poison after the op. Error = max|gpu − ref| / max|ref| over the checked elements, with one
 // bound per output precision (TOL_F16, TOL_F32 below). For the full-size SVD shapes the CPU reference is
 // computed on a subset (some images / frames / columns / rows / queries) of the full GPU run.
 //
@@ -32,20 +35,46 @@ static const double TOL_F32 = 1e-5;  // fp32 outputs (sampler latents)
 static int g_pass = 0, g_fail = 0, g_small = 0, g_bench = 0;
 static std::vector<std::string> g_only;
 
+static uint64_t g_rng;
+// A check runs when --only names a word of it; its random inputs are then seeded from its name, so that
+// a check sees the same values (and measures the same error) whichever checks run before it.
 static bool selected(const char *name) {
-  if (g_only.empty()) return true;
-  for (auto &w : g_only)
-    if (strstr(name, w.c_str())) return true;
-  return false;
+  bool on = g_only.empty();
+  for (auto &w : g_only) on = on || strstr(name, w.c_str());
+  if (on) {
+    uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
+    for (const char *c = name; *c; c++) h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
+    g_rng = h;
+  }
+  return on;
 }
 
 // ----- random data -----------------------------------------------------------------------------------
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
 static float urand() {  // uniform in [-1, -0.02] ∪ [0.02, 1]: never zero
   g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
   float u = (float)((g_rng >> 40) & 0xFFFFFF) / 16777216.0f;  // [0,1)
   float m = 0.02f + 0.98f * u;
   return (g_rng >> 39) & 1 ? m : -m;
+}
+
+// ----- structured data ---------------------------------------------------------------------------------
+// A reduction over random noise cannot tell its parts apart: every warp, split and frame has mean ~0 and
+// variance ~1/3, so dropping one of them, or one value, moves the result by less than the tolerance; eps
+// (1e-5, 1e-6) vanishes beside that variance. Structured inputs give each part its own statistics:
+//   ramp         a ramp from -1 to 1 across the whole reduced extent (frames, channels, pixels, in memory
+//                order) plus an offset per channel: each warp, split and frame covers a different range
+//   flat         near-constant: 0.01 + a ramp of amplitude sqrt(3·eps), a variance of exactly eps, so an
+//                eps in the wrong place changes the result by ~40%
+//   noise        the random values of the other checks
+// The reduced extents of one tensor cycle through the three kinds.
+enum { S_RAMP, S_FLAT, S_NOISE };
+static float structured(int kind, long long i, long long len, int ch, float eps) {
+  const float ramp = len > 1 ? 2.0f * (float)i / (float)(len - 1) - 1.0f : 0.0f;  // -1 .. 1
+  switch (kind) {
+    case S_RAMP: return ramp + 0.25f * (float)((ch * 7) % 5 - 2);
+    case S_FLAT: return 0.01f + sqrtf(3.0f * eps) * ramp;
+    default: return urand();
+  }
 }
 
 // A tensor kept on both sides: fp16 bits on the device, the same values as fp32 on the host.
@@ -64,6 +93,7 @@ static T make(size_t n, float scale) {
     t.h[i] = half_to_float(bits[i]);
   }
   CUDA_CHECK(cudaMalloc(&t.d, n * 2 + 16));
+  CUDA_CHECK(cudaMemset((char *)t.d + n * 2, 0xFF, 16));  // the slack: see fetch()
   vdp_cuda_upload(t.d, bits.data(), n * 2);
   return t;
 }
@@ -71,14 +101,29 @@ static T make_out(size_t n) {  // device output poisoned with fp16 NaN (0xFFFF)
   T t;
   t.n = n;
   CUDA_CHECK(cudaMalloc(&t.d, n * 2 + 16));
-  CUDA_CHECK(cudaMemset(t.d, 0xFF, n * 2));
+  CUDA_CHECK(cudaMemset(t.d, 0xFF, n * 2 + 16));
   return t;
 }
+// Every device tensor has 16 bytes of slack past its n values. An output's slack is poisoned with the rest
+// and must still be poison after the op: a write past the end fails the check (the emulator's guard zones
+// catch what lands beyond the allocation).
+static bool g_tail_bad = false;
 static void fetch(T &t) {
-  std::vector<uint16_t> bits(t.n);
-  vdp_cuda_download(bits.data(), t.d, t.n * 2);
+  std::vector<uint16_t> bits(t.n + 8);
+  vdp_cuda_download(bits.data(), t.d, t.n * 2 + 16);
   t.h.resize(t.n);
   for (size_t i = 0; i < t.n; i++) t.h[i] = half_to_float(bits[i]);
+  for (size_t i = t.n; i < t.n + 8; i++)
+    if (bits[i] != 0xFFFF) g_tail_bad = true;
+}
+// Rounds t.h to fp16 and uploads it (inputs whose values a test has set on the host).
+static void upload(T &t) {
+  std::vector<uint16_t> bits(t.n);
+  for (size_t i = 0; i < t.n; i++) {
+    bits[i] = float_to_half(t.h[i]);
+    t.h[i] = half_to_float(bits[i]);
+  }
+  vdp_cuda_upload(t.d, bits.data(), t.n * 2);
 }
 static void drop(T &t) {
   if (t.d) cudaFree(t.d);
@@ -106,7 +151,11 @@ struct Cmp {
 };
 static void report(const char *name, const Cmp &c, double tol, const char *what = "") {
   double e = c.err();
-  if (e <= tol) {
+  if (g_tail_bad) {  // set by fetch(): an output's 16 bytes of slack were written
+    printf("FAIL - %s wrote past the end of an output tensor (its 16 bytes of slack changed) %s\n", name, what);
+    g_tail_bad = false;
+    g_fail++;
+  } else if (e <= tol) {
     printf("ok - %s err=%.2e max|ref|=%.3g %s\n", name, e, c.maxref, what);
     g_pass++;
   } else {
@@ -296,8 +345,13 @@ static void t_linear(const char *name, int M, int K, int N, int act, bool bias, 
 // q, k, v packed in one [nseq, L, 3·C] buffer (C = heads·hd) as a fused QKV projection would produce
 // (row stride 3C), output [nseq, lq, C]. lq != lk uses separate buffers. Checks the sequences in `seqs`
 // (all if empty) and queries [0, nq) and [lq − nq, lq) (all if nq <= 0).
+// negative = false: random q (times qscale: a sharper softmax for large qscale), k, v.
+// negative = true: every score strongly negative — k = a·(0.5..1), q = −qscale·a·(0.5..1) for one ±1
+// vector a per head, so q·k·scale ≈ −qscale·0.56·sqrt(hd) for every key, with a small spread. A key that
+// should not count (the zero-filled tail of a key tile, score 0) then takes nearly all the weight instead
+// of a tiny share; v stays random.
 static void t_attention(const char *name, int nseq, int lq, int lk, int heads, int hd, float qscale,
-                        std::vector<int> seqs = {}, int nq = 0) {
+                        std::vector<int> seqs = {}, int nq = 0, bool negative = false) {
   if (!selected(name)) return;
   const int C = heads * hd;
   const float scale = 1.0f / sqrtf((float)hd);
@@ -316,15 +370,37 @@ static void t_attention(const char *name, int nseq, int lq, int lk, int heads, i
     k_seq = (int64_t)lk * 2 * C;
     k_row = 2 * C;
   }
-  // q scaled on the host copy and the device by re-uploading (sharper softmax for large qscale)
+  // the host copies set here are re-uploaded (rounded to fp16); part: 0 q, 1 k, 2 v
+  auto sign = [](int h, int d) { return ((d * 37 + h * 11) % 3) ? 1.0f : -1.0f; };
+  auto set = [&](float &e, int part, int col) {
+    const int h = col / hd, d = col % hd;
+    if (!negative) {
+      if (part == 0) e *= qscale;
+    } else if (part == 0) {
+      e = -qscale * sign(h, d) * (0.75f + 0.25f * urand());
+    } else if (part == 1) {
+      e = sign(h, d) * (0.75f + 0.25f * urand());
+    }
+  };
+  if (lq == lk) {
+    for (size_t i = 0; i < q.h.size(); i++) {
+      const int col = (int)(i % (3 * C));
+      set(q.h[i], col / C, col % C);
+    }
+  } else {
+    for (size_t i = 0; i < q.h.size(); i++) set(q.h[i], 0, (int)(i % C));
+    if (negative) {
+      for (size_t i = 0; i < k.h.size(); i++) {
+        const int col = (int)(i % (2 * C));
+        set(k.h[i], 1 + col / C, col % C);
+      }
+      upload(k);
+    }
+  }
+  upload(q);
   const float *qh, *kh, *vh;
   const char *qd, *kd, *vd;
   if (lq == lk) {
-    for (size_t i = 0; i < q.h.size(); i++)
-      if ((i % (3 * C)) < (size_t)C) q.h[i] = half_to_float(float_to_half(q.h[i] * qscale));
-    std::vector<uint16_t> bits(q.n);
-    for (size_t i = 0; i < q.n; i++) bits[i] = float_to_half(q.h[i]);
-    vdp_cuda_upload(q.d, bits.data(), q.n * 2);
     qh = q.h.data();
     kh = q.h.data() + C;
     vh = q.h.data() + 2 * C;
@@ -332,10 +408,6 @@ static void t_attention(const char *name, int nseq, int lq, int lk, int heads, i
     kd = qd + 2 * C;
     vd = qd + 4 * C;
   } else {
-    for (auto &e : q.h) e = half_to_float(float_to_half(e * qscale));
-    std::vector<uint16_t> bits(q.n);
-    for (size_t i = 0; i < q.n; i++) bits[i] = float_to_half(q.h[i]);
-    vdp_cuda_upload(q.d, bits.data(), q.n * 2);
     qh = q.h.data();
     kh = k.h.data();
     vh = k.h.data() + C;
@@ -426,19 +498,40 @@ static void t_cross(const char *name, int nctx, int ctx_dim, int C, int rows_per
 // ===================================================================================================
 // Norms
 // ===================================================================================================
+// With structured inputs, γ in [0.5, 1] and β in ±0.1: a random γ near 0 or a large β would hide the
+// normalised values (the error is relative to max|ref|).
+static void gamma_beta_for_structure(T &gamma, T &beta) {
+  for (auto &v : gamma.h) v = 0.5f + 0.5f * fabsf(v);
+  for (auto &v : beta.h) v *= 0.2f;
+  upload(gamma);
+  upload(beta);
+}
+
+// offset: added to every value (a large mean relative to the spread: catches E[x²] − E[x]² cancellation).
+// structure: the reduced extent of each (video, group) — nf frames × c/groups channels × hw pixels — is
+// ramp, flat or noise in turn (see "structured data").
 static void t_groupnorm(const char *name, int nb, int nf, int c, int hw, int groups, float eps, int silu,
-                        float offset) {
+                        float offset, bool structure = false) {
   if (!selected(name)) return;
   T x = make((size_t)nb * nf * c * hw, 1.0f);
-  if (offset != 0.f) {  // a large mean relative to the spread: catches E[x²] − E[x]² cancellation
-    std::vector<uint16_t> bits(x.n);
-    for (size_t i = 0; i < x.n; i++) {
-      x.h[i] = half_to_float(float_to_half(x.h[i] + offset));
-      bits[i] = float_to_half(x.h[i]);
-    }
-    vdp_cuda_upload(x.d, bits.data(), x.n * 2);
+  if (structure) {
+    const int cpg = c / groups;
+    const long long len = (long long)nf * cpg * hw;
+    for (int b = 0; b < nb; b++)
+      for (int g = 0; g < groups; g++)
+        for (int f = 0; f < nf; f++)
+          for (int cc = 0; cc < cpg; cc++)
+            for (int px = 0; px < hw; px++) {
+              const long long e = ((long long)f * cpg + cc) * hw + px;  // position in the reduced extent
+              x.h[(((size_t)b * nf + f) * c + g * cpg + cc) * hw + px] =
+                  structured((b * groups + g) % 3, e, len, g * cpg + cc, eps);
+            }
   }
+  if (offset != 0.f)
+    for (auto &v : x.h) v += offset;
+  if (structure || offset != 0.f) upload(x);
   T gm = make(c, 1.0f), bt = make(c, 0.5f);
+  if (structure) gamma_beta_for_structure(gm, bt);
   T y = make_out(x.n);
   vdpc_groupnorm(y.d, x.d, gm.d, bt.d, nb, nf, c, hw, groups, eps, silu);
   sync_check(name);
@@ -451,18 +544,18 @@ static void t_groupnorm(const char *name, int nb, int nf, int c, int hw, int gro
   drop(x), drop(gm), drop(bt), drop(y);
 }
 
-static void t_layernorm(const char *name, int M, int C, float offset) {
+// offset and structure as for t_groupnorm; the reduced extent is one row of C values.
+static void t_layernorm(const char *name, int M, int C, float offset, bool structure = false) {
   if (!selected(name)) return;
   T x = make((size_t)M * C, 1.0f);
-  if (offset != 0.f) {
-    std::vector<uint16_t> bits(x.n);
-    for (size_t i = 0; i < x.n; i++) {
-      x.h[i] = half_to_float(float_to_half(x.h[i] + offset));
-      bits[i] = float_to_half(x.h[i]);
-    }
-    vdp_cuda_upload(x.d, bits.data(), x.n * 2);
-  }
+  if (structure)
+    for (int m = 0; m < M; m++)
+      for (int i = 0; i < C; i++) x.h[(size_t)m * C + i] = structured(m % 3, i, C, i, 1e-5f);
+  if (offset != 0.f)
+    for (auto &v : x.h) v += offset;
+  if (structure || offset != 0.f) upload(x);
   T gm = make(C, 1.0f), bt = make(C, 0.5f);
+  if (structure) gamma_beta_for_structure(gm, bt);
   T y = make_out(x.n);
   vdpc_layernorm(y.d, x.d, gm.d, bt.d, M, C, 1e-5f);
   sync_check(name);
@@ -818,6 +911,26 @@ int main(int argc, char **argv) {
   t_cfg_euler("cfg_euler_tiny_b1_f2_4x16x16", 1, 2, 4 * 256, 700.0f, 545.729248f, 1);
   t_cfg_euler("cfg_euler_b2_f5_last_step_fp32", 2, 5, 3 * 37, 0.002f, 0.0f, 0);
   t_convert("convert_f32_f16_1001", 1001);
+
+  // ---- structured inputs (see "structured data"): each sized so that the part a bug would drop or
+  // misweigh exists. GroupNorm statistics blocks are 8 warps over 2048-value windows of a frame's group
+  // slab (all 8 warps busy from 1793 values on), with one split per 16384 values (up to 1024).
+  t_groupnorm("groupnorm_struct_nb2_f1_c16_hw256_g2", 2, 1, 16, 256, 2, 1e-6f, 0, 0.f, true);
+  t_groupnorm("groupnorm_struct_odd_nb2_f3_c12_hw345_g2", 2, 3, 12, 345, 2, 1e-5f, 0, 0.f, true);
+  t_groupnorm("groupnorm_struct_silu_2splits_nb2_f2_c8_hw4096_g1", 2, 2, 8, 4096, 1, 1e-6f, 1, 0.f, true);
+  t_groupnorm("groupnorm_struct_3splits_odd_nb1_f1_c8_hw6151_g1", 1, 1, 8, 6151, 1, 1e-5f, 0, 0.f, true);
+  t_groupnorm("groupnorm_struct_small_groups_nb3_f1_c8_hw2_g4", 3, 1, 8, 2, 4, 1e-6f, 0, 0.f, true);
+  t_layernorm("layernorm_struct_12x1280", 12, 1280, 0.f, true);
+  t_layernorm("layernorm_struct_odd_9x37", 9, 37, 0.f, true);
+  t_layernorm("layernorm_struct_c3_6x3", 6, 3, 0.f, true);
+  t_layernorm("layernorm_struct_c8_6x8", 6, 8, 0.f, true);
+  // strongly negative scores over 33 to 97 keys: key tiles of 64 with tails of 33 and 1 keys (flash),
+  // chunks of 32 with a tail of 1 (warp per query); lq = 130 ends inside a block of 128 queries
+  t_attention("attn_flash_negative_hd64_3x33_h2", 3, 33, 33, 2, 64, 2.0f, {}, 0, true);
+  t_attention("attn_flash_negative_hd64_2x65_h2", 2, 65, 65, 2, 64, 2.0f, {}, 0, true);
+  t_attention("attn_flash_negative_hd64_2x130x97_h1", 2, 130, 97, 1, 64, 2.0f, {}, 0, true);
+  t_attention("attn_warp_negative_hd40_3x33_h2", 3, 33, 33, 2, 40, 2.5f, {}, 0, true);
+  t_attention("attn_warp_negative_hd40_2x20x65_h1", 2, 20, 65, 1, 40, 2.5f, {}, 0, true);
 
   // ---- full SVD shapes (576x1024 -> latent 72x128, 14 frames); references on subsets
   if (!g_small) {

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <thread>
+#include <vector>
 
 static int g_fail = 0;
 static void check(bool ok, const char *name, const char *detail) {
@@ -313,12 +314,66 @@ __global__ void __attribute__((noinline)) deep(int n, volatile char *sink) {
 }
 __global__ void stack_overflow_kernel() { deep(1 << 20, nullptr); }
 
+// device-memory guard zones: p is a 1000-byte allocation (250 floats; 256-byte rounded end at 1024)
+__global__ void guard_write_kernel(float *p) {
+  if (blockIdx.x == 1 && threadIdx.x == 5) p[256 + threadIdx.x] = 1.0f;  // planted: guard-write
+}
+__global__ void guard_read_kernel(const float *p, float *out) {
+  if (blockIdx.x == 1 && threadIdx.x == 5) out[0] = p[300];  // planted: guard-read
+}
+__global__ void guard_slack_kernel(float *p) {  // writes inside the 256-byte rounding (no fault on a GPU)
+  if (blockIdx.x == 2 && threadIdx.x == 3) p[250] = 1.0f;
+}
+__global__ void guard_before_kernel(float *p) {
+  if (blockIdx.x == 0 && threadIdx.x == 7) p[-1] = 1.0f;
+}
+// The block order: thread 0 of each block appends its linear block index (blocks run one at a time).
+__global__ void block_order_kernel(int *order, int *count) {
+  if (threadIdx.x == 0) order[(*count)++] = (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+}
+static int block_order_check() {  // SIMT_BLOCKS as set: fwd (or unset) 0, 1, ...; rev n-1, ...; random a permutation
+  const int n = 5 * 3 * 2;
+  int *order, *count;
+  cudaMalloc(&order, n * sizeof(int));
+  cudaMalloc(&count, sizeof(int));
+  cudaMemset(count, 0, sizeof(int));
+  VDP_LAUNCH(block_order_kernel, dim3(5, 3, 2), 64, 0, 0)(order, count);
+  const char *m = getenv("SIMT_BLOCKS");
+  const bool rev = m && !strcmp(m, "rev"), rnd = m && !strncmp(m, "random", 6);
+  std::vector<int> seen(n, 0);
+  int in_order = 0, reversed = 0, perm = *count == n;
+  for (int k = 0; k < n && perm; k++) {
+    perm = order[k] >= 0 && order[k] < n && !seen[order[k]]++;
+    in_order += order[k] == k;
+    reversed += order[k] == n - 1 - k;
+  }
+  char d[200];
+  snprintf(d, sizeof d, "(SIMT_BLOCKS=%s: %d blocks ran, first %d %d %d, %d in place, %d reversed)", m ? m : "",
+           *count, order[0], order[1], order[2], in_order, reversed);
+  check(perm && (rnd ? in_order < n && reversed < n : rev ? reversed == n : in_order == n), "block_order", d);
+  return g_fail ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
   const char *c = argc > 1 ? argv[1] : "semantics";
   if (!strcmp(c, "semantics")) return semantics();
+  if (!strcmp(c, "block-order")) return block_order_check();
   void *g;
   cudaMalloc(&g, 4096);
-  if (!strcmp(c, "deadlock")) VDP_LAUNCH(deadlock_kernel, 1, 64, 0, 0)();
+  float *p;
+  cudaMalloc(&p, 1000);
+  if (!strcmp(c, "guard-write")) VDP_LAUNCH(guard_write_kernel, 3, 32, 0, 0)(p);
+  else if (!strcmp(c, "guard-read")) VDP_LAUNCH(guard_read_kernel, 3, 32, 0, 0)(p, (float *)g);
+  else if (!strcmp(c, "guard-slack")) VDP_LAUNCH(guard_slack_kernel, 3, 32, 0, 0)(p);  // planted: guard-slack
+  else if (!strcmp(c, "guard-before")) VDP_LAUNCH(guard_before_kernel, 3, 32, 0, 0)(p);  // planted: guard-before
+  else if (!strcmp(c, "guard-memcpy")) {
+    static char host[2000];
+    cudaMemcpy((char *)g + 3000, host, sizeof host, cudaMemcpyHostToDevice);  // planted: guard-memcpy
+  } else if (!strcmp(c, "guard-free")) {
+    ((char *)p)[1001] = 0;  // host code writing into the slack: found at cudaFree
+    cudaFree(p);  // planted: guard-free
+  }
+  else if (!strcmp(c, "deadlock")) VDP_LAUNCH(deadlock_kernel, 1, 64, 0, 0)();
   else if (!strcmp(c, "divergent-barrier")) VDP_LAUNCH(divergent_barrier_kernel, 1, 64, 0, 0)();
   else if (!strcmp(c, "exit-at-barrier")) VDP_LAUNCH(exit_at_barrier_kernel, 1, 64, 0, 0)();
   else if (!strcmp(c, "ldmatrix-misaligned")) VDP_LAUNCH(ldmatrix_misaligned_kernel, 1, 32, 0, 0)();

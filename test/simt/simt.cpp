@@ -1,9 +1,10 @@
 // simt.cpp — the host SIMT emulator's runtime: runs kernels.cu (compiled by g++ with simt.h) on the CPU.
 //
-// Execution model. A launch runs its blocks one after another on the launching host thread. A block's
-// threads are fibers (a hand-written x86-64 stack switch, ~10 ns; swapcontext would make a system call per
-// switch) on stacks with a guard page below each. A fiber runs until it must wait — at __syncthreads or a
-// warp collective — and the scheduler then picks the next runnable fiber by the SIMT_SCHED policy:
+// Execution model. A launch runs its blocks one after another (SIMT_BLOCKS order) on the launching host
+// thread. A block's threads are fibers (a hand-written x86-64 stack switch, ~10 ns; swapcontext would make a
+// system call per switch) on stacks with a guard page below each. A fiber runs until it must wait — at
+// __syncthreads or a warp collective — and the scheduler then picks the next runnable fiber by the SIMT_SCHED
+// policy:
 //   rr (default)  round-robin by thread index        rev     the reverse order
 //   random[:S]    a seeded random pick (S = seed)     warp    one warp at a time: the current warp runs
 //                                                             until all its lanes wait at a block barrier
@@ -26,7 +27,8 @@
 // divergent mask, a shuffle from a non-participating lane, misaligned or non-shared ldmatrix / cp.async
 // addresses, a cp.async source in shared memory, dynamic shared memory over 48 KiB without a prior
 // cudaFuncSetAttribute (or over the device limit), bad launch dimensions (these two are launch errors
-// returned by cudaGetLastError, as on a GPU), fiber stack overflow (SIGSEGV on a guard page).
+// returned by cudaGetLastError, as on a GPU), fiber stack overflow (SIGSEGV on a guard page), accesses out
+// of bounds of a cudaMalloc allocation (guard zones: see "device-memory guard zones"; copies and memsets too).
 //
 // The CUDA runtime subset the backend uses is reimplemented here ("memory" is host memory, streams and
 // events are synchronous except behind emulated NCCL operations). SIMT_DEVICES=N (default 1) emulated
@@ -34,6 +36,7 @@
 // kernel or copy that reaches another device's memory without peer access is an error (section "Emulated
 // devices" below says what is and is not detected). NCCL is emulated in simt_nccl.cpp. Environment:
 //   SIMT_SCHED=rr|rev|random[:seed]|warp   SIMT_STACK_KB=64   SIMT_SMEM_OPTIN_KB=227 (the device limit)
+//   SIMT_BLOCKS=fwd|rev|random[:seed] (the order of a grid's blocks)   SIMT_GUARD=launch|block|off
 //   SIMT_DEVICES=1   SIMT_NCCL_TIMEOUT=60 (simt_nccl.cpp)
 //
 // ThreadSanitizer build (clang++ -fsanitize=thread): one TSan fiber per emulated thread, switched without
@@ -42,6 +45,8 @@
 #include "simt.h"
 #include "simt_rt.h"
 
+#include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -49,12 +54,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -262,6 +270,8 @@ static float half_bits_to_float(uint16_t h) {
 }
 
 static void segv_handler(int sig, siginfo_t *si, void *uc);
+static void guard_init();                             // the guard zones and block order (their section is
+static void guard_segv(const void *addr, void *uc);  // before the launches)
 
 static void init() {
   std::call_once(g_init_once, [] {
@@ -284,6 +294,7 @@ static void init() {
       g_prof = new std::unordered_map<std::string, Prof>();
       atexit(profile_print);
     }
+    guard_init();
     const char *k = getenv("SIMT_STACK_KB");
     if (k && atoi(k) >= 4) g_stack = (size_t)atoi(k) * 1024;
     const char *o = getenv("SIMT_SMEM_OPTIN_KB");
@@ -348,6 +359,7 @@ static void segv_handler(int sig, siginfo_t *si, void *uc) {
         if (write(2, msg, (size_t)n) < 0) {}
         _exit(1);
       }
+  guard_segv(a, uc);  // a cudaMalloc allocation's guard page: reported there (does not return)
   signal(sig, SIG_DFL);  // not ours: the default action (a core / the sanitizer's report)
   raise(sig);
 }
@@ -605,6 +617,297 @@ static bool is_shared(const void *p, size_t n) {
   return false;
 }
 
+// ----- device-memory guard zones and the block order --------------------------------------------------------
+// Guard zones (SIMT_GUARD=launch, the default | block | off). Every cudaMalloc allocation is a mapping of
+// its own:  [PROT_NONE page][front slack][the `size` bytes returned][tail slack][PROT_NONE page]
+// The returned pointer is 256-byte aligned, as cudaMalloc's, and its 256-byte-rounded end is the end of a
+// page. So an access past the rounded end (or past the front slack) faults at once, and the SIGSEGV
+// handler names the kernel, launch site, blockIdx, threadIdx and the faulting instruction's file:line
+// (addr2line on the executable's debug info). The slacks — the bytes up to the next 256 (a GPU does not
+// fault there either; compute-sanitizer reports them) and the rest of the front page — hold a byte
+// pattern that is verified after every kernel launch (after every block with SIMT_GUARD=block, which
+// then names the block), before every copy or memset into device memory (its range must lie inside one
+// allocation) and at cudaFree. Any change is an error: the run stops with status 1.
+//
+// The block order (SIMT_BLOCKS=fwd, the default | rev | random[:seed]): blocks run one after another, so
+// a block that overwrites a neighbour's output is hidden when the neighbour runs later and rewrites it.
+// rev runs the grid backwards; random runs it in an affine permutation (a·k + c) mod n (gcd(a, n) = 1)
+// drawn per launch from the seed.
+enum { GUARD_OFF, GUARD_LAUNCH, GUARD_BLOCK };
+enum { BLOCKS_FWD, BLOCKS_REV, BLOCKS_RANDOM };
+static int g_guard_mode = GUARD_LAUNCH;
+static int g_block_order = BLOCKS_FWD;
+static uint64_t g_block_seed = 1;
+
+struct GuardAlloc {
+  char *map;         // the whole mapping (guard pages included)
+  size_t map_len;
+  char *user;        // what cudaMalloc returned
+  size_t size;       // bytes requested
+  size_t usable;     // size rounded up to 256
+  const void *site;  // cudaMalloc's caller
+};
+static std::mutex g_guard_mu;
+static std::map<uintptr_t, GuardAlloc> *g_guard;  // by user address (leaked on purpose: used from handlers)
+static std::vector<uint8_t> *g_guard_pat;        // the slack pattern, one page long
+static size_t g_page;
+
+static void guard_init() {  // from init()
+  const char *m = getenv("SIMT_GUARD");
+  if (m && *m) {
+    if (!strcmp(m, "off")) g_guard_mode = GUARD_OFF;
+    else if (!strcmp(m, "launch")) g_guard_mode = GUARD_LAUNCH;
+    else if (!strcmp(m, "block")) g_guard_mode = GUARD_BLOCK;
+    else {
+      fprintf(stderr, "simt: error: SIMT_GUARD=%s: expected launch, block or off\n", m);
+      exit(2);
+    }
+  }
+  const char *o = getenv("SIMT_BLOCKS");
+  if (o && *o) {
+    if (!strcmp(o, "fwd")) g_block_order = BLOCKS_FWD;
+    else if (!strcmp(o, "rev")) g_block_order = BLOCKS_REV;
+    else if (!strncmp(o, "random", 6) && (o[6] == 0 || o[6] == ':')) {
+      g_block_order = BLOCKS_RANDOM;
+      if (o[6] == ':') g_block_seed = strtoull(o + 7, NULL, 10) | 1;
+    } else {
+      fprintf(stderr, "simt: error: SIMT_BLOCKS=%s: expected fwd, rev or random[:seed]\n", o);
+      exit(2);
+    }
+  }
+  g_page = (size_t)sysconf(_SC_PAGESIZE);
+  g_guard = new std::map<uintptr_t, GuardAlloc>();
+  g_guard_pat = new std::vector<uint8_t>(g_page);
+  for (size_t i = 0; i < g_page; i++) (*g_guard_pat)[i] = (uint8_t)(0xA5u ^ (unsigned)(i * 0x3Bu));
+}
+
+// "file:line (function)" of a code address, from addr2line on the module's debug info, each inlined frame
+// on its own line after `prefix`; the bare address when that fails.
+static void symbolize(const void *pc, const char *prefix) {
+  Dl_info di, self;
+  uintptr_t off = (uintptr_t)pc;
+  const char *file = NULL;
+  if (dladdr(pc, &di) && di.dli_fbase) {
+    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)di.dli_fbase;
+    if (eh->e_type == ET_DYN) off -= (uintptr_t)di.dli_fbase;
+    file = di.dli_fname;
+    if (dladdr((const void *)&symbolize, &self) && self.dli_fbase == di.dli_fbase) {  // the executable
+      static char exe[4096];
+      const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+      if (n > 0) exe[n] = 0, file = exe;
+    }
+  }
+  fflush(stderr);
+  int fd[2];
+  bool done = false;
+  if (file && pipe(fd) == 0) {
+    char hex[32];
+    snprintf(hex, sizeof hex, "0x%lx", (unsigned long)off);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      dup2(fd[1], 1);
+      dup2(fd[1], 2);
+      close(fd[0]);
+      execlp("addr2line", "addr2line", "-C", "-f", "-i", "-p", "-e", file, hex, (char *)NULL);
+      _exit(127);
+    }
+    close(fd[1]);
+    if (pid > 0) {
+      FILE *in = fdopen(fd[0], "r");
+      char line[512];
+      while (in && fgets(line, sizeof line, in)) {
+        if (strstr(line, "??")) continue;  // no debug information
+        const char *l = line + strspn(line, " ");
+        if (!strncmp(l, "(inlined by) ", 13)) fprintf(stderr, "simt:       inlined in %s", l + 13);
+        else fprintf(stderr, "%s%s", prefix, l);
+        done = true;
+      }
+      if (in) fclose(in);
+      int st;
+      waitpid(pid, &st, 0);
+    } else {
+      close(fd[0]);
+    }
+  }
+  if (!done) fprintf(stderr, "%s%p (%s+0x%lx; no file:line: addr2line or debug info missing)\n", prefix, pc,
+                     file ? file : "?", (unsigned long)off);
+}
+
+// the allocation whose mapping holds p (caller holds g_guard_mu, or is about to exit)
+static const GuardAlloc *guard_find(const void *p) {
+  if (!g_guard || g_guard->empty()) return NULL;
+  const uintptr_t a = (uintptr_t)p;
+  auto it = g_guard->upper_bound(a);  // the first allocation above p: p may be in its front guard / slack
+  if (it != g_guard->end() && a >= (uintptr_t)it->second.map) return &it->second;
+  if (it == g_guard->begin()) return NULL;
+  --it;
+  const GuardAlloc &g = it->second;
+  return a < (uintptr_t)g.map + g.map_len ? &g : NULL;
+}
+
+static void describe(const GuardAlloc &g) {
+  fprintf(stderr, "simt:   the allocation: %zu bytes at %p, cudaMalloc called from\n", g.size, (void *)g.user);
+  symbolize((const char *)g.site - 1, "simt:     ");
+}
+
+// first changed slack byte: its address, or NULL
+static const char *guard_damage(const GuardAlloc &g) {
+  const uint8_t *pat = g_guard_pat->data();
+  const char *front = g.map + g_page;
+  const size_t nf = (size_t)(g.user - front), nt = g.usable - g.size;
+  const char *tail = g.user + g.size;
+  if (memcmp(front, pat, nf))
+    for (size_t i = 0; i < nf; i++)
+      if ((uint8_t)front[i] != pat[i]) return front + i;
+  if (memcmp(tail, pat, nt))
+    for (size_t i = 0; i < nt; i++)
+      if ((uint8_t)tail[i] != pat[i]) return tail + i;
+  return NULL;
+}
+
+[[noreturn]] static void guard_fail_damage(const GuardAlloc &g, const char *at, const char *when, const void *caller) {
+  fflush(stdout);
+  const long long d = at >= g.user + g.size ? (long long)(at - (g.user + g.size)) : (long long)(g.user - at);
+  fprintf(stderr,
+          "simt: error: out-of-bounds write: byte %p, %lld byte(s) %s the %zu-byte cudaMalloc allocation at %p, "
+          "changed (found %s)\n", (const void *)at, d, at >= g.user ? "past the end of" : "before",
+          g.size, (void *)g.user, when);
+  if (caller) {
+    fprintf(stderr, "simt:   called from\n");
+    symbolize((const char *)caller - 1, "simt:     ");
+  }
+  describe(g);
+  fflush(stderr);
+  _exit(1);
+}
+
+// every live allocation's slack, after a launch or a block
+static void guard_check_all(const LaunchCfg &c, const uint3 *block) {
+  std::lock_guard<std::mutex> lk(g_guard_mu);
+  for (auto &kv : *g_guard) {
+    const char *at = guard_damage(kv.second);
+    if (!at) continue;
+    char when[400];
+    if (block)
+      snprintf(when, sizeof when,
+               "after block (%u,%u,%u) of kernel %s launched at %s:%d, grid (%u,%u,%u) block (%u,%u,%u)", block->x,
+               block->y, block->z, c.name, c.file, c.line, c.grid.x, c.grid.y, c.grid.z, c.block.x, c.block.y,
+               c.block.z);
+    else
+      snprintf(when, sizeof when, "after kernel %s launched at %s:%d, grid (%u,%u,%u) block (%u,%u,%u); "
+               "SIMT_GUARD=block names the block", c.name, c.file, c.line, c.grid.x, c.grid.y, c.grid.z, c.block.x,
+               c.block.y, c.block.z);
+    guard_fail_damage(kv.second, at, when, NULL);
+  }
+}
+
+// A copy or memset touching [p, p + n): if p is device memory, the range must lie inside its allocation.
+static void guard_check_range(const void *p, size_t n, const char *what, const void *caller) {
+  if (!n || g_guard_mode == GUARD_OFF) return;
+  std::lock_guard<std::mutex> lk(g_guard_mu);
+  const GuardAlloc *g = guard_find(p);
+  if (!g) return;
+  const char *a = (const char *)p;
+  const char *dmg = guard_damage(*g);
+  if (dmg) guard_fail_damage(*g, dmg, what, caller);
+  if (a >= g->user && n <= g->size && a - g->user <= (ptrdiff_t)(g->size - n)) return;
+  fflush(stdout);
+  if (a < g->user)
+    fprintf(stderr, "simt: error: %s: the %zu-byte range at %p starts %td byte(s) before the %zu-byte cudaMalloc "
+            "allocation at %p\n", what, n, p, g->user - a, g->size, (void *)g->user);
+  else
+    fprintf(stderr, "simt: error: %s: the %zu-byte range at %p (offset %td) runs %lld byte(s) past the end of the "
+            "%zu-byte cudaMalloc allocation at %p\n", what, n, p, a - g->user,
+            (long long)((a - g->user) + (ptrdiff_t)n - (ptrdiff_t)g->size), g->size, (void *)g->user);
+  fprintf(stderr, "simt:   %s called from\n", what);
+  symbolize((const char *)caller - 1, "simt:     ");
+  describe(*g);
+  fflush(stderr);
+  _exit(1);
+}
+
+// From the SIGSEGV handler: a fault in an allocation's guard page is reported (and the process ends).
+static void guard_segv(const void *addr, void *ucv) {
+  const GuardAlloc *g = guard_find(addr);  // no lock: the process ends here either way
+  if (!g) return;
+  const char *a = (const char *)addr;
+  const ucontext_t *uc = (const ucontext_t *)ucv;
+  const void *pc = (const void *)uc->uc_mcontext.gregs[REG_RIP];
+  const bool write = uc->uc_mcontext.gregs[REG_ERR] & 2;
+  fflush(stdout);
+  if (a >= g->user)
+    fprintf(stderr, "simt: error: out-of-bounds %s at %p, %td byte(s) past the end of the %zu-byte cudaMalloc "
+            "allocation at %p (offset %td)\n", write ? "write" : "read", addr, a - (g->user + g->size), g->size,
+            (void *)g->user, a - g->user);
+  else
+    fprintf(stderr,
+            "simt: error: out-of-bounds %s at %p, %td byte(s) before the %zu-byte cudaMalloc allocation at %p\n",
+            write ? "write" : "read", addr, g->user - a, g->size, (void *)g->user);
+  where(stderr);
+  if (!simt_cur_block || !simt_cur_block->cfg) fprintf(stderr, "simt:   in host code (not in a kernel)\n");
+  symbolize(pc, "simt:   at ");
+  describe(*g);
+  fflush(stderr);
+  _exit(1);
+}
+
+static void *guard_alloc(size_t size, const void *site) {
+  const size_t usable = ((size ? size : 1) + 255) / 256 * 256;
+  const size_t data = (usable + g_page - 1) / g_page * g_page;
+  char *m = (char *)mmap(NULL, data + 2 * g_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return NULL;
+  if (mprotect(m, g_page, PROT_NONE) || mprotect(m + g_page + data, g_page, PROT_NONE)) {
+    munmap(m, data + 2 * g_page);
+    return NULL;
+  }
+  GuardAlloc g{m, data + 2 * g_page, m + g_page + data - usable, size, usable, site};
+  memcpy(m + g_page, g_guard_pat->data(), (size_t)(g.user - (m + g_page)));
+  memset(g.user, 0xFF, size);  // poison: never-written device memory reads as NaN
+  memcpy(g.user + size, g_guard_pat->data(), usable - size);
+  std::lock_guard<std::mutex> lk(g_guard_mu);
+  (*g_guard)[(uintptr_t)g.user] = g;
+  return g.user;
+}
+
+// false when p is not a guarded allocation (SIMT_GUARD=off, or not from cudaMalloc)
+static bool guard_free(void *p, const void *caller) {
+  std::lock_guard<std::mutex> lk(g_guard_mu);
+  auto it = g_guard->find((uintptr_t)p);
+  if (it == g_guard->end()) return false;
+  const char *dmg = guard_damage(it->second);
+  if (dmg) guard_fail_damage(it->second, dmg, "at its cudaFree", caller);
+  munmap(it->second.map, it->second.map_len);
+  g_guard->erase(it);
+  return true;
+}
+
+// The k-th block to run of a grid of n.
+struct BlockOrder {
+  unsigned long long n, a, c;
+  unsigned long long at(unsigned long long k) const {
+    if (g_block_order == BLOCKS_FWD) return k;
+    if (g_block_order == BLOCKS_REV) return n - 1 - k;
+    return (unsigned long long)(((unsigned __int128)a * k + c) % n);
+  }
+};
+static __thread uint64_t t_block_rng;
+static BlockOrder block_order(unsigned long long n) {
+  BlockOrder o{n, 1, 0};
+  if (g_block_order != BLOCKS_RANDOM || n < 2) return o;
+  uint64_t &x = t_block_rng;
+  if (!x) x = g_block_seed;
+  auto next = [&x] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  };
+  o.a = 1 + next() % (n - 1);
+  while (std::gcd(o.a, n) != 1) o.a = o.a % (n - 1) + 1;
+  o.c = next() % n;
+  return o;
+}
+
 // ----- launches --------------------------------------------------------------------------------------------
 static std::mutex g_attr_mu;
 static std::unordered_map<const void *, int> g_max_dyn;  // cudaFuncAttributeMaxDynamicSharedMemorySize
@@ -692,13 +995,16 @@ static void run_grid(const LaunchCfg &c, void (*body)(void *), void *ctx) {
   Block *saved_block = simt_cur_block;
   simt_cur_block = b;
   const double t0 = g_profile ? now_s() : 0;
-  for (unsigned z = 0; z < g.z; z++)
-    for (unsigned y = 0; y < g.y; y++)
-      for (unsigned x = 0; x < g.x; x++) {
-        b->bid = make_uint3(x, y, z);
-        run_block(b);
-      }
+  const unsigned long long gxy = (unsigned long long)g.x * g.y;
+  const BlockOrder order = block_order(gxy * g.z);  // SIMT_BLOCKS
+  for (unsigned long long k = 0; k < order.n; k++) {
+    const unsigned long long i = order.at(k);
+    b->bid = make_uint3((unsigned)(i % g.x), (unsigned)(i / g.x % g.y), (unsigned)(i / gxy));
+    run_block(b);
+    if (g_guard_mode == GUARD_BLOCK) guard_check_all(c, &b->bid);
+  }
   simt_cur_block = saved_block;
+  if (g_guard_mode == GUARD_LAUNCH) guard_check_all(c, NULL);
   if (g_profile) profile_add(c.name, (long long)g.x * g.y * g.z * nthreads, now_s() - t0);
 }
 
@@ -1104,6 +1410,7 @@ struct Node {
   size_t width, height, dpitch, spitch;
   int value;
   cudaMemcpyKind ckind;
+  const void *caller;  // COPY / SET: the return address of the runtime call (guard-zone reports)
 };
 struct Graph {
   std::vector<Node> nodes;
@@ -1181,6 +1488,12 @@ void run_node(const Node &n) {
     run_grid(n.cfg, n.body, n.ctx);
     return;
   }
+  // copies and sets into or out of device memory must stay inside one allocation (also when replayed)
+  if (n.width && n.height) {
+    bool set = n.kind == Node::SET;
+    guard_check_range(n.dst, (n.height - 1) * n.dpitch + n.width, set ? "cudaMemset" : "cudaMemcpy destination", n.caller);
+    if (!set) guard_check_range(n.src, (n.height - 1) * n.spitch + n.width, "cudaMemcpy source", n.caller);
+  }
   for (size_t r = 0; r < n.height; r++) {
     char *d = (char *)n.dst + r * n.dpitch;
     if (n.kind == Node::SET) memset(d, n.value, n.width);
@@ -1190,10 +1503,10 @@ void run_node(const Node &n) {
 }
 // A copy or set on stream s: recorded when s captures, refused on an invalidated capture, else run now.
 cudaError_t stream_op(int kind, cudaStream_t s, void *dst, const void *src, size_t width, size_t height, size_t dpitch,
-                      size_t spitch, int value, cudaMemcpyKind ckind) {
+                      size_t spitch, int value, cudaMemcpyKind ckind, const void *caller) {
   Node n{};
   n.kind = (decltype(n.kind))kind, n.dst = dst, n.src = src, n.width = width, n.height = height;
-  n.dpitch = dpitch, n.spitch = spitch, n.value = value, n.ckind = ckind;
+  n.dpitch = dpitch, n.spitch = spitch, n.value = value, n.ckind = ckind, n.caller = caller;
   if (!s) {
     if (cudaError_t e = legacy_stream_check(kind == Node::SET ? "a memset on stream 0" : "a copy on stream 0")) return set_error(e);
   } else {
@@ -1455,13 +1768,17 @@ cudaError_t cudaMalloc(void **p, size_t size) {
   init();
   if (cudaError_t e = unsafe_call_check("cudaMalloc")) return set_error(e);
   void *m = NULL;
-  if (posix_memalign(&m, 256, size ? size : 1)) return set_error(cudaErrorMemoryAllocation);
-  memset(m, 0xFF, size);  // poison: never-written device memory reads as NaN
+  if (g_guard_mode != GUARD_OFF) {  // guard zones (see their section)
+    if (!(m = guard_alloc(size, __builtin_return_address(0)))) return set_error(cudaErrorMemoryAllocation);
+  } else {
+    if (posix_memalign(&m, 256, size ? size : 1)) return set_error(cudaErrorMemoryAllocation);
+    memset(m, 0xFF, size);  // poison: never-written device memory reads as NaN
+  }
   {
     std::lock_guard<std::mutex> lk(g_mem_mu);
     g_mem[m] = size;
   }
-  devmem_add(m, size, t_device);
+  devmem_add(m, size, t_device);  // emulated devices: the block belongs to the current device
   *p = m;
   return cudaSuccess;
 }
@@ -1478,7 +1795,7 @@ cudaError_t cudaFree(void *p) {
     g_mem.erase(it);
   }
   devmem_remove(p);
-  free(p);
+  if (!guard_free(p, __builtin_return_address(0))) free(p);
   return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void **p, size_t size) {
@@ -1512,21 +1829,21 @@ cudaError_t cudaPointerGetAttributes(cudaPointerAttributes *a, const void *ptr) 
 // Copies and sets run at once (streams are synchronous), unless their stream is capturing: then they are
 // recorded as graph nodes (stream_op). The synchronous forms use the legacy stream (legacy_stream_check).
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
-  return stream_op(Node::COPY, NULL, dst, src, n, 1, n, n, 0, kind);
+  return stream_op(Node::COPY, NULL, dst, src, n, 1, n, n, 0, kind, __builtin_return_address(0));
 }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s) {
-  return stream_op(Node::COPY, s, dst, src, n, 1, n, n, 0, kind);
+  return stream_op(Node::COPY, s, dst, src, n, 1, n, n, 0, kind, __builtin_return_address(0));
 }
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
                               cudaMemcpyKind kind, cudaStream_t s) {
   if (width > dpitch || width > spitch) return set_error(cudaErrorInvalidValue);
-  return stream_op(Node::COPY, s, dst, src, width, height, dpitch, spitch, 0, kind);
+  return stream_op(Node::COPY, s, dst, src, width, height, dpitch, spitch, 0, kind, __builtin_return_address(0));
 }
 cudaError_t cudaMemset(void *p, int v, size_t n) {
-  return stream_op(Node::SET, NULL, p, NULL, n, 1, n, n, v, cudaMemcpyDefault);
+  return stream_op(Node::SET, NULL, p, NULL, n, 1, n, n, v, cudaMemcpyDefault, __builtin_return_address(0));
 }
 cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s) {
-  return stream_op(Node::SET, s, p, NULL, n, 1, n, n, v, cudaMemcpyDefault);
+  return stream_op(Node::SET, s, p, NULL, n, 1, n, n, v, cudaMemcpyDefault, __builtin_return_address(0));
 }
 cudaError_t cudaDeviceSynchronize(void) {
   if (cudaError_t e = unsafe_call_check("cudaDeviceSynchronize")) return set_error(e);
