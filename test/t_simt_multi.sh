@@ -83,7 +83,7 @@ for W in 2 3; do
 done
 
 # 4. faults across 3 processes (--timeout 5): each surviving rank exits 1 within 10 s naming the stage and the cause
-fault_check() {  # name started-at expected-substring-in-survivors killed-rank
+fault_check() {  # name started-at expected-regex-in-survivors killed-rank
   local name=$1 t0=$2 want=$3 dead=$4 r all=1 msgs=""
   local dt; dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
   set -- $wait_rcs
@@ -92,7 +92,7 @@ fault_check() {  # name started-at expected-substring-in-survivors killed-rank
     [ $r -eq "$dead" ] && continue
     local m; m=$(grep -m1 'vdp: error' "$tmp/f.$r.err")
     msgs+=" [rank $r: $st: $m]"
-    { [ "$st" = 1 ] && grep -q "stage $r" <<<"$m" && grep -q -- "$want" <<<"$m"; } || all=0
+    { [ "$st" = 1 ] && grep -q "stage $r" <<<"$m" && grep -Eq -- "$want" <<<"$m"; } || all=0
   done
   local orphans="" p
   for p in $(cat "$tmp/f.pids"); do kill -0 "$p" 2>/dev/null && orphans+=" $p"; done
@@ -108,10 +108,11 @@ rm -f "$tmp/f.pids"
 killer=$!
 run_world 3 "$tmp/f" --num-videos 3 --step-ms 40 --timeout 5
 wait $killer
-fault_check "rank 1 killed with SIGKILL mid-run" "$t0" "rank 1 closed its connection" 1
+# (a survivor may learn it from the dead rank's closed connection, or from the other survivor's abort)
+fault_check "rank 1 killed with SIGKILL mid-run" "$t0" "rank (1 closed its connection|[02] aborted)" 1
 t0=$(date +%s.%N)
 run_world 3 "$tmp/f" --num-videos 3 --step-ms 20 --timeout 5 --inject-fault exit:2:1:20
-fault_check "rank 2 exits early (its stage thread returns in step 20 of video 1)" "$t0" "rank 2 aborted" 2
+fault_check "rank 2 exits early (its stage thread returns in step 20 of video 1)" "$t0" "rank [0-2] aborted" 2
 
 # 5. launchers: no --rank/--world; rank, world and GPU (local rank) from each launcher's variables
 launch2() {  # NAME RANKVAR SIZEVAR LOCALVAR: two processes with only those variables set

@@ -270,6 +270,17 @@ static float half_bits_to_float(uint16_t h) {
 }
 
 static void segv_handler(int sig, siginfo_t *si, void *uc);
+// The calling thread's alternate signal stack (the SIGSEGV handler cannot run on an overflowed fiber stack).
+// Kept when the thread has one already (a sanitizer's, which it unmaps itself at the thread's exit).
+static void ensure_altstack() {
+  stack_t old;
+  if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE)) return;
+  stack_t ss;
+  ss.ss_size = 64 * 1024;
+  ss.ss_sp = malloc(ss.ss_size);  // kept for the thread's life
+  ss.ss_flags = 0;
+  if (ss.ss_sp) sigaltstack(&ss, NULL);
+}
 static void guard_init();                             // the guard zones and block order (their section is
 static void guard_segv(const void *addr, void *uc);  // before the launches)
 
@@ -301,13 +312,9 @@ static void init() {
     if (o && atoi(o) > 0) g_smem_optin = atoi(o) * 1024;
     if (g_smem_optin > (int)kMaxDynamicShared) g_smem_optin = (int)kMaxDynamicShared;
     for (int i = 0; i < 65536; i++) g_h2f[i] = half_bits_to_float((uint16_t)i);
-    // fiber stack overflows land on a guard page: report them by name (on an alternate signal stack)
-    static char altstack[64 * 1024];
-    stack_t ss;
-    ss.ss_sp = altstack;
-    ss.ss_size = sizeof altstack;
-    ss.ss_flags = 0;
-    sigaltstack(&ss, NULL);
+    // fiber stack overflows land on a guard page: report them by name (on an alternate signal stack, which
+    // every host thread that runs kernels gets in host())
+    ensure_altstack();
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = segv_handler;
@@ -368,6 +375,7 @@ static void segv_handler(int sig, siginfo_t *si, void *uc) {
 static Host *host() {
   if (!t_host) {
     t_host = new Host();  // kept for the thread's life (its TLS shared memory is what the fibers use)
+    ensure_altstack();    // every thread that runs kernels (stage threads, CFG-parallel halves) reports overflows
 #ifdef SIMT_TSAN
     t_host->tsan = __tsan_get_current_fiber();
 #endif
