@@ -918,7 +918,9 @@ static BlockOrder block_order(unsigned long long n) {
 
 // ----- launches --------------------------------------------------------------------------------------------
 static std::mutex g_attr_mu;
-static std::unordered_map<const void *, int> g_max_dyn;  // cudaFuncAttributeMaxDynamicSharedMemorySize
+// cudaFuncAttributeMaxDynamicSharedMemorySize per (kernel, device): CUDA keeps it per device context, and
+// stage threads set it for their own device with the sizes their own launches need
+static std::map<std::pair<const void *, int>, int> g_max_dyn;
 
 static cudaError_t launch_error(const LaunchCfg &c, cudaError_t e, const char *why) {
   fprintf(stderr, "simt: launch of %s at %s:%d rejected: %s\n", c.name, c.file, c.line, why);
@@ -951,7 +953,7 @@ void launch(const LaunchCfg &c, void (*body)(void *), void *ctx, void *(*clone)(
     int allowed = 0;
     {
       std::lock_guard<std::mutex> lk(g_attr_mu);
-      auto it = g_max_dyn.find(c.fn);
+      auto it = g_max_dyn.find({c.fn, t_device});
       if (it != g_max_dyn.end()) allowed = it->second;
     }
     if ((long long)c.smem > allowed) {
@@ -1768,7 +1770,7 @@ cudaError_t cudaFuncSetAttribute(const void *func, cudaFuncAttribute attr, int v
     return set_error(cudaErrorInvalidValue);
   }
   std::lock_guard<std::mutex> lk(g_attr_mu);
-  g_max_dyn[func] = value;
+  g_max_dyn[{func, t_device}] = value;
   return cudaSuccess;
 }
 
