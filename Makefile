@@ -35,7 +35,7 @@ ifeq ($(CUDA),0)
   HAVE_NVCC :=
 endif
 
-LIB_SRC  = util.c safetensors.c sgm.c weights.c ops.c model.c rng.c image.c ring.c
+LIB_SRC  = util.c safetensors.c sgm.c weights.c ops.c model.c rng.c image.c ring.c cfgpar.c
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC = $(wildcard test/test_*.c)
 TEST_BIN = $(TEST_SRC:test/%.c=$(BUILD)/test/%)
@@ -72,22 +72,27 @@ SIMT_CFLAGS = -std=c11 $(SIMT_OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-f
               -D_GNU_SOURCE -I. -DVDP_CUDA -I$(CUDA_INC) $(SIMT_SAN)
 SIMT_LIBS = -fopenmp $(SIMT_SAN) -lstdc++ -lpng -ljpeg -lm -lpthread
 SIMT_LIB_OBJ = $(LIB_SRC:%.c=$(SIMT)/%.o)
-SIMT_KOBJ = $(SIMT)/kernels.o $(SIMT)/simt.o $(SIMT_EXTRA_OBJ)
+SIMT_KOBJ = $(SIMT)/kernels.o $(SIMT)/simt.o $(SIMT)/simt_nccl.o $(SIMT_EXTRA_OBJ)
 # the profiling build (make simt-prof) adds compile flags for the kernels only and the objects standing in for
 # the ThreadSanitizer runtime (test/simt/prof_hooks.cpp)
 SIMT_KFLAGS ?=
 SIMT_EXTRA_OBJ ?=
 SIMT_PROF = build/simt-prof
-SIMT_BINS = $(SIMT)/test_gpu_kernels $(SIMT)/gpu_pipeline $(SIMT)/vdp $(SIMT)/simt_selftest $(SIMT)/build.env
+SIMT_BINS = $(SIMT)/test_gpu_kernels $(SIMT)/gpu_pipeline $(SIMT)/vdp $(SIMT)/simt_selftest $(SIMT)/multi_selftest \
+            $(SIMT)/batch_invariance $(SIMT)/build.env
 # `make` builds the emulated kernels (from the CUDA headers alone), `make test` the emulated binaries too,
 # unless TESTS names only other tests
 ifneq ($(HAVE_CUDA_HEADERS),)
   SIMT_ALL = $(SIMT_KOBJ)
-  SIMT_T = $(if $(strip $(TESTS)),$(filter t_simt%,$(TESTS)),t_simt_kernels t_simt_pipeline t_simt_mutants t_simt_selftest t_simt_profile)
+  SIMT_T = $(if $(strip $(TESTS)),$(filter t_simt%,$(TESTS)),t_simt_kernels t_simt_pipeline t_simt_mutants t_simt_selftest \
+                                                                t_simt_profile t_simt_multi t_simt_ring t_simt_cfg)
   SIMT_FOR_TEST = $(sort $(if $(filter t_simt_kernels t_simt_mutants,$(SIMT_T)),$(SIMT)/test_gpu_kernels $(SIMT)/build.env) \
                          $(if $(filter t_simt_pipeline t_simt_mutants,$(SIMT_T)),$(SIMT)/gpu_pipeline $(SIMT)/vdp) \
                          $(if $(filter t_simt_selftest,$(SIMT_T)),$(SIMT)/simt_selftest) \
-                         $(if $(filter t_simt_profile,$(SIMT_T)),simt-prof-selftest))
+                         $(if $(filter t_simt_profile,$(SIMT_T)),simt-prof-selftest) \
+                         $(if $(filter t_simt_multi,$(SIMT_T)),$(SIMT)/multi_selftest $(SIMT)/vdp) \
+                         $(if $(filter t_simt_ring,$(SIMT_T)),$(SIMT)/vdp) \
+                         $(if $(filter t_simt_cfg,$(SIMT_T)),$(SIMT)/vdp $(SIMT)/batch_invariance))
 endif
 
 all: vdp $(SIMT_ALL)
@@ -103,7 +108,7 @@ $(BUILD)/gpu-arch: FORCE | $(BUILD)/test
 build/last-config: FORCE
 	@mkdir -p build; echo '$(BUILD) $(GPU_ARCH)' | cmp -s - $@ || echo '$(BUILD) $(GPU_ARCH)' > $@
 
-$(BUILD)/%.o: %.c vdp.h model.h ring.h | $(BUILD)/test
+$(BUILD)/%.o: %.c vdp.h model.h ring.h cfgpar.h | $(BUILD)/test
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # $(BUILD)/gpu-arch records GPU_ARCH, so changing it recompiles the kernels.
@@ -130,9 +135,10 @@ clean:
 
 # ----- the host SIMT emulator (test/simt): kernels.cu compiled by g++ from the CUDA headers alone -----
 # $(SIMT)/kernels.o = the kernels with their static __shared__ variables between two markers (ld -r, shm.ld);
-# $(SIMT)/simt.o = the runtime (fibers, collectives, the CUDA runtime subset, NCCL stubs). The C objects are
-# compiled again with -DVDP_CUDA (the real build may be CUDA=0). Required flags: -ffp-contract=off (the
-# bit-exact sampler step), -fno-strict-aliasing (the kernels type-pun __half <-> uint32_t / uint4).
+# $(SIMT)/simt.o = the runtime (fibers, collectives, the CUDA runtime subset, SIMT_DEVICES emulated devices);
+# $(SIMT)/simt_nccl.o = the emulated NCCL. The C objects are compiled again with -DVDP_CUDA (the real build may be
+# CUDA=0). Required flags: -ffp-contract=off (the bit-exact sampler step), -fno-strict-aliasing (the kernels
+# type-pun __half <-> uint32_t / uint4).
 ifeq ($(HAVE_CUDA_HEADERS),)
 $(SIMT_BINS) vdp-simt:
 	@echo 'simt: error: the CUDA headers (cuda_runtime.h, cuda_fp16.h, nccl.h) were not found in $(CUDA_INC):' \
@@ -166,11 +172,22 @@ $(SIMT)/selftest_body.o: test/simt/selftest.cu test/simt/simt.h $(SIMT)/selftest
 	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_KFLAGS) -fdata-sections -x c++ -include test/simt/simt.h -include $(SIMT)/selftest_dynshared.h -c -o $@ $<
 $(SIMT)/selftest.o: $(SIMT)/shm_begin.o $(SIMT)/selftest_body.o $(SIMT)/shm_end.o test/simt/shm.ld
 	ld -r -T test/simt/shm.ld -o $@ $(filter %.o,$^)
-$(SIMT)/simt_selftest: $(SIMT)/selftest.o $(SIMT)/simt.o $(SIMT_EXTRA_OBJ)
+$(SIMT)/simt_selftest: $(SIMT)/selftest.o $(SIMT)/simt.o $(SIMT)/simt_nccl.o $(SIMT_EXTRA_OBJ)
 	$(SIMT_CXX) -o $@ $^ $(SIMT_LIBS)
 
+# the emulated devices' and NCCL's tests (test/t_simt_multi.sh)
+$(SIMT)/multi_selftest_body.o: test/simt/multi_selftest.cu test/simt/simt.h | $(SIMT)
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_KFLAGS) -fdata-sections -x c++ -include test/simt/simt.h -c -o $@ $<
+$(SIMT)/multi_selftest.o: $(SIMT)/shm_begin.o $(SIMT)/multi_selftest_body.o $(SIMT)/shm_end.o test/simt/shm.ld
+	ld -r -T test/simt/shm.ld -o $@ $(filter %.o,$^)
+$(SIMT)/multi_selftest: $(SIMT)/multi_selftest.o $(SIMT)/simt.o $(SIMT)/simt_nccl.o $(SIMT_EXTRA_OBJ)
+	$(SIMT_CXX) -o $@ $^ $(SIMT_LIBS)
+
+$(SIMT)/simt_nccl.o: test/simt/simt_nccl.cpp test/simt/simt_rt.h | $(SIMT)
+	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_RT_FLAGS) -c -o $@ $<
+
 # the runtime: simt.cpp and the SIMT_PROFILE counters (profile.cpp) as one object
-$(SIMT)/simt_rt.o: test/simt/simt.cpp test/simt/simt.h test/simt/profile.h | $(SIMT)
+$(SIMT)/simt_rt.o: test/simt/simt.cpp test/simt/simt.h test/simt/simt_rt.h test/simt/profile.h | $(SIMT)
 	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_RT_FLAGS) -c -o $@ $<
 $(SIMT)/profile.o: test/simt/profile.cpp test/simt/simt.h test/simt/profile.h | $(SIMT)
 	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_RT_FLAGS) -c -o $@ $<
@@ -186,16 +203,19 @@ $(SIMT)/prof_selftest_body.o: test/simt/prof_selftest.cu test/simt/simt.h test/s
 	$(SIMT_CXX) $(SIMT_CXXFLAGS) $(SIMT_KFLAGS) -fdata-sections -x c++ -include test/simt/simt.h -include $(SIMT)/prof_selftest_dynshared.h -c -o $@ $<
 $(SIMT)/prof_selftest.o: $(SIMT)/shm_begin.o $(SIMT)/prof_selftest_body.o $(SIMT)/shm_end.o test/simt/shm.ld
 	ld -r -T test/simt/shm.ld -o $@ $(filter %.o,$^)
-$(SIMT)/simt_prof_selftest: $(SIMT)/prof_selftest.o $(SIMT)/simt.o $(SIMT_EXTRA_OBJ)
+$(SIMT)/simt_prof_selftest: $(SIMT)/prof_selftest.o $(SIMT)/simt.o $(SIMT)/simt_nccl.o $(SIMT_EXTRA_OBJ)
 	$(SIMT_CXX) -o $@ $^ $(SIMT_LIBS)
 
-$(SIMT)/%.o: %.c vdp.h model.h ring.h kernels.h | $(SIMT)
+$(SIMT)/%.o: %.c vdp.h model.h ring.h cfgpar.h kernels.h | $(SIMT)
 	$(CC) $(SIMT_CFLAGS) -c -o $@ $<
 
 $(SIMT)/test_gpu_kernels: test/test_gpu_kernels.cu $(SIMT)/ops.o $(SIMT)/util.o $(SIMT_KOBJ) kernels.h vdp.h
 	$(SIMT_CXX) $(SIMT_CXXFLAGS) -x c++ -o $@ $< -x none $(SIMT)/ops.o $(SIMT)/util.o $(SIMT_KOBJ) $(SIMT_LIBS)
 
 $(SIMT)/gpu_pipeline: test/gpu_pipeline.c test/golden.h $(SIMT_LIB_OBJ) $(SIMT_KOBJ)
+	$(CC) $(SIMT_CFLAGS) -o $@ $< $(SIMT_LIB_OBJ) $(SIMT_KOBJ) $(SIMT_LIBS)
+
+$(SIMT)/batch_invariance: test/batch_invariance.c $(SIMT_LIB_OBJ) $(SIMT_KOBJ)
 	$(CC) $(SIMT_CFLAGS) -o $@ $< $(SIMT_LIB_OBJ) $(SIMT_KOBJ) $(SIMT_LIBS)
 
 $(SIMT)/vdp: $(SIMT)/vdp.o $(SIMT_LIB_OBJ) $(SIMT_KOBJ)

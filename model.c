@@ -1746,6 +1746,34 @@ void pipeline_step(const Models *m, const GenParams *p, int i, PipeState *st, fl
   st->host_step = i + 1;
 }
 
+int pipeline_step_half(const Models *m, const GenParams *p, int i, PipeState *st, float *latent, int half,
+                       PipeExchange exchange, void *xctx, char *err, size_t errlen) {
+  const Backend *be = st->be;
+  const GenShape *s = &st->s;
+  if (s->B != 2 || half < 0 || half > 1 || i < 0 || i >= st->tab.steps) {
+    snprintf(err, errlen, "pipeline_step_half: half %d, step %d of %d, batch %d (internal error)", half, i, st->tab.steps, s->B);
+    return -1;
+  }
+  if (st->host_step != i) set_step_counter(st, i);
+  if (be->step_mark) be->step_mark(i, 0);
+  const int64_t plane = (int64_t)s->lat_c * s->h * s->w, vhalf = (int64_t)s->F * plane;  // one batch element's v
+  const size_t es = be->elem_size;
+  // Both halves' UNet inputs (cheap), then the UNet on this half alone: batch element `half` of xin, ctx, ids.
+  // The UNet is batch-invariant (test/batch_invariance.c), so v_half is exactly that half of the batch-2 pass.
+  be->step_input(st->xin, latent, st->img_lat, &st->tab, 2, s->F, plane);
+  char *v = st->v;
+  unet_forward_dev(m, &(UNetDev){(char *)st->xin + (size_t)(half * 2 * vhalf) * es, (char *)st->ctx + (size_t)half * s->ctx_dim * es,
+                                 st->sched + SCH_T, st->ids + half * 3, st->step, SCH_COLS, 1, s->F, s->h, s->w,
+                                 v + (size_t)(half * vhalf) * es});
+  // The other GPU sends its half (same stream: after the UNet; before the update)
+  if (exchange(xctx, v + (size_t)(half * vhalf) * es, v + (size_t)((1 - half) * vhalf) * es, (size_t)vhalf * es, err, errlen))
+    return -1;
+  be->step_update(latent, st->v, &st->tab, 2, s->F, plane);  // the same guidance + update on both GPUs
+  if (be->step_mark) be->step_mark(i, 1);
+  st->host_step = i + 1;
+  return 0;
+}
+
 void pipeline_decode(const Models *m, const GenParams *p, const float *latent, float *frames) {
   GenShape s;
   char err[256];

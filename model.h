@@ -289,6 +289,13 @@ void pipeline_load_cond(PipeState *st, const float *cond);
 // One step i (global index) of the job's sampler on latent (backend memory) in place. On CUDA: no copy, no host sync; the
 // graph of the first step is replayed by the later ones.
 void pipeline_step(const Models *m, const GenParams *p, int i, PipeState *st, float *latent);
+// The same step as one half of CFG-parallel (cfgpar.h): the UNet on batch element `half` (0 unconditional,
+// 1 conditional) alone, then exchange(xctx, mine, theirs, bytes) swaps the two halves' v-predictions
+// [F, lat_c, h, w] (backend memory, on the backend's stream), then the guidance + update of pipeline_step on
+// the whole batch. Never captured into a graph. 0, or -1 with err (the exchange failed).
+typedef int (*PipeExchange)(void *xctx, const void *mine, void *theirs, size_t bytes, char *err, size_t errlen);
+int pipeline_step_half(const Models *m, const GenParams *p, int i, PipeState *st, float *latent, int half,
+                       PipeExchange exchange, void *xctx, char *err, size_t errlen);
 // VAE decode in chunks + postprocess: latent (backend memory) -> frames [F, H, W, 3] in [0, 1] (host).
 void pipeline_decode(const Models *m, const GenParams *p, const float *latent, float *frames);
 // The backend-memory latent as host fp32 (dumps, the ring's host transports).

@@ -452,7 +452,10 @@ static int nccl_open(Ring *r, int s, char *err, size_t errlen) {
     return RW_ERROR;
   }
   set_state(r, s, ST_CONNECT, -1, -1);  // waiting for the peers, not busy
-  return nccl_poll(r, s, ns, 0, "joining the NCCL communicator", err, errlen);
+  int rc = nccl_poll(r, s, ns, 0, "joining the NCCL communicator", err, errlen);
+  // every rank has read the id once all joined: rank 0 removes the file (a later run cannot read a stale one)
+  if (rc == RW_OK && r->opt.world > 0 && r->opt.rank == 0) unlink(r->opt.nccl_id_file);
+  return rc;
 }
 
 static int nccl_exchange(Ring *r, int s, const void *sbuf, size_t sbytes, const void *slat, void *rbuf, size_t rbytes,
@@ -512,6 +515,7 @@ static void nccl_close(Ring *r, int s, int failed) {
 
 static void nccl_destroy(Ring *r) {
   NcclPriv *pv = r->priv;
+  if (r->opt.world > 0 && r->opt.rank == 0 && r->opt.nccl_id_file) unlink(r->opt.nccl_id_file);  // failed runs too
   if (pv) free(pv->st);
   free(pv);
   r->priv = NULL;
@@ -1025,11 +1029,65 @@ static int sim_finish(void *ctx, int video, const void *cond, const float *laten
   return 0;
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Launchers (see ring.h)
+// ---------------------------------------------------------------------------------------------------
+int ring_launch_env(RingLaunch *le, char *err, size_t errlen) {
+  static const struct { const char *name, *rank, *size, *local; } src[] = {
+      {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK"},
+      {"Slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"},
+      {"Open MPI", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"},
+      {"MPICH/PMI", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"},
+  };
+  int found = 0;
+  memset(le, 0, sizeof *le);
+  for (size_t k = 0; k < sizeof src / sizeof src[0]; k++) {
+    const char *r = getenv(src[k].rank), *w = getenv(src[k].size), *l = getenv(src[k].local);
+    if (!r && !w) continue;
+    if (!r || !w) {
+      snprintf(err, errlen, "launcher environment: %s sets %s but not %s", src[k].name, r ? src[k].rank : src[k].size,
+               r ? src[k].size : src[k].rank);
+      return -1;
+    }
+    long rank, world, local = -1;
+    const char *badv = vdp_parse_long(r, 0, RING_MAX_STAGES - 1, &rank) ? src[k].rank
+                       : vdp_parse_long(w, 1, RING_MAX_STAGES, &world) ? src[k].size
+                       : l && vdp_parse_long(l, 0, RING_MAX_STAGES - 1, &local) ? src[k].local : NULL;
+    if (badv) {
+      snprintf(err, errlen, "launcher environment: %s=%s is not a valid %s", badv, getenv(badv),
+               badv == src[k].size ? "world size (1 to 1024)" : "rank (0 to 1023)");
+      return -1;
+    }
+    if (rank >= world) {
+      snprintf(err, errlen, "launcher environment: %s=%ld is not below %s=%ld", src[k].rank, rank, src[k].size, world);
+      return -1;
+    }
+    if (found && (rank != le->rank || world != le->world || (local >= 0 && le->local_rank >= 0 && local != le->local_rank))) {
+      snprintf(err, errlen,
+               "launcher environment: %s says rank %ld of %ld%s but %s: set only one launcher's variables, or give "
+               "--rank R --world W", src[k].name, rank, world, local >= 0 ? " (and a local rank)" : "", le->source);
+      return -1;
+    }
+    if (!found) {
+      le->rank = (int)rank, le->world = (int)world, le->local_rank = (int)local;
+      if (l) snprintf(le->source, sizeof le->source, "%s (%s=%s %s=%s %s=%s)", src[k].name, src[k].rank, r,
+                      src[k].size, w, src[k].local, l);
+      else snprintf(le->source, sizeof le->source, "%s (%s=%s %s=%s)", src[k].name, src[k].rank, r, src[k].size, w);
+    } else if (le->local_rank < 0) {
+      le->local_rank = (int)local;
+    }
+    found = 1;
+  }
+  return found && le->world > 1;
+}
+
 static void sim_usage(FILE *f) {
   fprintf(f,
           "usage: vdp sim [--stages S] [--num-inference-steps N] [--latent-shape D1 .. Dn] [--num-videos K]\n"
           "               [--seed s] [--step-ms T] [--timeout SEC] [--transport cpu|nccl]\n"
           "               [--rank R --world W --nccl-id-file PATH [--device G]]\n"
+          "               (--transport nccl without --rank/--world: rank, world and GPU (local rank) from\n"
+          "               torchrun, Slurm, Open MPI or MPICH/PMI variables when a launcher set them)\n"
           "               [--inject-fault error|hang|exit:STAGE:VIDEO:STEP] [--verbose]\n"
           "Runs an identity-plus-small-deterministic-noise denoiser (no weights) through the stage ring and\n"
           "prints the final latent norm of each video (identical for every S), the per-handoff overhead and\n"
@@ -1038,7 +1096,7 @@ static void sim_usage(FILE *f) {
 
 int cmd_sim(int argc, char **argv) {
   long S = 1, n_steps = 28, K = 1, rank = 0, world = 0, device = -1, seed = 42;
-  int S_given = 0, verbose = 0, transport = RING_CPU, ndims = 5;
+  int S_given = 0, rank_given = 0, verbose = 0, transport = RING_CPU, ndims = 5;
   long shape[6] = {1, 8, 8, 32, 32, 1};
   double step_ms = 0, timeout = 60;
   const char *id_file = NULL;
@@ -1085,7 +1143,7 @@ int cmd_sim(int argc, char **argv) {
     else if (!strcmp(a, "--seed")) SIM_INT(seed, 0, 0x7fffffffL);
     else if (!strcmp(a, "--step-ms")) SIM_NUM(step_ms, 0, 1e6);
     else if (!strcmp(a, "--timeout")) SIM_NUM(timeout, 0.001, 1e7);
-    else if (!strcmp(a, "--rank")) SIM_INT(rank, 0, RING_MAX_STAGES - 1);
+    else if (!strcmp(a, "--rank")) { SIM_INT(rank, 0, RING_MAX_STAGES - 1); rank_given = 1; }
     else if (!strcmp(a, "--world")) SIM_INT(world, 1, RING_MAX_STAGES);
     else if (!strcmp(a, "--device")) SIM_INT(device, 0, 1023);
     else if (!strcmp(a, "--verbose")) verbose = 1;
@@ -1125,6 +1183,21 @@ int cmd_sim(int argc, char **argv) {
       return 0;
     } else {
       SIM_BAD("unknown option '%s'", a);
+    }
+  }
+  if (transport == RING_NCCL && !world && !rank_given) {  // a launcher (srun, mpirun, torchrun) may say
+    RingLaunch le;
+    char e[512];
+    int lr = ring_launch_env(&le, e, sizeof e);
+    if (lr < 0) SIM_BAD("%s", e);
+    if (lr > 0) {
+      if (S_given && S != le.world)
+        SIM_BAD("--stages %ld but %s starts %d processes (one stage each); unset the launcher's variables to run all "
+                "stages in this process", S, le.source, le.world);
+      rank = le.rank, world = le.world;
+      if (device < 0 && le.local_rank >= 0) device = le.local_rank;
+      if (device >= 0) fprintf(stderr, "vdp sim: rank %ld of %ld from %s; GPU %ld (local rank)\n", rank, world, le.source, device);
+      else fprintf(stderr, "vdp sim: rank %ld of %ld from %s; GPU rank %% visible GPUs\n", rank, world, le.source);
     }
   }
   if (world > 0) {

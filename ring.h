@@ -26,7 +26,8 @@
 // NCCL notes: the callbacks of stage s run with the stage's GPU current (make_stage_ctx can load its
 // model copy there); with latent_alloc the latents are device memory sent GPU to GPU, the header and
 // conditioning host buffers (pinned) staged through device buffers (without it, the latents too). Multi-GPU runs cannot be tested on one GPU (NCCL rejects two ranks
-// on one device); S = 1 on one GPU sends to itself.
+// on one device); S = 1 on one GPU sends to itself. CI runs them on emulated GPUs and an emulated NCCL
+// (SIMT_DEVICES, test/simt/simt_nccl.cpp; test/t_simt_multi.sh, test/t_simt_ring.sh).
 #ifndef VDP_RING_H
 #define VDP_RING_H
 
@@ -106,5 +107,17 @@ int ring_run(const RingDenoiser *d, int stages, int n_videos, const RingOptions 
 // holds n bytes or timeout_s passes. Return 0 or -1 with a message.
 int ring_write_id_file(const char *path, const void *id, size_t n, char *err, size_t errlen);
 int ring_read_id_file(const char *path, void *id, size_t n, double timeout_s, char *err, size_t errlen);
+
+// Launchers: the rank, world size and local rank a multi-process launcher gives each process, read from
+// the environment of torchrun (RANK, WORLD_SIZE, LOCAL_RANK), Slurm (SLURM_PROCID, SLURM_NTASKS,
+// SLURM_LOCALID), Open MPI (OMPI_COMM_WORLD_RANK, _SIZE, _LOCAL_RANK) or MPICH/PMI (PMI_RANK, PMI_SIZE,
+// MPI_LOCALRANKID). Every source present must agree. Returns 1 (found: *le filled; local_rank -1 when the
+// source has none), 0 (none, or a world of one process: run as without a launcher) or -1 (a usage error in
+// err: sources that disagree, a rank without a size, a value that is not a number, rank >= world).
+typedef struct {
+  int rank, world, local_rank;
+  char source[160];  // e.g. "Slurm (SLURM_PROCID=1 SLURM_NTASKS=2 SLURM_LOCALID=0)"
+} RingLaunch;
+int ring_launch_env(RingLaunch *le, char *err, size_t errlen);
 
 #endif

@@ -1,5 +1,6 @@
 // vdp.c — the command line: `vdp convert | info | generate | sim`.
 // Results go to stdout, progress and diagnostics to stderr.
+#include "cfgpar.h"
 #include "model.h"
 #include "ring.h"
 #ifdef VDP_CUDA
@@ -49,9 +50,13 @@ static void usage(FILE *o) {
           "  --timeout SECONDS (ring liveness bound: the longest one encode, step or decode may take;\n"
           "    default 60 with --transport nccl, 86400 on CPU threads, where one step can take minutes)\n"
           "  --transport cpu|nccl; with nccl and --device cuda, one process per GPU stage:\n"
-          "    --rank R --world W --nccl-id-file PATH [--gpu G]\n"
+          "    --rank R --world W --nccl-id-file PATH [--gpu G]; without --rank/--world, rank, world and GPU (local\n"
+          "    rank) come from torchrun, Slurm, Open MPI or MPICH/PMI variables when a launcher set them\n"
           "  --cuda-graph on|off (default on): capture the first denoising step into a CUDA graph and replay it\n"
           "    for the others; off launches every kernel (debugging, comparison). The CPU ignores it\n"
+          "  --cfg-parallel (--device cuda, guidance on): the unconditional and conditional halves of guidance on\n"
+          "    GPUs 0 and 1 (or one half per process: --rank R --world 2 --nccl-id-file PATH, or a launcher);\n"
+          "    byte-identical output, lower latency for one video; not with --stages\n"
           "\n"
           "exit status: 0 success, 1 failure (files, weights, the run), 2 usage error (flags)\n",
           VDP_VERSION, (unsigned long long)IMG_DEFAULT_MAX_PIXELS, IMG_MAX_SIDE, IMG_MAX_SIDE);
@@ -291,7 +296,7 @@ typedef struct {
   GenShape s;
   const char **images;
   VdpImage *imgs;         // [n_images] decoded before the weights load; rgb NULL: decode again when needed
-  int n_images, n_videos, stages, overwrite;
+  int n_images, n_videos, stages, overwrite, cfg_parallel;
   int graphs;             // --cuda-graph: capture the first step, replay the others (CUDA only)
   int in_w, in_h;         // the largest input image (memory admission)
   const char *out;
@@ -312,7 +317,7 @@ typedef struct {
   GenJob *j;
   Models *m;
   int own;
-  int stage;
+  int stage;        // or the CFG-parallel half
   PipeState *st;    // the step loop's backend memory (latent, conditioning, tables, graphs)
   int cond_video;   // the video whose conditioning st holds (-1: none)
 } StageCtx;
@@ -320,12 +325,12 @@ typedef struct {
 static void *gen_stage_ctx(void *user, int stage, char *err, size_t errlen) {
   GenJob *j = user;
   StageCtx *sc = vdp_calloc(1, sizeof *sc, "stage");
-  sc->j = j, sc->m = j->m;
+  sc->j = j, sc->m = j->m, sc->stage = stage;
   if (!sc->m) {
     sc->m = vdp_calloc(1, sizeof *sc->m, "models"), sc->own = 1;
     // only stage 0 encodes and decodes: the other stages need the UNet alone; admitted on this stage's
     // device before anything is uploaded
-    int want = stage == 0 ? WANT_ALL : 1 << COMP_UNET;
+    int want = stage == 0 || j->cfg_parallel ? WANT_ALL : 1 << COMP_UNET;  // CFG-parallel: both halves encode
     if (models_admit(&j->file->cfg, j->be, &j->p, want, j->in_w, j->in_h, 1, j->n_videos > 1, err, errlen) ||
         models_load(j->file, j->be, sc->m, want, err, errlen)) {
       models_free(sc->m), free(sc->m), free(sc);
@@ -365,19 +370,24 @@ static int gen_encode(void *ctx, int video, void *cond, float *latent, char *err
   int i = j->n_images > 1 ? video : 0;
   const char *path = j->images[i];
   double t = vdp_now();
-  VdpImage *img = &j->imgs[i];
-  if (!img->rgb && image_load(path, img, err, errlen)) return -1;  // (over the memory budget of the check)
+  VdpImage own = {0}, *img = &j->imgs[i];
+  if (j->cfg_parallel) {  // both halves encode at once: each decodes its own copy
+    img = &own;
+    if (image_load(path, img, err, errlen)) return -1;
+  } else if (!img->rgb && image_load(path, img, err, errlen)) {
+    return -1;  // (over the memory budget of the check)
+  }
   // The CLIP branch works on the image at full size: say so when that takes a while.
   if ((int64_t)img->w * img->h > 4 << 20)
     fprintf(stderr, "video %d: encoding a %dx%d image (%.0f megapixels)...\n", video, img->w, img->h,
             (double)img->w * img->h / 1e6);
   int rc = pipeline_encode(sc->m, &j->p, img, j->p.seed + (uint64_t)video, sc->st, cond, latent, err, errlen);
   sc->cond_video = video;
-  if (j->n_images > 1 || video == j->n_videos - 1) image_free(img);  // its last use
+  if (img == &own || j->n_images > 1 || video == j->n_videos - 1) image_free(img);  // its last use
   // The CLIP image encoder is done after the last video's encode: give its memory back (a third of SVD's
   // weights). Only where the models are not shared with stages that still read them.
   if (video == j->n_videos - 1 && (!j->stages || sc->own)) models_free_component(sc->m, COMP_CLIP);
-  j->t_encode[video] = vdp_now() - t;
+  if (!j->cfg_parallel || sc->stage == 0) j->t_encode[video] = vdp_now() - t;
   return rc;
 }
 
@@ -403,6 +413,31 @@ static int gen_step(void *ctx, int video, int step, const void *cond, float *lat
     fprintf(stderr, "video %d step %d/%d  elapsed %.1fs\n", video, step + 1, j->p.steps, vdp_now() - j->t0);
   else
     progress("step", step + 1, j->p.steps, j->t0 + j->t_encode[0]);
+  return 0;
+}
+
+// CFG-parallel: this half's UNet pass, the exchange of v-predictions, the shared update (cfgpar.h). The
+// driver works on the half's own latent in backend memory (gen_half_latent), like a ring stage's.
+static float *gen_half_latent(void *ctx) { return pipeline_latent(((StageCtx *)ctx)->st); }
+static int cfg_exchange_cb(void *x, const void *mine, void *theirs, size_t bytes, char *err, size_t errlen) {
+  return cfg_exchange(x, mine, theirs, bytes, err, errlen);
+}
+static int gen_step_half(void *ctx, int video, int step, const void *cond, float *latent, int half, CfgExchange *x,
+                         char *err, size_t errlen) {
+  StageCtx *sc = ctx;
+  GenJob *j = sc->j;
+  if (sc->cond_video != video) pipeline_load_cond(sc->st, cond), sc->cond_video = video;
+  float *lat = latent;  // backend memory: this half's PipeState latent (gen_half_latent)
+  if (pipeline_step_half(sc->m, &j->p, step, sc->st, lat, half, cfg_exchange_cb, x, err, errlen)) return -1;
+  if (half == 0 && j->p.dump_dir) {  // --dump: every step's latent (a download per step: debugging only)
+    char name[64];
+    float *h = vdp_malloc(j->s.latent_n * sizeof(float), "dump");
+    pipeline_latent_to_host(sc->m, h, lat, j->s.latent_n);
+    snprintf(name, sizeof name, "latents_step_%d", step);
+    dump_tensor(&j->p, name, h, 5, (int64_t[]){1, j->s.F, j->s.lat_c, j->s.h, j->s.w});
+    free(h);
+  }
+  if (half == 0) fprintf(stderr, "video %d step %d/%d  elapsed %.1fs\n", video, step + 1, j->p.steps, vdp_now() - j->t0);
   return 0;
 }
 
@@ -458,6 +493,7 @@ int cmd_generate(int argc, char **argv) {
   const char *transport = "cpu", *nccl_id_file = NULL;
   int n_images = 0, num_frames = -1, decode_chunk = -1, n_videos = 1, stages = 0, rank = 0, world = 0, gpu = -1;
   int overwrite = 0, graphs = 1, sampler = -1, steps_given = 0, max_guidance_given = 0;  // sampler -1: the file's
+  int rank_given = 0, cfg_parallel = 0;
   uint64_t max_pixels = IMG_DEFAULT_MAX_PIXELS;
   double timeout = 0;  // 0: not given
   GenParams p = {.height = 576, .width = 1024, .steps = 25, .fps = 7, .motion_bucket_id = 127, .noise_aug = 0.02f,
@@ -474,6 +510,10 @@ int cmd_generate(int argc, char **argv) {
       vdp_usage_die("generate: unexpected argument '%s' (every input is given by an option, e.g. --image %s; see vdp --help)", a, a);
     if (!strcmp(a, "--overwrite")) {
       overwrite = 1;
+      continue;
+    }
+    if (!strcmp(a, "--cfg-parallel")) {
+      cfg_parallel = 1;
       continue;
     }
     int known = 0;
@@ -503,7 +543,7 @@ int cmd_generate(int argc, char **argv) {
     else if (!strcmp(a, "--stages")) stages = (int)parse_int(a, v, 1, 1000);
     else if (!strcmp(a, "--timeout")) timeout = parse_float(a, v, 0.1, 1e6);
     else if (!strcmp(a, "--transport")) transport = v;
-    else if (!strcmp(a, "--rank")) rank = (int)parse_int(a, v, 0, 1023);
+    else if (!strcmp(a, "--rank")) rank = (int)parse_int(a, v, 0, 1023), rank_given = 1;
     else if (!strcmp(a, "--world")) world = (int)parse_int(a, v, 1, 1024);
     else if (!strcmp(a, "--nccl-id-file")) nccl_id_file = v;
     else if (!strcmp(a, "--gpu")) gpu = (int)parse_int(a, v, 0, 1023);
@@ -534,15 +574,51 @@ int cmd_generate(int argc, char **argv) {
   int nccl = !strcmp(transport, "nccl");
   if (!nccl && strcmp(transport, "cpu")) vdp_usage_die("--transport %s: expected cpu or nccl", transport);
   if (nccl && !cuda) vdp_usage_die("--transport nccl moves latents between GPUs: it needs --device cuda");
+  if (cfg_parallel) {  // the two halves of guidance on two GPUs (cfgpar.h)
+    if (!cuda) vdp_usage_die("--cfg-parallel puts the two halves of guidance on two GPUs: it needs --device cuda");
+    if (p.max_guidance <= 1.0f)
+      vdp_usage_die("--cfg-parallel: guidance is off (--max-guidance-scale %g <= 1), so there is no second half to "
+                    "run in parallel", p.max_guidance);
+    if (stages) vdp_usage_die("--cfg-parallel with --stages is not supported yet: use one or the other");
+    if (strcmp(transport, "cpu") && !nccl) vdp_usage_die("--transport %s: expected cpu or nccl", transport);
+    nccl = 1;  // the halves exchange over NCCL
+  }
+  // Launched by srun / mpirun / torchrun: rank, world and GPU from their variables (explicit flags win).
+  if (nccl && !world && !rank_given) {
+    RingLaunch le;
+    char e[512];
+    int lr = ring_launch_env(&le, e, sizeof e);
+    if (lr < 0) vdp_usage_die("%s", e);
+    if (lr > 0) {
+      if (cfg_parallel && le.world != 2)
+        vdp_usage_die("--cfg-parallel runs two halves, but %s starts %d processes", le.source, le.world);
+      if (stages && stages != le.world)
+        vdp_usage_die("--stages %d but %s starts %d processes (one stage each); unset the launcher's variables to run "
+                      "all stages in this process", stages, le.source, le.world);
+      rank = le.rank, world = le.world;
+      if (gpu < 0 && le.local_rank >= 0) gpu = le.local_rank;
+      if (gpu >= 0) fprintf(stderr, "vdp: rank %d of %d from %s; GPU %d (local rank)\n", rank, world, le.source, gpu);
+      else fprintf(stderr, "vdp: rank %d of %d from %s; GPU rank %% visible GPUs\n", rank, world, le.source);
+    }
+  }
   // Flags that only mean something for the ring: refuse them where they would be silently ignored.
-  if (nccl && !stages && !world) vdp_usage_die("--transport nccl hands latents between stages: give --stages S (or --rank/--world)");
+  if (nccl && !stages && !world && !cfg_parallel) vdp_usage_die("--transport nccl hands latents between stages: give --stages S (or --rank/--world)");
   if (!world && (rank || gpu >= 0))
     vdp_usage_die("--rank/--gpu pick this process's stage and GPU in a --world run; without --world use "
                   "CUDA_VISIBLE_DEVICES to choose the GPU");
   if (!world && nccl_id_file)
     vdp_usage_die("--nccl-id-file is where the processes of a --world run meet: it needs --world W (and --rank R)");
-  if (timeout > 0 && !stages && !world) vdp_usage_die("--timeout bounds the stage ring's waits: it needs --stages S");
-  if (world) {  // one stage per process: --stages is the world size
+  if (timeout > 0 && !stages && !world && !cfg_parallel)
+    vdp_usage_die("--timeout bounds the stage ring's waits: it needs --stages S (or --cfg-parallel)");
+  if (cfg_parallel) {
+    if (world && world != 2) vdp_usage_die("--cfg-parallel --world %d: the two halves of guidance are two processes: --world 2", world);
+    if (world && !nccl_id_file) vdp_usage_die("--cfg-parallel --world 2: --nccl-id-file PATH is required (rank 0 writes the NCCL id there)");
+    if (world && rank >= world) vdp_usage_die("--rank %d: must be below --world %d", rank, world);
+    int visible = cfgpar_gpus_visible();
+    if (!world && visible < 2)
+      vdp_usage_die("--cfg-parallel needs two GPUs, %d visible (or one half per process: --rank R --world 2 "
+                    "--nccl-id-file PATH, or a launcher)", visible);
+  } else if (world) {  // one stage per process: --stages is the world size
     if (!nccl) vdp_usage_die("--rank/--world need --transport nccl");
     if (!nccl_id_file) vdp_usage_die("--world %d: --nccl-id-file PATH is required (rank 0 writes the NCCL id there)", world);
     if (rank >= world) vdp_usage_die("--rank %d: must be below --world %d", rank, world);
@@ -622,7 +698,7 @@ int cmd_generate(int argc, char **argv) {
   }
   if (p.dump_dir) check_dump_dir(p.dump_dir, overwrite);
   // GPU stages of the ring load their own models on their own device (in the stage thread)
-  int per_stage = stages >= 1 && be != &backend_cpu;
+  int per_stage = (stages >= 1 || cfg_parallel) && be != &backend_cpu;
   // One admission check before anything loads: the weights as held, the arena(s), the pipeline buffers
   // (CPU stage threads plan an arena each and share weights in which CLIP stays; GPU stages admit their
   // own device in gen_stage_ctx).
@@ -634,11 +710,14 @@ int cmd_generate(int argc, char **argv) {
   double t_load = vdp_now() - t0;
   GenJob j = {.m = per_stage ? NULL : m, .file = &f, .be = be, .p = p, .s = shape, .images = images, .imgs = imgs,
               .n_images = n_images, .n_videos = n_videos, .stages = stages, .overwrite = overwrite, .in_w = in_w,
-              .in_h = in_h, .out = out, .graphs = graphs, .t0 = vdp_now()};
+              .in_h = in_h, .out = out, .cfg_parallel = cfg_parallel, .graphs = graphs, .t0 = vdp_now()};
   fprintf(stderr, "vdp: %s: %d frames %dx%d, %s sampler, %d steps, guidance %s, seed %llu, %d video%s%s\n", model, j.s.F,
           p.width, p.height, sampler_name(p.sampler), p.steps, j.s.B == 2 ? "on" : "off", (unsigned long long)p.seed,
           n_videos, n_videos > 1 ? "s" : "",
-          !stages ? "" : nccl ? ", timestep stages over NCCL" : ", timestep stages on CPU threads");
+          cfg_parallel ? ", guidance halves on two GPUs (CFG-parallel)"
+          : !stages    ? ""
+          : nccl       ? ", timestep stages over NCCL"
+                       : ", timestep stages on CPU threads");
   j.t_encode = vdp_calloc((size_t)n_videos, sizeof(double), "timings");
   j.t_decode = vdp_calloc((size_t)n_videos, sizeof(double), "timings");
   double *latency = vdp_calloc((size_t)n_videos, sizeof(double), "timings");
@@ -648,7 +727,21 @@ int cmd_generate(int argc, char **argv) {
                     .latent_alloc = gen_latent_alloc, .latent_free = gen_latent_free,
                     .user = &j};
   double t_run = vdp_now();
-  if (stages >= 1) {
+  if (cfg_parallel) {
+    CfgJob cj = {.latent_floats = j.s.latent_n, .cond_bytes = j.s.cond_n * sizeof(float), .n_steps = p.steps,
+                 .make_ctx = gen_stage_ctx, .free_ctx = gen_free_stage_ctx, .encode = gen_encode,
+                 .step = gen_step_half, .finish = gen_finish, .latent_of = gen_half_latent, .user = &j};
+    CfgOptions co = {.timeout_s = timeout > 0 ? timeout : 60, .rank = rank, .world = world, .device = gpu,
+                     .nccl_id_file = nccl_id_file};
+    int stuck = 0;
+    if (cfgpar_run(&cj, n_videos, &co, &stuck, err, sizeof err)) {
+      fprintf(stderr, "vdp: error: %s\n", err);
+      out_cleanup();
+      if (stuck) _exit(1);  // a half is still inside the model: do not free it under its feet
+      exit(1);
+    }
+    for (int v = 0; v < n_videos; v++) latency[v] = 0;
+  } else if (stages >= 1) {
     RingOptions o;
     ring_options_default(&o);
     // The liveness bound must exceed the longest callback. A CPU step of the real SVD takes minutes, and
@@ -694,9 +787,10 @@ int cmd_generate(int argc, char **argv) {
     enc += j.t_encode[v], dec += j.t_decode[v];
     if (n_videos > 1) fprintf(stderr, "vdp: video %d latency %.2fs\n", v, latency[v]);
   }
-  double steps_s = run - (stages ? 0 : enc + dec);
+  const int whole = stages || cfg_parallel;  // the encodes and decodes overlap the steps
+  double steps_s = run - (whole ? 0 : enc + dec);
   fprintf(stderr, "vdp: load %.2fs, encode %.2fs, decode %.2fs, %d steps in %.2fs%s, total %.2fs\n", t_load, enc, dec,
-          p.steps * n_videos, stages ? run : steps_s, stages ? " (whole ring)" : "", vdp_now() - t0);
+          p.steps * n_videos, steps_s, stages ? " (whole ring)" : cfg_parallel ? " (whole run)" : "", vdp_now() - t0);
   free(j.t_encode), free(j.t_decode), free(latency);
   for (int i = 0; i < n_images; i++) image_free(&imgs[i]);
   free(imgs);

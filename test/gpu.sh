@@ -121,6 +121,22 @@ if [ -x ./vdp ]; then
   else
     note nccl-sim "FAIL (see $R/sim-nccl.log)"; status=1
   fi
+  # 5d. two GPUs or more: the real multi-GPU paths the emulator stands in for in CI (t_simt_ring.sh)
+  ngpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | wc -l)
+  if [ "$ngpu" -ge 2 ]; then
+    for mode in "--transport nccl --stages 2" "--cfg-parallel"; do
+      if timeout 120 ./vdp generate "${G[@]}" --num-videos 2 $mode --out "$R/multi.npy" >/dev/null 2>"$R/multi.log" &&
+         cmp -s "$R/plain_v0.npy" "$R/multi_v0.npy" && cmp -s "$R/plain_v1.npy" "$R/multi_v1.npy"; then
+        note multi-gpu "ok: $mode on $ngpu GPUs: frames byte-identical to the one-GPU run ($(grep -o 'steps in [0-9.]*s' "$R/multi.log"))"
+      else
+        tail -3 "$R/multi.log" | sed 's/^/   /'
+        note multi-gpu "FAIL: $mode (see $R/multi.log)"; status=1
+      fi
+      rm -f "$R"/multi*.npy
+    done
+  else
+    note multi-gpu "skipped: one GPU (stages over NCCL and --cfg-parallel need two)"
+  fi
   rm -f "$R/tiny3.vdpw" "$R"/*.npy
 fi
 copy=$(awk '/^bench d2d_copy/{for(i=1;i<=NF;i++) if($i ~ /^gbs=/){sub("gbs=","",$i); print $i}}' "$OUT/bench.log" 2>/dev/null)

@@ -17,8 +17,8 @@
 set -u
 cd "$(dirname "$0")/.."
 SIMT=${SIMT:-build/simt}
-if [ ! -f "$SIMT/build.env" ] || [ ! -f "$SIMT/simt.o" ]; then
-  echo "FAIL - simt_build $SIMT/build.env or $SIMT/simt.o is missing (make test builds them; CUDA headers needed)"
+if [ ! -f "$SIMT/build.env" ] || [ ! -f "$SIMT/simt.o" ] || [ ! -f "$SIMT/simt_nccl.o" ]; then
+  echo "FAIL - simt_build $SIMT/build.env, $SIMT/simt.o or $SIMT/simt_nccl.o is missing (make test builds them; CUDA headers needed)"
   exit 1
 fi
 # shellcheck disable=SC1091
@@ -79,7 +79,7 @@ build() {  # build NAME: compile the mutated copy and link test_gpu_kernels
     "$d/kernels.cu" >"$d/build.log" 2>&1 &&
     ld -r -T test/simt/shm.ld -o "$d/kernels.o" "$SIMT/shm_begin.o" "$d/body.o" "$SIMT/shm_end.o" >>"$d/build.log" 2>&1 &&
     $SIMT_CXX -o "$d/test_gpu_kernels" "$tmp/test_gpu_kernels.o" "$SIMT/ops.o" "$SIMT/util.o" "$d/kernels.o" \
-      "$SIMT/simt.o" $SIMT_LIBS >>"$d/build.log" 2>&1
+      "$SIMT/simt.o" "$SIMT/simt_nccl.o" $SIMT_LIBS >>"$d/build.log" 2>&1
 }
 
 ok=1
@@ -164,7 +164,7 @@ else
   for src in $SIMT_LIB_SRC vdp.c; do [ "$src" = model.c ] || objs+=("$SIMT/${src%.c}.o"); done
   # shellcheck disable=SC2086
   if ! $SIMT_CC $SIMT_CFLAGS -I. -c -o "$d/model.o" "$d/model.c" >"$d/build.log" 2>&1 ||
-     ! $SIMT_CC -o "$d/vdp" "${objs[@]}" "$d/model.o" "$SIMT/kernels.o" "$SIMT/simt.o" $SIMT_LIBS >>"$d/build.log" 2>&1; then
+     ! $SIMT_CC -o "$d/vdp" "${objs[@]}" "$d/model.o" "$SIMT/kernels.o" "$SIMT/simt.o" "$SIMT/simt_nccl.o" $SIMT_LIBS >>"$d/build.log" 2>&1; then
     echo "FAIL - simt_mutant $name does not build: $(head -3 "$d/build.log" | tr '\n' ' ')"
     ok=0
   elif ! ./vdp convert test/data/models/tiny3 "$d/tiny3.vdpw" >"$d/conv.log" 2>&1; then

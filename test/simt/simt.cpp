@@ -30,18 +30,23 @@
 // returned by cudaGetLastError, as on a GPU), fiber stack overflow (SIGSEGV on a guard page), accesses out
 // of bounds of a cudaMalloc allocation (guard zones: see "device-memory guard zones"; copies and memsets too).
 //
-// The CUDA runtime subset the backend uses is reimplemented here (one device, "memory" is host memory,
-// streams and events are synchronous), with stream capture and graphs as CUDA defines them (the section
-// "Stream capture and graphs"); NCCL calls are stubs that fail. Environment:
+// The CUDA runtime subset the backend uses is reimplemented here ("memory" is host memory, streams and
+// events are synchronous except behind emulated NCCL operations), with stream capture and graphs as CUDA
+// defines them (the section "Stream capture and graphs"). SIMT_DEVICES=N (default 1) emulated
+// devices: the current device is per host thread, every cudaMalloc block is tagged with its device, and a
+// kernel or copy that reaches another device's memory without peer access is an error (section "Emulated
+// devices" below says what is and is not detected). NCCL is emulated in simt_nccl.cpp. Environment:
 //   SIMT_SCHED=rr|rev|random[:seed]|warp   SIMT_STACK_KB=64   SIMT_SMEM_OPTIN_KB=227 (the device limit)
 //   SIMT_BLOCKS=fwd|rev|random[:seed] (the order of a grid's blocks)   SIMT_GUARD=launch|block|off
-//   SIMT_PROFILE=1: time per kernel, per-step launches and copies (profile_step), totals at exit
+//   SIMT_PROFILE=1: time per kernel, memory counters (profile.cpp), per-step launches and copies, totals at exit
+//   SIMT_DEVICES=1   SIMT_NCCL_TIMEOUT=60 (simt_nccl.cpp)
 //
 // ThreadSanitizer build (clang++ -fsanitize=thread): one TSan fiber per emulated thread, switched without
 // synchronisation, so that only block start / end, __syncthreads and __syncwarp order memory accesses
 // between the threads of a block: an intra-block race is reported even when the schedule hides it.
 #include "simt.h"
 #include "profile.h"  // SIMT_PROFILE counters (issue #18; hooks marked "prof::")
+#include "simt_rt.h"
 
 #include <dlfcn.h>
 #include <elf.h>
@@ -65,7 +70,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include <nccl.h>
 
 // SIMT_TSAN: the kernels are built with -fsanitize=thread. The runtime itself is compiled without it (its
 // scheduler state is touched from every fiber and would be reported), with -DSIMT_TSAN for the fiber calls.
@@ -272,6 +276,17 @@ static float half_bits_to_float(uint16_t h) {
 }
 
 static void segv_handler(int sig, siginfo_t *si, void *uc);
+// The calling thread's alternate signal stack (the SIGSEGV handler cannot run on an overflowed fiber stack).
+// Kept when the thread has one already (a sanitizer's, which it unmaps itself at the thread's exit).
+static void ensure_altstack() {
+  stack_t old;
+  if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE)) return;
+  stack_t ss;
+  ss.ss_size = 64 * 1024;
+  ss.ss_sp = malloc(ss.ss_size);  // kept for the thread's life
+  ss.ss_flags = 0;
+  if (ss.ss_sp) sigaltstack(&ss, NULL);
+}
 static void guard_init();                             // the guard zones and block order (their section is
 static void guard_segv(const void *addr, void *uc);  // before the launches)
 
@@ -304,13 +319,9 @@ static void init() {
     if (o && atoi(o) > 0) g_smem_optin = atoi(o) * 1024;
     if (g_smem_optin > (int)kMaxDynamicShared) g_smem_optin = (int)kMaxDynamicShared;
     for (int i = 0; i < 65536; i++) g_h2f[i] = half_bits_to_float((uint16_t)i);
-    // fiber stack overflows land on a guard page: report them by name (on an alternate signal stack)
-    static char altstack[64 * 1024];
-    stack_t ss;
-    ss.ss_sp = altstack;
-    ss.ss_size = sizeof altstack;
-    ss.ss_flags = 0;
-    sigaltstack(&ss, NULL);
+    // fiber stack overflows land on a guard page: report them by name (on an alternate signal stack, which
+    // every host thread that runs kernels gets in host())
+    ensure_altstack();
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = segv_handler;
@@ -371,6 +382,7 @@ static void segv_handler(int sig, siginfo_t *si, void *uc) {
 static Host *host() {
   if (!t_host) {
     t_host = new Host();  // kept for the thread's life (its TLS shared memory is what the fibers use)
+    ensure_altstack();    // every thread that runs kernels (stage threads, CFG-parallel halves) reports overflows
 #ifdef SIMT_TSAN
     t_host->tsan = __tsan_get_current_fiber();
 #endif
@@ -913,7 +925,9 @@ static BlockOrder block_order(unsigned long long n) {
 
 // ----- launches --------------------------------------------------------------------------------------------
 static std::mutex g_attr_mu;
-static std::unordered_map<const void *, int> g_max_dyn;  // cudaFuncAttributeMaxDynamicSharedMemorySize
+// cudaFuncAttributeMaxDynamicSharedMemorySize per (kernel, device): CUDA keeps it per device context, and
+// stage threads set it for their own device with the sizes their own launches need
+static std::map<std::pair<const void *, int>, int> g_max_dyn;
 
 static cudaError_t launch_error(const LaunchCfg &c, cudaError_t e, const char *why) {
   fprintf(stderr, "simt: launch of %s at %s:%d rejected: %s\n", c.name, c.file, c.line, why);
@@ -946,7 +960,7 @@ void launch(const LaunchCfg &c, void (*body)(void *), void *ctx, void *(*clone)(
     int allowed = 0;
     {
       std::lock_guard<std::mutex> lk(g_attr_mu);
-      auto it = g_max_dyn.find(c.fn);
+      auto it = g_max_dyn.find({c.fn, t_device});
       if (it != g_max_dyn.end()) allowed = it->second;
     }
     if ((long long)c.smem > allowed) {
@@ -959,7 +973,15 @@ void launch(const LaunchCfg &c, void (*body)(void *), void *ctx, void *(*clone)(
       return;
     }
   }
+  if (c.stream && stream_device(c.stream) != t_device) {
+    char why[160];
+    snprintf(why, sizeof why, "its stream belongs to device %d, the current device is %d", stream_device(c.stream),
+             t_device);
+    launch_error(c, cudaErrorInvalidResourceHandle, why);
+    return;
+  }
   if (capture_launch(c, body, ctx, clone, drop)) return;  // recorded (or refused), not run
+  stream_drain(c.stream);  // after the emulated NCCL operations queued before it
   t_cnt.launches++;
   run_grid(c, body, ctx);
 }
@@ -1248,6 +1270,116 @@ void cp_async_wait(int n, const char *file, int line) {
 }  // namespace simt
 
 // =============================================================================================================
+// Emulated devices (SIMT_DEVICES=N, default 1; at most kMaxDevices)
+// Each host thread has a current device (cudaSetDevice; 0 at start, as in CUDA). Every cudaMalloc block is
+// tagged with the device current at allocation. Detected, as an error naming the kernel and its launch site
+// (or the copy call), the devices and the block: a kernel launched on device d whose parameters hold a
+// pointer into another device's block — every 8-byte word of the parameter block is checked, so pointers
+// inside parameter structs count too — and a copy or memset (stream of device d, or the current device)
+// whose source or destination lies in another device's block, unless cudaDeviceEnablePeerAccess gave d
+// access; a launch on another device's stream (a launch error, as on a GPU). Not detected: pointers a kernel
+// computes from integers or loads from device memory (pointer tables), and the block/thread that would fault
+// (the check runs once per launch, before any thread). Copies are checked more strictly than CUDA, whose
+// unified addressing would stage a cross-device copy through the host: in vdp every device's buffers belong
+// to the thread and stream of that device, so such a copy is a bug here.
+// =============================================================================================================
+namespace simt {
+constexpr int kMaxDevices = 16;
+struct DevBlock {
+  size_t size;
+  int dev;
+};
+static std::mutex g_dev_mu;
+static std::map<uintptr_t, DevBlock> g_devmem;   // live cudaMalloc blocks by start address
+static bool g_peer[kMaxDevices][kMaxDevices];     // [d][p]: device d may access device p's memory
+
+int device_count() {
+  static const int n = [] {
+    const char *s = getenv("SIMT_DEVICES");
+    if (!s || !*s) return 1;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || v < 1 || v > kMaxDevices) {
+      fprintf(stderr, "simt: error: SIMT_DEVICES=%s: expected a number of emulated devices from 1 to %d\n", s,
+              kMaxDevices);
+      exit(2);
+    }
+    return (int)v;
+  }();
+  return n;
+}
+int current_device() { return t_device; }
+
+static void devmem_add(void *p, size_t n, int dev) {
+  std::lock_guard<std::mutex> lk(g_dev_mu);
+  g_devmem[(uintptr_t)p] = DevBlock{n ? n : 1, dev};
+}
+static void devmem_remove(void *p) {
+  std::lock_guard<std::mutex> lk(g_dev_mu);
+  g_devmem.erase((uintptr_t)p);
+}
+// The block holding address a (caller holds g_dev_mu), or end().
+static std::map<uintptr_t, DevBlock>::const_iterator devmem_find(uintptr_t a) {
+  auto it = g_devmem.upper_bound(a);
+  if (it == g_devmem.begin()) return g_devmem.end();
+  --it;
+  return a - it->first < it->second.size ? it : g_devmem.end();
+}
+int devmem_device(const void *p) {
+  std::lock_guard<std::mutex> lk(g_dev_mu);
+  auto it = devmem_find((uintptr_t)p);
+  return it == g_devmem.end() ? -1 : it->second.dev;
+}
+static bool peer_ok(int dev, int owner) {
+  std::lock_guard<std::mutex> lk(g_dev_mu);
+  return dev == owner || g_peer[dev][owner];
+}
+
+void devmem_check_copy(const char *what, const void *dst, const void *src, size_t n, cudaMemcpyKind kind,
+                       cudaStream_t s) {
+  if (!n || device_count() == 1) return;
+  const int dev = s ? stream_device(s) : t_device;
+  const void *ends[2] = {dst, src};
+  for (int i = 0; i < 2; i++) {
+    if (!ends[i]) continue;
+    int owner = devmem_device(ends[i]);
+    if (owner < 0) owner = devmem_device((const char *)ends[i] + n - 1);
+    if (owner >= 0 && !peer_ok(dev, owner))
+      fail(NULL, 0,
+           "%s of %zu bytes on device %d%s: its %s %p is device %d's memory and device %d has no peer access to it "
+           "(cudaDeviceEnablePeerAccess); set the device that owns the memory, or copy through a buffer of device %d",
+           what, n, dev, s ? " (the stream's device)" : "", i ? "source" : "destination", ends[i], owner, dev, dev);
+  }
+}
+
+// Called by simt.h's Launcher before the launch: the parameter block, word by word.
+void check_launch_args(const LaunchCfg &c, const void *params, size_t n) {
+  if (device_count() == 1) return;
+  const int dev = c.stream ? stream_device(c.stream) : t_device;
+  if (dev != t_device) return;  // launch() rejects it (another device's stream)
+  for (size_t o = 0; o + sizeof(uintptr_t) <= n; o += sizeof(uintptr_t)) {
+    uintptr_t w;
+    memcpy(&w, (const char *)params + o, sizeof w);
+    if (w < 4096) continue;
+    int owner = -1;
+    size_t size = 0;
+    uintptr_t base = 0;
+    {
+      std::lock_guard<std::mutex> lk(g_dev_mu);
+      auto it = devmem_find(w);
+      if (it == g_devmem.end() || it->second.dev == dev || g_peer[dev][it->second.dev]) continue;
+      owner = it->second.dev, size = it->second.size, base = it->first;
+    }
+    fail(NULL, 0,
+         "kernel %s launched at %s:%d on device %d: the parameter word at byte %zu is %p, inside device %d's cudaMalloc "
+         "block %p (%zu bytes), and device %d has no peer access to device %d: on a GPU the kernel would fault or "
+         "corrupt memory (not detected: which block and thread would touch it first)",
+         c.name, c.file, c.line, dev, o, (void *)w, owner, (void *)base, size, dev, owner);
+  }
+}
+}  // namespace simt
+
+// =============================================================================================================
 // The CUDA runtime subset (cuda_runtime_api.h signatures): one device, host memory, synchronous streams
 // =============================================================================================================
 using namespace simt;
@@ -1271,6 +1403,7 @@ cudaError_t set_error(cudaError_t e) {
   return e;
 }
 }  // namespace
+int simt::stream_device(cudaStream_t s) { return s ? reinterpret_cast<SimtStream *>(s)->dev : t_device; }
 
 // =============================================================================================================
 // Stream capture and graphs (cudaStreamBeginCapture .. cudaStreamEndCapture, cudaGraphInstantiate,
@@ -1413,6 +1546,12 @@ cudaError_t stream_op(int kind, cudaStream_t s, void *dst, const void *src, size
       return cudaSuccess;
     }
   }
+  // emulated devices: the copy's ends must be this device's memory (or a peer's); a stream with an emulated NCCL
+  // operation pending runs its later copies when that completes
+  simt::devmem_check_copy(kind == Node::SET ? "cudaMemset" : "cudaMemcpy", dst, kind == Node::SET ? NULL : src,
+                          height ? (height - 1) * dpitch + width : 0, ckind, s);
+  if (kind == Node::COPY && height == 1 && width && simt::stream_defer_copy(s, dst, src, width)) return cudaSuccess;
+  simt::stream_drain(s);
   if (width && height) run_node(n);
   return cudaSuccess;
 }
@@ -1539,7 +1678,7 @@ cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
 extern "C" {
 cudaError_t cudaGetDeviceCount(int *count) {
   init();
-  *count = 1;
+  *count = device_count();
   return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int *device) {
@@ -1547,7 +1686,7 @@ cudaError_t cudaGetDevice(int *device) {
   return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int device) {
-  if (device != 0) return set_error(cudaErrorInvalidDevice);
+  if (device < 0 || device >= device_count()) return set_error(cudaErrorInvalidDevice);
   t_device = device;
   return cudaSuccess;
 }
@@ -1574,6 +1713,9 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    case cudaErrorNotReady: return "cudaErrorNotReady";
+    case cudaErrorPeerAccessAlreadyEnabled: return "cudaErrorPeerAccessAlreadyEnabled";
+    case cudaErrorPeerAccessNotEnabled: return "cudaErrorPeerAccessNotEnabled";
     case cudaErrorIllegalState: return "cudaErrorIllegalState";
     case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
     case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
@@ -1591,6 +1733,9 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorNotSupported: return "operation not supported (SIMT emulator)";
+    case cudaErrorNotReady: return "device not ready";
+    case cudaErrorPeerAccessAlreadyEnabled: return "peer access is already enabled";
+    case cudaErrorPeerAccessNotEnabled: return "peer access has not been enabled";
     case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
@@ -1600,9 +1745,11 @@ const char *cudaGetErrorString(cudaError_t e) {
   }
 }
 
-static void fill_props(cudaDeviceProp *p) {
+static void fill_props(cudaDeviceProp *p, int device) {
   memset(p, 0, sizeof *p);
-  snprintf(p->name, sizeof p->name, "vdp SIMT emulator (host CPU)");
+  snprintf(p->name, sizeof p->name, "vdp SIMT emulator (host CPU) #%d", device);
+  p->pciBusID = device;  // each emulated device its own "slot"
+  p->unifiedAddressing = 1;
   p->major = 9;
   p->minor = 0;
   long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
@@ -1622,13 +1769,13 @@ static void fill_props(cudaDeviceProp *p) {
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
   init();
-  if (device != 0) return set_error(cudaErrorInvalidDevice);
-  fill_props(prop);
+  if (device < 0 || device >= device_count()) return set_error(cudaErrorInvalidDevice);
+  fill_props(prop, device);
   return cudaSuccess;
 }
 cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device) {
   init();
-  if (device != 0) return set_error(cudaErrorInvalidDevice);
+  if (device < 0 || device >= device_count()) return set_error(cudaErrorInvalidDevice);
   switch (attr) {
     case cudaDevAttrComputeCapabilityMajor: *value = 9; break;
     case cudaDevAttrComputeCapabilityMinor: *value = 0; break;
@@ -1650,7 +1797,7 @@ cudaError_t cudaFuncSetAttribute(const void *func, cudaFuncAttribute attr, int v
     return set_error(cudaErrorInvalidValue);
   }
   std::lock_guard<std::mutex> lk(g_attr_mu);
-  g_max_dyn[func] = value;
+  g_max_dyn[{func, t_device}] = value;
   return cudaSuccess;
 }
 
@@ -1664,8 +1811,11 @@ cudaError_t cudaMalloc(void **p, size_t size) {
     if (posix_memalign(&m, 256, size ? size : 1)) return set_error(cudaErrorMemoryAllocation);
     memset(m, 0xFF, size);  // poison: never-written device memory reads as NaN
   }
-  std::lock_guard<std::mutex> lk(g_mem_mu);
-  g_mem[m] = size;
+  {
+    std::lock_guard<std::mutex> lk(g_mem_mu);
+    g_mem[m] = size;
+  }
+  devmem_add(m, size, t_device);  // emulated devices: the block belongs to the current device
   *p = m;
   return cudaSuccess;
 }
@@ -1681,6 +1831,7 @@ cudaError_t cudaFree(void *p) {
     }
     g_mem.erase(it);
   }
+  devmem_remove(p);
   if (!guard_free(p, __builtin_return_address(0))) free(p);
   return cudaSuccess;
 }
@@ -1705,7 +1856,7 @@ cudaError_t cudaPointerGetAttributes(cudaPointerAttributes *a, const void *ptr) 
   for (auto &kv : g_mem)
     if ((const char *)ptr >= (const char *)kv.first && (const char *)ptr < (const char *)kv.first + (kv.second ? kv.second : 1)) {
       a->type = cudaMemoryTypeDevice;
-      a->device = 0;
+      a->device = devmem_device(ptr);
       a->devicePointer = const_cast<void *>(ptr);
       return cudaSuccess;
     }
@@ -1733,6 +1884,7 @@ cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s) {
 }
 cudaError_t cudaDeviceSynchronize(void) {
   if (cudaError_t e = unsafe_call_check("cudaDeviceSynchronize")) return set_error(e);
+  stream_drain_device(t_device);  // the emulated NCCL operations pending on this device's streams
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreate(cudaStream_t *s) {
@@ -1745,16 +1897,40 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
   if (capture_of(s)) return set_error(capture_refuse("cudaStreamDestroy of a capturing stream", cudaErrorStreamCaptureUnsupported));
+  stream_drain(s);
+  stream_forget(s);
   delete reinterpret_cast<SimtStream *>(s);
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   if (capture_of(s)) return set_error(capture_fail(s, "cudaStreamSynchronize of the capturing stream", cudaErrorStreamCaptureUnsupported));
   if (!s) return set_error(legacy_stream_check("cudaStreamSynchronize(0)"));
+  stream_drain(s);
   return cudaSuccess;
 }
 cudaError_t cudaStreamQuery(cudaStream_t s) {
   if (capture_of(s)) return set_error(capture_fail(s, "cudaStreamQuery of the capturing stream", cudaErrorStreamCaptureUnsupported));
+  if (!stream_ready(s)) return cudaErrorNotReady;  // an emulated NCCL operation is pending on it
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceCanAccessPeer(int *can, int device, int peer) {
+  if (device < 0 || device >= device_count() || peer < 0 || peer >= device_count())
+    return set_error(cudaErrorInvalidDevice);
+  *can = device != peer;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceEnablePeerAccess(int peer, unsigned int flags) {
+  if (peer < 0 || peer >= device_count() || peer == t_device) return set_error(cudaErrorInvalidDevice);
+  std::lock_guard<std::mutex> lk(g_dev_mu);
+  if (g_peer[t_device][peer]) return set_error(cudaErrorPeerAccessAlreadyEnabled);
+  g_peer[t_device][peer] = true;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceDisablePeerAccess(int peer) {
+  if (peer < 0 || peer >= device_count()) return set_error(cudaErrorInvalidDevice);
+  std::lock_guard<std::mutex> lk(g_dev_mu);
+  if (!g_peer[t_device][peer]) return set_error(cudaErrorPeerAccessNotEnabled);
+  g_peer[t_device][peer] = false;
   return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
@@ -1768,6 +1944,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   if (capture_of(s))  // an event node: not emulated (the backend records no event inside a captured step)
     return set_error(capture_fail(s, "cudaEventRecord on a capturing stream (not emulated)", cudaErrorNotSupported));
+  stream_drain(s);
   reinterpret_cast<SimtEvent *>(e)->t = now_ms();
   return cudaSuccess;
 }
@@ -1780,37 +1957,7 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
   return cudaSuccess;
 }
 
-// =============================================================================================================
-// NCCL: not emulated. The version is the headers'; everything that would communicate fails.
-// =============================================================================================================
-ncclResult_t ncclGetVersion(int *version) {
-  *version = NCCL_VERSION_CODE;
-  return ncclSuccess;
-}
-const char *ncclGetErrorString(ncclResult_t r) {
-  return r == ncclSuccess ? "no error" : "NCCL is not available in the SIMT emulator (use the CPU ring transport)";
-}
-const char *ncclGetLastError(ncclComm_t comm) { return "NCCL is not available in the SIMT emulator"; }
-ncclResult_t ncclGetUniqueId(ncclUniqueId *id) { return ncclInvalidUsage; }
-ncclResult_t ncclCommInitRankConfig(ncclComm_t *comm, int nranks, ncclUniqueId id, int rank, ncclConfig_t *config) {
-  *comm = NULL;
-  return ncclInvalidUsage;
-}
-ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *e) {
-  *e = ncclInvalidUsage;
-  return ncclSuccess;
-}
-ncclResult_t ncclCommAbort(ncclComm_t comm) { return ncclSuccess; }
-ncclResult_t ncclCommFinalize(ncclComm_t comm) { return ncclSuccess; }
-ncclResult_t ncclCommDestroy(ncclComm_t comm) { return ncclSuccess; }
-ncclResult_t ncclGroupStart() { return ncclSuccess; }
-ncclResult_t ncclGroupEnd() { return ncclInvalidUsage; }
-ncclResult_t ncclSend(const void *buf, size_t count, ncclDataType_t type, int peer, ncclComm_t comm, cudaStream_t s) {
-  return ncclInvalidUsage;
-}
-ncclResult_t ncclRecv(void *buf, size_t count, ncclDataType_t type, int peer, ncclComm_t comm, cudaStream_t s) {
-  return ncclInvalidUsage;
-}
+// NCCL: emulated in simt_nccl.cpp.
 }  // extern "C"
 
 // =============================================================================================================

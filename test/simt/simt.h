@@ -121,6 +121,8 @@ struct LaunchCfg {
 // ctx: the converted arguments; clone / drop copy and free them (a launch on a capturing stream keeps a copy,
 // as cudaStreamBeginCapture records the argument values at the launch, and a graph launch replays it)
 void launch(const LaunchCfg &c, void (*body)(void *), void *ctx, void *(*clone)(const void *), void (*drop)(void *));
+// Emulated devices: an error when a word of the parameters points into another device's memory.
+void check_launch_args(const LaunchCfg &c, const void *params, size_t n);
 
 // k<<<g, b, smem, s>>>(args): the arguments are converted to the kernel's parameter types once (as the
 // CUDA runtime does); every emulated thread then calls the kernel, i.e. gets its own by-value copy.
@@ -138,6 +140,7 @@ struct Launcher<void(P...)> {
       void (*fn)(P...);
       Args args;
     } ctx{fn, Args(std::forward<A>(a)...)};
+    check_launch_args(cfg, &ctx.args, sizeof ctx.args);
     launch(cfg, [](void *c) { std::apply(static_cast<Ctx *>(c)->fn, static_cast<Ctx *>(c)->args); }, &ctx,
            [](const void *c) -> void * { return new Ctx(*static_cast<const Ctx *>(c)); },
            [](void *c) { delete static_cast<Ctx *>(c); });
