@@ -391,6 +391,18 @@ static int gen_encode(void *ctx, int video, void *cond, float *latent, char *err
   return rc;
 }
 
+// --dump: every step's latent (a download per step: debugging only)
+static void dump_step_latent(StageCtx *sc, int step, const float *lat) {
+  GenJob *j = sc->j;
+  if (!j->p.dump_dir) return;
+  char name[64];
+  float *h = vdp_malloc(j->s.latent_n * sizeof(float), "dump");
+  pipeline_latent_to_host(sc->m, h, lat, j->s.latent_n);
+  snprintf(name, sizeof name, "latents_step_%d", step);
+  dump_tensor(&j->p, name, h, 5, (int64_t[]){1, j->s.F, j->s.lat_c, j->s.h, j->s.w});
+  free(h);
+}
+
 static int gen_step(void *ctx, int video, int step, const void *cond, float *latent, char *err, size_t errlen) {
   StageCtx *sc = ctx;
   GenJob *j = sc->j;
@@ -401,14 +413,7 @@ static int gen_step(void *ctx, int video, int step, const void *cond, float *lat
   // A GPU stage's block ends: its queued work must be done before NCCL sends the latent (the one host
   // synchronisation of a block, not inside it)
   if (j->stages && step == ring_stage_first(j->p.steps, j->stages, sc->stage + 1) - 1) sc->m->be->sync();
-  if (j->p.dump_dir) {  // --dump: every step's latent (a download per step: debugging only)
-    char name[64];
-    float *h = vdp_malloc(j->s.latent_n * sizeof(float), "dump");
-    pipeline_latent_to_host(sc->m, h, lat, j->s.latent_n);
-    snprintf(name, sizeof name, "latents_step_%d", step);
-    dump_tensor(&j->p, name, h, 5, (int64_t[]){1, j->s.F, j->s.lat_c, j->s.h, j->s.w});
-    free(h);
-  }
+  dump_step_latent(sc, step, lat);
   if (j->n_videos > 1 || j->stages > 1)
     fprintf(stderr, "video %d step %d/%d  elapsed %.1fs\n", video, step + 1, j->p.steps, vdp_now() - j->t0);
   else
@@ -429,14 +434,7 @@ static int gen_step_half(void *ctx, int video, int step, const void *cond, float
   if (sc->cond_video != video) pipeline_load_cond(sc->st, cond), sc->cond_video = video;
   float *lat = latent;  // backend memory: this half's PipeState latent (gen_half_latent)
   if (pipeline_step_half(sc->m, &j->p, step, sc->st, lat, half, cfg_exchange_cb, x, err, errlen)) return -1;
-  if (half == 0 && j->p.dump_dir) {  // --dump: every step's latent (a download per step: debugging only)
-    char name[64];
-    float *h = vdp_malloc(j->s.latent_n * sizeof(float), "dump");
-    pipeline_latent_to_host(sc->m, h, lat, j->s.latent_n);
-    snprintf(name, sizeof name, "latents_step_%d", step);
-    dump_tensor(&j->p, name, h, 5, (int64_t[]){1, j->s.F, j->s.lat_c, j->s.h, j->s.w});
-    free(h);
-  }
+  if (half == 0) dump_step_latent(sc, step, lat);
   if (half == 0) fprintf(stderr, "video %d step %d/%d  elapsed %.1fs\n", video, step + 1, j->p.steps, vdp_now() - j->t0);
   return 0;
 }
