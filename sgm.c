@@ -741,6 +741,17 @@ int sgm_name_says_xt(const char *base) {
   return 0;
 }
 
+
+// Appends the non-empty lists of a mismatch ("; 3 missing (a, b, c)") to err, which holds k characters.
+static void list_mismatches(char *err, size_t errlen, size_t k, const List *const ls[4], const char *const what[4]) {
+  for (int j = 0, first = 1; j < 4; j++) {
+    if (!ls[j]->n || k >= errlen) continue;
+    k += (size_t)snprintf(err + k, errlen - k, "%s %d %s (%s%s)", first ? "" : ";", ls[j]->n, what[j], ls[j]->s,
+                          ls[j]->n > 4 ? "; ..." : "");
+    first = 0;
+  }
+}
+
 int sgm_map(const StHeader *h, const char *path, int num_frames, SgmMap *m, FILE *log, char *err, size_t errlen) {
   memset(m, 0, sizeof *m);
   if (classify(h, path, err, errlen)) return -1;
@@ -812,12 +823,7 @@ int sgm_map(const StHeader *h, const char *path, int num_frames, SgmMap *m, FILE
     static const char *const what[4] = {"missing", "with the wrong shape", "of an unsupported dtype",
                                         "unexpected inside the mapped modules"};
     size_t k = (size_t)snprintf(err, errlen, "%s: SGM checkpoint does not match the configuration inferred from it:", path);
-    for (int j = 0, first = 1; j < 4; j++) {
-      if (!ls[j]->n || k >= errlen) continue;
-      k += (size_t)snprintf(err + k, errlen - k, "%s %d %s (%s%s)", first ? "" : ";", ls[j]->n, what[j], ls[j]->s,
-                            ls[j]->n > 4 ? "; ..." : "");
-      first = 0;
-    }
+    list_mismatches(err, errlen, k, ls, what);
     return -1;
   }
   qsort(m->t, (size_t)m->n, sizeof *m->t, cmp_sgm);
@@ -860,12 +866,7 @@ int sgm_map_unet(const StHeader *h, const char *path, const VdpConfig *cfg, SgmM
     static const char *const what[4] = {"with the wrong shape", "missing", "of an unsupported dtype", "unexpected"};
     size_t k = (size_t)snprintf(err, errlen, "--unet %s: the UNet (SGM names, " P_UNET "*) does not match the base "
                                 "model's UNet:", path);
-    for (int j = 0, first = 1; j < 4; j++) {
-      if (!ls[j]->n || k >= errlen) continue;
-      k += (size_t)snprintf(err + k, errlen - k, "%s %d %s (%s%s)", first ? "" : ";", ls[j]->n, what[j], ls[j]->s,
-                            ls[j]->n > 4 ? "; ..." : "");
-      first = 0;
-    }
+    list_mismatches(err, errlen, k, ls, what);
     return -1;
   }
   qsort(m->t, (size_t)m->n, sizeof *m->t, cmp_sgm);

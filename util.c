@@ -527,6 +527,18 @@ static void avail_take(VdpMemAvail *a, uint64_t room, const char *fmt, ...) {
   va_end(ap);
 }
 
+// An rlimit leaves room = its soft limit minus what the process already holds of it (a /proc/self/status
+// field, KiB); fmt gets the limit in KiB and the held MiB.
+static void rlimit_take(VdpMemAvail *a, int resource, const char *status_field, const char *fmt) {
+  struct rlimit rl;
+  if (getrlimit(resource, &rl) || rl.rlim_cur == RLIM_INFINITY) return;
+  uint64_t held = 0;
+  if (read_u64_field("/proc/self/status", status_field, &held)) held = 0;
+  held *= 1024;
+  avail_take(a, rl.rlim_cur > held ? rl.rlim_cur - held : 0, fmt, (unsigned long long)(rl.rlim_cur / 1024),
+             held / 1048576.0);
+}
+
 // The cgroup part, with the /proc/self/cgroup text and the cgroup file system root given (the tests
 // point them at made-up folders).
 void vdp_mem_avail_cgroup(VdpMemAvail *a, const char *proc_cgroup, const char *fs_root) {
@@ -576,19 +588,6 @@ void vdp_mem_avail(VdpMemAvail *a) {
   uint64_t kb;
   if (!read_u64_field("/proc/meminfo", "MemAvailable", &kb)) avail_take(a, kb * 1024, "MemAvailable (/proc/meminfo)");
   vdp_mem_avail_cgroup(a, "/proc/self/cgroup", "/sys/fs/cgroup");
-  struct rlimit rl;
-  if (!getrlimit(RLIMIT_AS, &rl) && rl.rlim_cur != RLIM_INFINITY) {
-    uint64_t vm = 0;
-    if (read_u64_field("/proc/self/status", "VmSize", &vm)) vm = 0;
-    vm *= 1024;
-    avail_take(a, rl.rlim_cur > vm ? rl.rlim_cur - vm : 0, "RLIMIT_AS (ulimit -v %llu KiB, %.1f MiB mapped already)",
-               (unsigned long long)(rl.rlim_cur / 1024), vm / 1048576.0);
-  }
-  if (!getrlimit(RLIMIT_DATA, &rl) && rl.rlim_cur != RLIM_INFINITY) {
-    uint64_t vm = 0;
-    if (read_u64_field("/proc/self/status", "VmData", &vm)) vm = 0;
-    vm *= 1024;
-    avail_take(a, rl.rlim_cur > vm ? rl.rlim_cur - vm : 0, "RLIMIT_DATA (ulimit -d %llu KiB, %.1f MiB in use)",
-               (unsigned long long)(rl.rlim_cur / 1024), vm / 1048576.0);
-  }
+  rlimit_take(a, RLIMIT_AS, "VmSize", "RLIMIT_AS (ulimit -v %llu KiB, %.1f MiB mapped already)");
+  rlimit_take(a, RLIMIT_DATA, "VmData", "RLIMIT_DATA (ulimit -d %llu KiB, %.1f MiB in use)");
 }
